@@ -1,0 +1,88 @@
+//! The simulation side of the runtime seam: madsim's virtual time, its task scheduler, its
+//! seeded generator, and its simulated TCP.
+
+use std::io;
+use std::net::SocketAddr;
+
+use exaid::rt::{BoxFuture, BoxStream, Instant, Listener, Runtime};
+use madsim::rand::RngCore;
+
+/// madsim as the daemon's runtime. Create it inside the simulation (on the node that will
+/// run the daemon): its clock starts at the virtual instant of creation.
+pub struct SimRuntime {
+    /// Virtual time at creation: the epoch of this runtime's [`Instant`]s.
+    epoch: madsim::time::Instant,
+}
+
+impl SimRuntime {
+    /// A runtime whose clock starts now (virtual time).
+    pub fn new() -> SimRuntime {
+        SimRuntime {
+            epoch: madsim::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for SimRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime for SimRuntime {
+    fn now(&self) -> Instant {
+        Instant::from_epoch(self.epoch.elapsed())
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let at = self.epoch + deadline.since_epoch();
+        Box::pin(madsim::time::sleep_until(at))
+    }
+
+    fn spawn(&self, _name: &'static str, task: BoxFuture<'static, ()>) {
+        // Spawned on the current node, so killing the node kills its tasks.
+        drop(madsim::task::spawn(task));
+    }
+
+    fn seed(&self) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        madsim::rand::thread_rng().fill_bytes(&mut seed);
+        seed
+    }
+
+    fn unix_time_ms(&self) -> u64 {
+        madsim::time::TimeHandle::current()
+            .now_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A simulated TCP listener.
+pub struct SimListener {
+    /// The simulated socket.
+    inner: madsim::net::TcpListener,
+}
+
+impl SimListener {
+    /// Bind `addr` on the current node.
+    pub async fn bind(addr: SocketAddr) -> io::Result<SimListener> {
+        Ok(SimListener {
+            inner: madsim::net::TcpListener::bind(addr).await?,
+        })
+    }
+}
+
+impl Listener for SimListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.inner.accept().await?;
+            Ok((Box::new(stream) as BoxStream, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}

@@ -1,0 +1,293 @@
+//! One tool call, from acceptance to its one terminal frame.
+//!
+//! Each accepted call runs in its own task (the connection reader never awaits a tool, so a
+//! slow call never blocks the next frame). The task races four things, in this order:
+//! a stop (client cancel, session expiry), the work (admission, then the tool), the call's
+//! one deadline, and the progress tick. Whichever wins, the work future is dropped right there
+//! (aborting any provider request) and with it every permit the call held; then exactly one
+//! terminal frame goes to the session outbox.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::oneshot;
+
+use crate::admission;
+use crate::daemon::Shared;
+use crate::error::{CallError, ErrorCode};
+use crate::protocol::ServerFrame;
+use crate::provider::{ChatRequest, ChatResponse, ProviderEntry};
+use crate::rt::{Instant, Rt};
+use crate::session::{Session, StopReason};
+use crate::tools::Prepared;
+
+/// What a call is doing now, for progress frames.
+#[derive(Clone)]
+pub enum Phase {
+    /// Accepted, not yet asking for permits.
+    Accepted,
+    /// Waiting for a permit of the named limit.
+    Queued {
+        /// The limit, to quote its live numbers.
+        limit: Arc<admission::Limit>,
+    },
+    /// Running: the sentence says on what.
+    Running {
+        /// E.g. "waiting on provider kimi (model kimi-k2), attempt 1".
+        activity: String,
+    },
+    /// Pausing because the provider rate-limited us.
+    RateLimited {
+        /// The provider.
+        provider: String,
+        /// When the pause ends.
+        until: Instant,
+    },
+}
+
+/// Shared between the call's work and its progress ticker.
+pub struct PhaseCell {
+    /// The current phase.
+    phase: Mutex<Phase>,
+}
+
+impl PhaseCell {
+    fn new() -> PhaseCell {
+        PhaseCell {
+            phase: Mutex::new(Phase::Accepted),
+        }
+    }
+
+    /// Set the phase.
+    pub fn set(&self, phase: Phase) {
+        *self.phase.lock().expect("phase lock") = phase;
+    }
+
+    /// The phase now.
+    pub fn get(&self) -> Phase {
+        self.phase.lock().expect("phase lock").clone()
+    }
+}
+
+/// What a running tool can use.
+pub struct CallCtx {
+    /// The daemon.
+    pub shared: Arc<Shared>,
+    /// The call's phase, for progress frames.
+    pub phase: Arc<PhaseCell>,
+    /// The call's one deadline.
+    pub deadline: Instant,
+    /// The call's request id, for logs.
+    pub request_id: String,
+}
+
+impl CallCtx {
+    /// The runtime.
+    pub fn rt(&self) -> &Rt {
+        &self.shared.rt
+    }
+
+    /// One chat completion on `entry`'s provider, under the call's deadline (the caller's
+    /// select enforces it; dropping this future aborts the attempt).
+    pub async fn complete(
+        &self,
+        entry: &ProviderEntry,
+        request: ChatRequest,
+    ) -> Result<ChatResponse, CallError> {
+        let name = entry.provider.name().to_string();
+        self.phase.set(Phase::Running {
+            activity: format!("waiting on provider {name} (model {})", request.model),
+        });
+        entry
+            .provider
+            .complete(request)
+            .await
+            .map_err(|err| err.into_call_error(&name))
+    }
+}
+
+/// Everything needed to run one accepted call.
+pub struct Accepted {
+    /// The daemon.
+    pub shared: Arc<Shared>,
+    /// The call's session.
+    pub session: Arc<Session>,
+    /// The client's id for the call.
+    pub request_id: String,
+    /// The tool's canonical name.
+    pub tool: &'static str,
+    /// The validated call.
+    pub prepared: Prepared,
+    /// When it was accepted.
+    pub accepted_at: Instant,
+    /// Its one deadline.
+    pub deadline: Instant,
+    /// Fires when the call must stop.
+    pub stop: oneshot::Receiver<StopReason>,
+}
+
+/// Run an accepted call to its terminal frame.
+pub async fn run(call: Accepted) {
+    let Accepted {
+        shared,
+        session,
+        request_id,
+        tool,
+        prepared,
+        accepted_at,
+        deadline,
+        mut stop,
+    } = call;
+    let rt = shared.rt.clone();
+    let phase = Arc::new(PhaseCell::new());
+    let progress_every = Duration::from_millis(shared.config.progress_interval_ms);
+
+    let mut limits = Vec::new();
+    if let Some(resolved) = &prepared.provider {
+        limits.push(session.limit.clone());
+        limits.push(shared.admission.global.clone());
+        limits.push(resolved.entry.limit.clone());
+    }
+    let queue_give_up_at = deadline.min(accepted_at + shared.admission.queue_timeout);
+    let ctx = CallCtx {
+        shared: shared.clone(),
+        phase: phase.clone(),
+        deadline,
+        request_id: request_id.clone(),
+    };
+    let work = {
+        let rt = rt.clone();
+        let phase = phase.clone();
+        async move {
+            let on_wait = |limit: &Arc<admission::Limit>| {
+                phase.set(Phase::Queued {
+                    limit: limit.clone(),
+                })
+            };
+            let permits = admission::admit(&rt, &limits, queue_give_up_at, &on_wait).await?;
+            phase.set(Phase::Running {
+                activity: "running".to_string(),
+            });
+            let result = (prepared.run)(ctx).await;
+            // Permits go back the moment the work is done, before the result is framed.
+            drop(permits);
+            result
+        }
+    };
+    let mut work = Box::pin(AssertUnwindSafe(work).catch_unwind());
+    let mut deadline_sleep = rt.sleep_until(deadline);
+    let mut next_tick_at = accepted_at + progress_every;
+    let mut tick = rt.sleep_until(next_tick_at);
+
+    let outcome: Result<String, CallError> = loop {
+        tokio::select! {
+            biased;
+            reason = &mut stop => {
+                break Err(stopped(reason.unwrap_or(StopReason::SessionExpired)));
+            }
+            finished = &mut work => {
+                break finished.unwrap_or_else(|panic| {
+                    let what = panic_message(panic.as_ref());
+                    tracing::error!(request_id = %request_id, tool, panic = %what, "call panicked");
+                    Err(CallError::new(ErrorCode::InternalError, format!("the {tool} call failed inside exaid: {what}")))
+                });
+            }
+            () = &mut deadline_sleep => {
+                let secs = deadline.saturating_since(accepted_at).as_secs_f64();
+                break Err(CallError::new(
+                    ErrorCode::Timeout,
+                    format!("{tool} did not finish within its deadline of {secs:.3} s ({})", describe(&phase.get(), rt.now())),
+                ));
+            }
+            () = &mut tick => {
+                let now = rt.now();
+                session.push(&progress_frame(&request_id, &phase.get(), accepted_at, deadline, now), now);
+                next_tick_at = next_tick_at + progress_every;
+                tick = rt.sleep_until(next_tick_at);
+            }
+        }
+    };
+    // Drop the work first: this aborts the provider attempt and returns every permit, even
+    // when the deadline or a cancel won the race.
+    drop(work);
+    let now = rt.now();
+    let terminal = match outcome {
+        Ok(text) => ServerFrame::call_succeeded(request_id.clone(), text),
+        Err(error) => ServerFrame::call_failed(request_id.clone(), error),
+    };
+    tracing::debug!(request_id = %request_id, tool, elapsed_ms = now.saturating_since(accepted_at).as_millis() as u64, "call ended");
+    session.finish_call(&request_id, &terminal, now);
+}
+
+fn stopped(reason: StopReason) -> CallError {
+    match reason {
+        StopReason::ClientCancel => CallError::new(ErrorCode::Cancelled, "cancelled by the client"),
+        StopReason::SessionExpired => CallError::new(
+            ErrorCode::Cancelled,
+            "cancelled: the session expired with no client attached",
+        ),
+        StopReason::Shutdown => CallError::new(
+            ErrorCode::ServiceUnavailable,
+            "the daemon shut down before the call finished",
+        ),
+    }
+}
+
+fn describe(phase: &Phase, now: Instant) -> String {
+    match phase {
+        Phase::Accepted => "accepted, about to ask for capacity".to_string(),
+        Phase::Queued { limit } => {
+            let s = limit.snapshot();
+            format!(
+                "waiting for capacity: limit {} has {}/{} permits in use, {} waiting",
+                s.name, s.permits_in_use, s.permits_max, s.waiters
+            )
+        }
+        Phase::Running { activity } => activity.clone(),
+        Phase::RateLimited { provider, until } => format!(
+            "provider {provider} rate-limited the call; pausing {:.1} s more as it asked",
+            until.saturating_since(now).as_secs_f64()
+        ),
+    }
+}
+
+fn progress_frame(
+    request_id: &str,
+    phase: &Phase,
+    accepted_at: Instant,
+    deadline: Instant,
+    now: Instant,
+) -> ServerFrame {
+    let (name, waiting_for) = match phase {
+        Phase::Accepted => ("accepted", None),
+        Phase::Queued { limit } => ("queued", Some(limit.name().to_string())),
+        Phase::Running { .. } => ("running", None),
+        Phase::RateLimited { provider, .. } => {
+            ("rate_limited", Some(format!("provider:{provider}")))
+        }
+    };
+    ServerFrame::Progress {
+        request_id: request_id.to_string(),
+        message: describe(phase, now),
+        phase: name,
+        elapsed_secs: round_ms(now.saturating_since(accepted_at)),
+        remaining_secs: round_ms(deadline.saturating_since(now)),
+        waiting_for,
+    }
+}
+
+fn round_ms(duration: Duration) -> f64 {
+    duration.as_millis() as f64 / 1000.0
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "panic".to_string()
+    }
+}

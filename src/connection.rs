@@ -1,0 +1,491 @@
+//! One WebSocket connection: the hello handshake, then reading frames and draining the
+//! session outbox.
+//!
+//! The reader never awaits a tool: `call_tool` validates, registers the call, acks it and
+//! spawns its task; every reply goes into the session outbox, which this same loop drains.
+//! When the socket goes, the session stays (calls run on, frames wait); a newer connection to
+//! the same session kicks this one out with close code 4004.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::oneshot;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{WebSocketConfig, frame::coding::CloseCode};
+
+use crate::call::{self, Accepted};
+use crate::daemon::Shared;
+use crate::error::{CallError, ErrorCode};
+use crate::protocol::reply::ServerInfo;
+use crate::protocol::{ClientFrame, Hello, ServerFrame, close_code, decode};
+use crate::rt::BoxStream;
+use crate::session::{Session, StopReason};
+use crate::tools::ToolKind;
+
+type Sink = futures_util::stream::SplitSink<WebSocketStream<BoxStream>, Message>;
+type Source = futures_util::stream::SplitStream<WebSocketStream<BoxStream>>;
+
+/// Longest close reason the WebSocket protocol allows, in bytes.
+const CLOSE_REASON_BYTES_MAX: usize = 123;
+
+/// Serve one accepted byte stream until it closes.
+pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
+    let Some(_slot) = shared.try_count_connection() else {
+        if let Some((mut sink, _)) = handshake(&shared, stream).await {
+            let reason = format!(
+                "too many connections (EXAI_WS_MAX_CONNECTIONS={})",
+                shared.config.max_connections
+            );
+            close(&mut sink, close_code::POLICY, &reason).await;
+        }
+        return;
+    };
+    let Some((mut sink, mut source)) = handshake(&shared, stream).await else {
+        return;
+    };
+    let Some(hello) = read_hello(&shared, &mut sink, &mut source).await else {
+        return;
+    };
+    if !hello
+        .token
+        .as_deref()
+        .is_some_and(|t| shared.token_matches(t))
+    {
+        let reason = if hello.token.is_none() {
+            "hello has no token"
+        } else {
+            "bad token"
+        };
+        tracing::info!(%peer, "refused: {reason}");
+        close(&mut sink, close_code::BAD_TOKEN, reason).await;
+        return;
+    }
+    let (session, resumed, resume_refused, mut cursor) = match open_session(&shared, &hello) {
+        Ok(opened) => opened,
+        Err(reason) => {
+            close(&mut sink, close_code::POLICY, &reason).await;
+            return;
+        }
+    };
+    let (generation, kick) = session.attach();
+    let ack = ServerFrame::HelloAck {
+        ok: true,
+        session_id: session.id.clone(),
+        resume_token: session.resume_token().to_string(),
+        resumed,
+        server: ServerInfo::current(),
+        resume_refused,
+    };
+    tracing::info!(%peer, session = %session.id, resumed, "hello");
+    if sink.send(Message::text(ack.to_json())).await.is_ok() {
+        let ending = run(
+            &shared,
+            &session,
+            &mut sink,
+            &mut source,
+            &kick,
+            &mut cursor,
+        )
+        .await;
+        if let Some((code, reason)) = ending {
+            close(&mut sink, code, &reason).await;
+        }
+    }
+    session.detach(generation, shared.rt.now());
+    tracing::debug!(%peer, session = %session.id, "connection closed");
+}
+
+/// The WebSocket upgrade, with the frame-size limit applied.
+async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Source)> {
+    let max_bytes = shared.config.max_frame_bytes;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_bytes))
+        .max_frame_size(Some(max_bytes));
+    let handshake_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
+    let accept = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let give_up = shared.rt.sleep(handshake_timeout);
+    let ws = tokio::select! {
+        biased;
+        ws = accept => ws,
+        () = give_up => return None,
+    };
+    match ws {
+        Ok(ws) => Some(ws.split()),
+        Err(err) => {
+            tracing::debug!(error = %err, "websocket handshake failed");
+            None
+        }
+    }
+}
+
+/// Wait for the first frame and insist it is a `hello`. On any failure, the connection is
+/// closed with the protocol's code and `None` is returned.
+async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Option<Hello> {
+    let hello_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
+    let give_up = shared.rt.sleep(hello_timeout);
+    let first = tokio::select! {
+        biased;
+        first = next_data(source) => first,
+        () = give_up => {
+            let reason = format!("no hello within {:.1} s (EXAI_WS_HELLO_TIMEOUT)", hello_timeout.as_secs_f64());
+            close(sink, close_code::HELLO_TIMEOUT, &reason).await;
+            return None;
+        }
+    };
+    let text = match first {
+        Data::Text(text) => text,
+        Data::Binary => {
+            close(
+                sink,
+                close_code::BAD_JSON,
+                "hello must be a JSON text frame, got a binary frame",
+            )
+            .await;
+            return None;
+        }
+        Data::TooBig => {
+            close(sink, close_code::TOO_BIG, &too_big_reason(shared)).await;
+            return None;
+        }
+        Data::Closed => return None,
+    };
+    match decode(&text) {
+        Ok(ClientFrame::Hello(hello)) => Some(hello),
+        Ok(other) => {
+            let reason = format!("first frame must be op \"hello\", got \"{}\"", other.op());
+            close(sink, close_code::NOT_HELLO, &reason).await;
+            None
+        }
+        Err(err) if err.is_not_json() => {
+            close(
+                sink,
+                close_code::BAD_JSON,
+                &format!("hello is not JSON: {}", err.message),
+            )
+            .await;
+            None
+        }
+        Err(err) => {
+            close(
+                sink,
+                close_code::NOT_HELLO,
+                &format!("not a valid hello: {}", err.message),
+            )
+            .await;
+            None
+        }
+    }
+}
+
+/// A fresh or resumed session for this hello: `(session, resumed, why a resume was refused,
+/// cursor)`. The cursor is the last seq the client has; frames after it are sent first.
+fn open_session(
+    shared: &Shared,
+    hello: &Hello,
+) -> Result<(Arc<Session>, bool, Option<String>, u64), String> {
+    let mut resume_refused = None;
+    if let Some(session_id) = &hello.session_id {
+        let token = hello.resume_token.as_deref().unwrap_or("");
+        match shared.sessions.resume(session_id, token) {
+            Ok(session) => {
+                let last_seq = session.outbox.stats().last_seq;
+                let cursor = hello.last_seq.unwrap_or(0).min(last_seq);
+                session.ack(cursor);
+                return Ok((session, true, None, cursor));
+            }
+            Err(_) => {
+                resume_refused =
+                    Some("unknown or expired session, or wrong resume_token".to_string());
+            }
+        }
+    }
+    let id = shared.random_hex(16);
+    let resume_token = shared.random_hex(32);
+    match shared.sessions.create(id, resume_token) {
+        Some(session) => Ok((session, false, resume_refused, 0)),
+        None => Err(format!(
+            "too many sessions (EXAI_WS_MAX_SESSIONS={})",
+            shared.config.max_sessions
+        )),
+    }
+}
+
+/// What one read produced.
+enum Data {
+    /// A text frame.
+    Text(String),
+    /// A binary frame (not part of the protocol).
+    Binary,
+    /// A frame over `EXAI_WS_MAX_BYTES`.
+    TooBig,
+    /// The peer closed or the socket failed.
+    Closed,
+}
+
+async fn next_data(source: &mut Source) -> Data {
+    loop {
+        match source.next().await {
+            None => return Data::Closed,
+            Some(Ok(Message::Text(text))) => return Data::Text(text.to_string()),
+            Some(Ok(Message::Binary(_))) => return Data::Binary,
+            Some(Ok(Message::Close(_))) => return Data::Closed,
+            // Pings are answered by tungstenite itself; pongs and raw frames carry nothing.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                return Data::TooBig;
+            }
+            Some(Err(err)) => {
+                tracing::debug!(error = %err, "websocket read failed");
+                return Data::Closed;
+            }
+        }
+    }
+}
+
+/// The connection's main loop. Returns the close code and reason to send, if any.
+async fn run(
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    sink: &mut Sink,
+    source: &mut Source,
+    kick: &tokio::sync::Notify,
+    cursor: &mut u64,
+) -> Option<(u16, String)> {
+    // Replay whatever the client has not seen yet (everything after `last_seq` on resume).
+    if flush(shared, session, sink, cursor).await.is_err() {
+        return None;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            () = kick.notified() => {
+                // Let the newer connection's writer have the outbox's wake-up.
+                session.outbox.wake();
+                return Some((close_code::SUPERSEDED, "superseded: a newer connection resumed this session".to_string()));
+            }
+            () = session.outbox.notified() => {
+                if flush(shared, session, sink, cursor).await.is_err() {
+                    return None;
+                }
+            }
+            data = next_data(source) => match data {
+                Data::Text(text) => handle_text(shared, session, &text),
+                Data::Binary => {
+                    let error = CallError::new(ErrorCode::ProtocolError, "binary frames are not part of the protocol; send JSON text frames");
+                    session.push(&ServerFrame::Error { request_id: None, error }, shared.rt.now());
+                }
+                Data::TooBig => return Some((close_code::TOO_BIG, too_big_reason(shared))),
+                Data::Closed => return None,
+            },
+        }
+    }
+}
+
+/// Send every frame after `cursor`, announcing any gap first.
+async fn flush(
+    shared: &Shared,
+    session: &Session,
+    sink: &mut Sink,
+    cursor: &mut u64,
+) -> Result<(), WsError> {
+    let batch = session.outbox.frames_after(*cursor, shared.rt.now());
+    if batch.gap.is_none() && batch.frames.is_empty() {
+        return Ok(());
+    }
+    if let Some(gap) = batch.gap {
+        let frame = ServerFrame::Gap {
+            from_seq: gap.from_seq,
+            to_seq: gap.to_seq,
+            reason: format!(
+                "frames fell out of the session outbox before delivery (caps: {} frames, {} bytes, {} s)",
+                session.outbox.frames_max(),
+                session.outbox.bytes_max(),
+                shared.config.session_ttl_ms / 1000
+            ),
+        };
+        tracing::warn!(session = %session.id, from_seq = gap.from_seq, to_seq = gap.to_seq, "outbox gap");
+        sink.feed(Message::text(frame.to_json())).await?;
+        *cursor = gap.to_seq;
+    }
+    for (seq, text) in batch.frames {
+        sink.feed(Message::text(text.to_string())).await?;
+        *cursor = seq;
+    }
+    sink.flush().await
+}
+
+/// Handle one text frame: decode, then act. Never awaits.
+fn handle_text(shared: &Arc<Shared>, session: &Arc<Session>, text: &str) {
+    let now = shared.rt.now();
+    let frame = match decode(text) {
+        Ok(frame) => frame,
+        Err(err) => {
+            let error = CallError::new(err.code, err.message);
+            // A broken call_tool that named its request gets a terminal frame, so a client
+            // waiting on that id is answered.
+            let reply = match (err.op.as_deref(), err.request_id) {
+                (Some("call_tool"), Some(request_id)) => {
+                    ServerFrame::call_failed(request_id, error)
+                }
+                (_, request_id) => ServerFrame::Error { request_id, error },
+            };
+            session.push(&reply, now);
+            return;
+        }
+    };
+    match frame {
+        ClientFrame::Hello(_) => {
+            let error = CallError::new(
+                ErrorCode::InvalidRequest,
+                "hello was already received on this connection",
+            );
+            session.push(
+                &ServerFrame::Error {
+                    request_id: None,
+                    error,
+                },
+                now,
+            );
+        }
+        ClientFrame::ListTools { request_id } => {
+            let tools = shared.tools.infos();
+            session.push(&ServerFrame::ListToolsRes { request_id, tools }, now);
+        }
+        ClientFrame::CallTool {
+            request_id,
+            name,
+            arguments,
+        } => start_call(shared, session, request_id, &name, arguments),
+        ClientFrame::Cancel { request_id } => {
+            let cancelled = ServerFrame::Cancelled {
+                request_id: request_id.clone(),
+            };
+            if !session.stop_call(&request_id, StopReason::ClientCancel, Some(&cancelled), now) {
+                let error = CallError::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "no running call with request_id \"{request_id}\" (it may have finished already)"
+                    ),
+                );
+                session.push(
+                    &ServerFrame::Error {
+                        request_id: Some(request_id),
+                        error,
+                    },
+                    now,
+                );
+            }
+        }
+        ClientFrame::Ack { seq } => session.ack(seq),
+        ClientFrame::Ping { request_id } => {
+            session.push(&ServerFrame::Pong { request_id }, now);
+        }
+        ClientFrame::Health { request_id } => {
+            let health = crate::health::snapshot(shared);
+            let ok = health.ok;
+            let health = serde_json::to_value(&health).expect("health serializes");
+            session.push(
+                &ServerFrame::HealthRes {
+                    request_id,
+                    ok,
+                    health,
+                },
+                now,
+            );
+        }
+    }
+}
+
+/// Validate, register, ack and spawn one call.
+fn start_call(
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    request_id: String,
+    name: &str,
+    arguments: serde_json::Map<String, serde_json::Value>,
+) {
+    let now = shared.rt.now();
+    let Some(tool) = shared.tools.get(name).cloned() else {
+        let error = CallError::new(
+            ErrorCode::ToolNotFound,
+            format!(
+                "no tool named \"{name}\"; available: {}",
+                shared.tools.names().join(", ")
+            ),
+        );
+        session.push(&ServerFrame::call_failed(request_id, error), now);
+        return;
+    };
+    let timeout_ms = match tool.kind() {
+        ToolKind::Simple => shared.config.simple_tool_timeout_ms,
+        ToolKind::Workflow => shared.config.workflow_tool_timeout_ms,
+    };
+    if session.is_running(&request_id) {
+        // The same request id again while it runs is the same call: join it.
+        let ack = ServerFrame::CallToolAck {
+            request_id,
+            accepted: true,
+            timeout: timeout_ms as f64 / 1000.0,
+            name: tool.name().to_string(),
+            joined: true,
+        };
+        session.push(&ack, now);
+        return;
+    }
+    let prepared = match tool.prepare(arguments, shared) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            session.push(&ServerFrame::call_failed(request_id, error), now);
+            return;
+        }
+    };
+    let (stop_tx, stop_rx) = oneshot::channel();
+    if session.register_call(&request_id, stop_tx).is_err() {
+        unreachable!("request id checked as not running on this same task");
+    }
+    let ack = ServerFrame::CallToolAck {
+        request_id: request_id.clone(),
+        accepted: true,
+        timeout: timeout_ms as f64 / 1000.0,
+        name: tool.name().to_string(),
+        joined: false,
+    };
+    session.push(&ack, now);
+    let accepted = Accepted {
+        shared: shared.clone(),
+        session: session.clone(),
+        request_id,
+        tool: tool.name(),
+        prepared,
+        accepted_at: now,
+        deadline: now + Duration::from_millis(timeout_ms),
+        stop: stop_rx,
+    };
+    shared.rt.spawn("call", call::run(accepted));
+}
+
+fn too_big_reason(shared: &Shared) -> String {
+    format!(
+        "frame exceeds EXAI_WS_MAX_BYTES ({} bytes)",
+        shared.config.max_frame_bytes
+    )
+}
+
+/// Send a close frame (reason cut to the protocol's limit) and stop.
+async fn close(sink: &mut Sink, code: u16, reason: &str) {
+    let mut cut = reason.len().min(CLOSE_REASON_BYTES_MAX);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason[..cut].to_string().into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}

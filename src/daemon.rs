@@ -1,0 +1,185 @@
+//! The daemon: its shared state, and how it is built and served.
+//!
+//! [`Shared`] is everything connections and calls need, behind one `Arc`. [`Daemon`] builds it
+//! from a [`Config`], a runtime and a token, and serves a listener. Both production (`main`)
+//! and the simulator build the daemon the same way; only the runtime and listener differ.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+
+use crate::admission::{Admission, Limit};
+use crate::config::Config;
+use crate::provider::offline::OfflineProvider;
+use crate::provider::{Provider, ProviderEntry, Providers};
+use crate::rt::{Instant, Listener, Rng, Rt};
+use crate::session::{SessionLimits, SessionRegistry};
+use crate::tools::ToolRegistry;
+
+/// Everything connections and calls share.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// The runtime seam.
+    pub rt: Rt,
+    /// The auth token clients must present in `hello`; compared in constant time.
+    token: String,
+    /// Global admission.
+    pub admission: Admission,
+    /// Providers by model.
+    pub providers: Providers,
+    /// Enabled tools.
+    pub tools: ToolRegistry,
+    /// Sessions by id.
+    pub sessions: SessionRegistry,
+    /// Ids and tokens come from here (seeded by the runtime).
+    rng: Mutex<Rng>,
+    /// When the daemon started.
+    pub started_at: Instant,
+    /// WebSocket connections open now.
+    connections: AtomicU32,
+}
+
+impl Shared {
+    /// Whether `presented` is the daemon's token, in constant time.
+    pub fn token_matches(&self, presented: &str) -> bool {
+        self.token.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+
+    /// `n_bytes` of randomness as hex.
+    pub fn random_hex(&self, n_bytes: usize) -> String {
+        self.rng.lock().expect("rng lock").hex(n_bytes)
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> u32 {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Count a connection in, if under `EXAI_WS_MAX_CONNECTIONS`. The guard counts it out.
+    pub fn try_count_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let before = self.connections.fetch_add(1, Ordering::SeqCst);
+        let slot = ConnectionSlot {
+            shared: self.clone(),
+        };
+        if before >= self.config.max_connections {
+            return None; // the slot drops here and uncounts itself
+        }
+        Some(slot)
+    }
+}
+
+/// One counted connection; uncounted on drop.
+pub struct ConnectionSlot {
+    /// Whose counter.
+    shared: Arc<Shared>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The concurrency limit configured for a provider name.
+fn provider_permits_max(config: &Config, name: &str) -> u32 {
+    match name {
+        "kimi" => config.kimi_max_inflight,
+        "glm" => config.glm_max_inflight,
+        "offline" => config.offline_max_inflight,
+        _ => config.global_max_inflight,
+    }
+}
+
+/// A built daemon, ready to serve listeners.
+pub struct Daemon {
+    /// Its shared state.
+    shared: Arc<Shared>,
+}
+
+impl Daemon {
+    /// A daemon with the built-in providers for `config` (today: offline).
+    pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
+        let offline = Arc::new(OfflineProvider::new(
+            rt.clone(),
+            Duration::from_millis(config.offline_latency_ms),
+        ));
+        Daemon::with_providers(config, token, rt, vec![offline])
+    }
+
+    /// A daemon with the given providers (the simulator passes simulated ones).
+    pub fn with_providers(
+        config: Config,
+        token: String,
+        rt: Rt,
+        providers: Vec<Arc<dyn Provider>>,
+    ) -> Daemon {
+        assert!(!token.is_empty(), "the daemon needs a token");
+        let entries = providers
+            .into_iter()
+            .map(|provider| {
+                let permits_max = provider_permits_max(&config, provider.name());
+                let limit = Limit::new(
+                    format!("provider:{}", provider.name()),
+                    permits_max,
+                    config.queue_max_waiters,
+                );
+                Arc::new(ProviderEntry { provider, limit })
+            })
+            .collect();
+        let sessions = SessionRegistry::new(SessionLimits {
+            inflight_max: config.session_max_inflight,
+            waiters_max: config.queue_max_waiters,
+            outbox_frames_max: config.outbox_max_frames as usize,
+            outbox_bytes_max: config.outbox_max_bytes,
+            ttl: Duration::from_millis(config.session_ttl_ms),
+            sessions_max: config.max_sessions as usize,
+        });
+        let shared = Shared {
+            admission: Admission::new(
+                config.global_max_inflight,
+                config.queue_max_waiters,
+                Duration::from_millis(config.queue_timeout_ms),
+            ),
+            providers: Providers::new(entries),
+            tools: ToolRegistry::builtin(),
+            sessions,
+            rng: Mutex::new(rt.rng()),
+            started_at: rt.now(),
+            connections: AtomicU32::new(0),
+            token,
+            config,
+            rt,
+        };
+        Daemon {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The shared state (tests and the status endpoint read it).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Serve `listener` until it fails. Also starts the session reaper.
+    pub async fn serve(&self, listener: Box<dyn Listener>) -> io::Result<()> {
+        self.spawn_reaper();
+        crate::server::accept_loop(self.shared.clone(), listener).await
+    }
+
+    /// Expire detached sessions periodically.
+    fn spawn_reaper(&self) {
+        let shared = self.shared.clone();
+        let every = Duration::from_millis((shared.config.session_ttl_ms / 4).clamp(10, 1000));
+        let rt = shared.rt.clone();
+        rt.clone().spawn("session-reaper", async move {
+            loop {
+                rt.sleep(every).await;
+                shared.sessions.expire(rt.now());
+            }
+        });
+    }
+}

@@ -1,0 +1,37 @@
+//! exaid: a daemon between AI coding clients and rate-limited LLM providers.
+//!
+//! It bounds concurrency, enforces one honest deadline per call, retries rate limits the way
+//! the provider asks, and never loses a result because a client disconnected. The core runs
+//! on real tokio in production and, unchanged, inside the madsim deterministic simulator:
+//! every source of nondeterminism enters through [`rt`].
+//!
+//! Where things are:
+//! - [`rt`]: the runtime seam (time, spawning, randomness, listener, byte stream);
+//! - [`config`]: layered, validated configuration with sources;
+//! - [`protocol`]: the EXAI wire protocol (frame parsing in `protocol::frame`);
+//! - [`server`], [`connection`]: accepting sockets, the hello handshake, reading and writing;
+//! - [`session`], [`outbox`]: what outlives a connection, and seq-stamped delivery;
+//! - [`admission`]: where permits are taken; [`call`]: one call's deadline and ending;
+//! - [`tools`], [`provider`]: what a call runs, and the models behind it;
+//! - [`health`]: permit books compared with live holders;
+//! - [`daemon`]: the shared state and how it is built.
+
+pub mod admission;
+pub mod auth;
+pub mod call;
+pub mod config;
+pub mod connection;
+pub mod daemon;
+pub mod error;
+pub mod health;
+pub mod outbox;
+pub mod protocol;
+pub mod provider;
+pub mod rt;
+pub mod server;
+pub mod session;
+pub mod tools;
+
+pub use config::Config;
+pub use daemon::Daemon;
+pub use error::{CallError, ErrorCode};

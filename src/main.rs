@@ -1,0 +1,215 @@
+//! The production entry point: parse flags, load configuration, find or create the token,
+//! and serve on real tokio.
+//!
+//! This file and `src/rt/tokio.rs` are the production side of the runtime seam: the only
+//! places that read the process environment, the real clock or OS signals.
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use exaid::auth::{self, TokenOrigin};
+use exaid::config::{Config, Layers};
+use exaid::rt::Rt;
+use exaid::rt::tokio::{TokioListener, TokioRuntime};
+
+/// exaid: a daemon between AI coding clients and rate-limited LLM providers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML config file (default: exaid.toml if it exists; also EXAI_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// dotenv file (default: .env if it exists; also EXAI_ENV_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Address to bind (EXAI_WS_HOST).
+    #[arg(long, global = true)]
+    host: Option<String>,
+    /// Port to bind (EXAI_WS_PORT).
+    #[arg(long, global = true)]
+    port: Option<String>,
+    /// Set any configuration key, e.g. --set SIMPLE_TOOL_TIMEOUT_SECS=30 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the EXAI WebSocket protocol (the default).
+    Serve,
+    /// Print every effective configuration value and where it came from.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match load_config(&cli) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("exaid: configuration error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    for warning in &loaded.warnings {
+        eprintln!("exaid: warning: {warning}");
+    }
+    match cli.command {
+        Some(Command::Config) => {
+            print!("{}", loaded.config.render());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Serve) | None => serve(loaded.config),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<exaid::config::Loaded, String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let lookup = |key: &str| {
+        env.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| PathBuf::from(v))
+    };
+    let (file, file_required) = match cli.config.clone().or_else(|| lookup("EXAI_CONFIG")) {
+        Some(path) => (Some(path), true),
+        None => (Some(PathBuf::from("exaid.toml")), false),
+    };
+    let (dotenv, dotenv_required) = match cli.env_file.clone().or_else(|| lookup("EXAI_ENV_FILE")) {
+        Some(path) => (Some(path), true),
+        None => (Some(PathBuf::from(".env")), false),
+    };
+    let mut flags = Vec::new();
+    if let Some(host) = &cli.host {
+        flags.push(("EXAI_WS_HOST".to_string(), host.clone()));
+    }
+    if let Some(port) = &cli.port {
+        flags.push(("EXAI_WS_PORT".to_string(), port.clone()));
+    }
+    for pair in &cli.set {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(format!("--set {pair}: expected KEY=VALUE"));
+        };
+        flags.push((key.trim().to_string(), value.to_string()));
+    }
+    let layers = Layers {
+        file,
+        file_required,
+        dotenv,
+        dotenv_required,
+        env,
+        flags,
+    };
+    Config::load(&layers).map_err(|err| err.to_string())
+}
+
+fn serve(config: Config) -> ExitCode {
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("exaid: cannot start the tokio runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let rt = Rt::new(Arc::new(TokioRuntime::new()));
+        let (token, origin) = match resolve_token(&config, &rt) {
+            Ok(found) => found,
+            Err(message) => {
+                eprintln!("exaid: {message}");
+                return ExitCode::from(2);
+            }
+        };
+        let addr = match (config.ws_host.as_str(), config.ws_port)
+            .to_socket_addrs()
+            .map(|mut a| a.next())
+        {
+            Ok(Some(addr)) => addr,
+            Ok(None) | Err(_) => {
+                eprintln!(
+                    "exaid: EXAI_WS_HOST={} does not resolve to an address",
+                    config.ws_host
+                );
+                return ExitCode::from(2);
+            }
+        };
+        let listener = match TokioListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!("exaid: cannot listen on {addr}: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let bound = exaid::rt::Listener::local_addr(&listener).unwrap_or(addr);
+        log_startup(&config, bound, &origin);
+        let daemon = exaid::Daemon::new(config, token, rt);
+        let serve = daemon.serve(Box::new(listener));
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; exiting");
+                ExitCode::SUCCESS
+            }
+            result = serve => match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("exaid: listener failed: {err}");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
+}
+
+fn resolve_token(config: &Config, rt: &Rt) -> Result<(String, TokenOrigin), String> {
+    if let Some(token) = &config.ws_token {
+        return Ok((token.expose().to_string(), TokenOrigin::Config));
+    }
+    let path = match &config.token_file {
+        Some(path) => path.clone(),
+        None => {
+            let xdg = std::env::var("XDG_STATE_HOME").ok();
+            let home = std::env::var("HOME").ok();
+            auth::default_token_file(xdg.as_deref(), home.as_deref()).ok_or(
+                "no EXAI_WS_TOKEN, no EXAI_TOKEN_FILE and no HOME: cannot decide where to keep the token",
+            )?
+        }
+    };
+    auth::load_or_create(&path, &mut rt.rng())
+}
+
+fn log_startup(config: &Config, bound: std::net::SocketAddr, origin: &TokenOrigin) {
+    let token_note = match origin {
+        TokenOrigin::Config => "token: EXAI_WS_TOKEN".to_string(),
+        TokenOrigin::File(path) => format!("token: read from {}", path.display()),
+        TokenOrigin::Generated(path) => format!(
+            "token: none configured, generated one into {} (owner-only)",
+            path.display()
+        ),
+    };
+    println!(
+        "exaid {} listening on ws://{bound} ({token_note})",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (key, value, source) in config.entries() {
+        tracing::info!(target: "exaid::config", "{key} = {value} ({source})");
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .init();
+}

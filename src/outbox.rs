@@ -1,0 +1,285 @@
+//! The session outbox: every frame a session sends passes through here.
+//!
+//! Why: delivery must not depend on whether the client is connected right now. Producers
+//! (call tasks, the connection reader) push frames; the outbox stamps each with the session's
+//! next `seq` and keeps it; whichever connection currently serves the session drains frames
+//! after its cursor. Frames stay until the client acks them, they grow older than the TTL, or
+//! the caps (frames, bytes) push the oldest out. A frame that falls out before its client saw
+//! it is never silent: the writer announces the hole with a `gap` frame.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::protocol::ServerFrame;
+use crate::rt::Instant;
+
+/// One stamped frame.
+#[derive(Debug, Clone)]
+struct Stored {
+    /// Its seq.
+    seq: u64,
+    /// Its JSON text, seq included; shared with the writer without copying.
+    text: Arc<str>,
+    /// When it was pushed, for the TTL.
+    pushed_at: Instant,
+}
+
+/// Frames that fell out of the outbox before they were acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// First lost seq.
+    pub from_seq: u64,
+    /// Last lost seq.
+    pub to_seq: u64,
+}
+
+/// What a writer gets when it asks for frames.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Frames lost between the cursor and the first frame below, if any.
+    pub gap: Option<Gap>,
+    /// Frames after the cursor, in seq order.
+    pub frames: Vec<(u64, Arc<str>)>,
+}
+
+/// Outbox counters, for health and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Frames held now.
+    pub frames: usize,
+    /// Bytes held now.
+    pub bytes: usize,
+    /// Highest seq stamped so far (0 before the first frame).
+    pub last_seq: u64,
+    /// Frames pushed out by a cap or the TTL before they were acked.
+    pub evicted_total: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The seq the next frame gets; seqs start at 1 so `last_seq: 0` means "nothing seen".
+    next_seq: u64,
+    /// Kept frames, oldest first, seqs contiguous from `frames[0].seq`.
+    frames: VecDeque<Stored>,
+    /// Sum of kept frames' text lengths.
+    bytes: usize,
+    /// Frames evicted before acked, all time.
+    evicted_total: u64,
+}
+
+/// A session's outbox.
+#[derive(Debug)]
+pub struct Outbox {
+    /// Frames and counters.
+    state: Mutex<State>,
+    /// Wakes the writer when a frame arrives.
+    notify: Notify,
+    /// Cap on kept frames.
+    frames_max: usize,
+    /// Cap on kept bytes.
+    bytes_max: usize,
+    /// How long an unacked frame is kept.
+    ttl: Duration,
+}
+
+impl Outbox {
+    /// An empty outbox with its caps.
+    pub fn new(frames_max: usize, bytes_max: usize, ttl: Duration) -> Outbox {
+        assert!(
+            frames_max > 0 && bytes_max > 0,
+            "outbox caps must be positive"
+        );
+        Outbox {
+            state: Mutex::new(State {
+                next_seq: 1,
+                frames: VecDeque::new(),
+                bytes: 0,
+                evicted_total: 0,
+            }),
+            notify: Notify::new(),
+            frames_max,
+            bytes_max,
+            ttl,
+        }
+    }
+
+    /// Stamp `frame` with the next seq, keep it, wake the writer. Returns the seq.
+    pub fn push(&self, frame: &ServerFrame, now: Instant) -> u64 {
+        let body = frame.to_json();
+        debug_assert!(body.starts_with('{') && body.len() > 2);
+        let seq = {
+            let mut state = self.state.lock().expect("outbox lock");
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            // `{"seq":N,` + the rest of the body after its opening brace.
+            let text: Arc<str> = format!("{{\"seq\":{seq},{}", &body[1..]).into();
+            state.bytes += text.len();
+            state.frames.push_back(Stored {
+                seq,
+                text,
+                pushed_at: now,
+            });
+            self.enforce_caps(&mut state, now);
+            assert!(state.frames.len() <= self.frames_max);
+            seq
+        };
+        self.notify.notify_one();
+        seq
+    }
+
+    fn enforce_caps(&self, state: &mut State, now: Instant) {
+        while let Some(oldest) = state.frames.front() {
+            let too_many = state.frames.len() > self.frames_max;
+            // The newest frame always stays, even if it alone is over the byte cap: the
+            // frame-size limit bounds it, and dropping a terminal frame would lose a result.
+            let too_big = state.bytes > self.bytes_max && state.frames.len() > 1;
+            let too_old = now.saturating_since(oldest.pushed_at) > self.ttl;
+            if !(too_many || too_big || too_old) {
+                break;
+            }
+            let evicted = state.frames.pop_front().expect("front exists");
+            state.bytes -= evicted.text.len();
+            state.evicted_total += 1;
+        }
+    }
+
+    /// Frames with seq greater than `after_seq`, and the gap before them if some were lost.
+    pub fn frames_after(&self, after_seq: u64, now: Instant) -> Batch {
+        let mut state = self.state.lock().expect("outbox lock");
+        self.enforce_caps(&mut state, now);
+        let last_seq = state.next_seq - 1;
+        let mut batch = Batch::default();
+        if after_seq >= last_seq {
+            return batch;
+        }
+        let first_kept = state.frames.front().map_or(state.next_seq, |f| f.seq);
+        if first_kept > after_seq + 1 {
+            batch.gap = Some(Gap {
+                from_seq: after_seq + 1,
+                to_seq: first_kept - 1,
+            });
+        }
+        let skip = after_seq.saturating_sub(first_kept - 1) as usize;
+        batch.frames = state
+            .frames
+            .iter()
+            .skip(skip)
+            .map(|f| (f.seq, f.text.clone()))
+            .collect();
+        debug_assert!(batch.frames.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+        batch
+    }
+
+    /// The client has everything up to `seq`: forget it.
+    pub fn ack(&self, seq: u64) {
+        let mut state = self.state.lock().expect("outbox lock");
+        while state.frames.front().is_some_and(|f| f.seq <= seq) {
+            let acked = state.frames.pop_front().expect("front exists");
+            state.bytes -= acked.text.len();
+        }
+    }
+
+    /// Wait until a frame is pushed (returns at once if one was pushed since the last wait).
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Wake the writer without a frame (used when its connection is superseded).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// The outbox's counters.
+    pub fn stats(&self) -> OutboxStats {
+        let state = self.state.lock().expect("outbox lock");
+        OutboxStats {
+            frames: state.frames.len(),
+            bytes: state.bytes,
+            last_seq: state.next_seq - 1,
+            evicted_total: state.evicted_total,
+        }
+    }
+
+    /// The cap on kept frames.
+    pub fn frames_max(&self) -> usize {
+        self.frames_max
+    }
+
+    /// The cap on kept bytes.
+    pub fn bytes_max(&self) -> usize {
+        self.bytes_max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pong(id: &str) -> ServerFrame {
+        ServerFrame::Pong {
+            request_id: Some(id.to_string()),
+        }
+    }
+
+    #[test]
+    fn frames_are_stamped_and_replayed_in_order() {
+        let outbox = Outbox::new(8, 1 << 20, Duration::from_secs(300));
+        let now = Instant::EPOCH;
+        assert_eq!(outbox.push(&pong("a"), now), 1);
+        assert_eq!(outbox.push(&pong("b"), now), 2);
+        let batch = outbox.frames_after(0, now);
+        assert_eq!(batch.gap, None);
+        assert_eq!(batch.frames.len(), 2);
+        assert!(batch.frames[0].1.starts_with("{\"seq\":1,\"op\":\"pong\""));
+        let batch = outbox.frames_after(1, now);
+        assert_eq!(batch.frames.len(), 1);
+        assert_eq!(batch.frames[0].0, 2);
+        outbox.ack(1);
+        assert_eq!(outbox.stats().frames, 1);
+    }
+
+    #[test]
+    fn caps_evict_oldest_and_report_a_gap() {
+        let outbox = Outbox::new(2, 1 << 20, Duration::from_secs(300));
+        let now = Instant::EPOCH;
+        for id in ["a", "b", "c", "d"] {
+            outbox.push(&pong(id), now);
+        }
+        let stats = outbox.stats();
+        assert_eq!(
+            (stats.frames, stats.last_seq, stats.evicted_total),
+            (2, 4, 2)
+        );
+        let batch = outbox.frames_after(0, now);
+        assert_eq!(
+            batch.gap,
+            Some(Gap {
+                from_seq: 1,
+                to_seq: 2
+            })
+        );
+        assert_eq!(
+            batch.frames.iter().map(|f| f.0).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+    }
+
+    #[test]
+    fn ttl_evicts_old_frames() {
+        let outbox = Outbox::new(16, 1 << 20, Duration::from_secs(1));
+        outbox.push(&pong("a"), Instant::EPOCH);
+        let later = Instant::EPOCH + Duration::from_secs(2);
+        let batch = outbox.frames_after(0, later);
+        assert_eq!(
+            batch.gap,
+            Some(Gap {
+                from_seq: 1,
+                to_seq: 1
+            })
+        );
+        assert!(batch.frames.is_empty());
+    }
+}

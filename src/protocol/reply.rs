@@ -1,0 +1,205 @@
+//! Every frame the daemon sends, as one serializable enum.
+//!
+//! A frame is serialized without its `seq`; the session outbox splices `"seq":N` in when it
+//! stamps the frame (see `outbox`), so serialization happens outside the outbox lock.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::CallError;
+
+/// One piece of a tool's output, as in the original: today always text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Output {
+    /// Always `"text"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The text.
+    pub text: String,
+}
+
+/// A tool as `list_tools` describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolInfo {
+    /// The tool's name.
+    pub name: String,
+    /// What it does, for the model choosing tools.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    #[serde(rename = "inputSchema")]
+    pub input_schema: Value,
+}
+
+/// Frames from the daemon to a client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Reply to `hello`.
+    HelloAck {
+        /// Always true (a refused hello is a close frame, not an ack).
+        ok: bool,
+        /// The session this connection belongs to.
+        session_id: String,
+        /// Secret needed to resume the session from another connection.
+        resume_token: String,
+        /// True when an existing session was resumed.
+        resumed: bool,
+        /// The daemon's name and version.
+        server: ServerInfo,
+        /// Why a requested resume was refused (a fresh session was created instead).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_refused: Option<String>,
+    },
+    /// Reply to `list_tools`.
+    ListToolsRes {
+        /// Echo of the request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        /// The enabled tools.
+        tools: Vec<ToolInfo>,
+    },
+    /// The call was accepted (or joined): its deadline is running.
+    CallToolAck {
+        /// The call.
+        request_id: String,
+        /// Always true: a refused call gets a `call_tool_res` with `ok: false` instead.
+        accepted: bool,
+        /// The call's deadline, in seconds from acceptance.
+        timeout: f64,
+        /// The tool's canonical name.
+        name: String,
+        /// True when this request id was already running and the client joined it.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        joined: bool,
+    },
+    /// The call is still alive; says what it waits for.
+    Progress {
+        /// The call.
+        request_id: String,
+        /// Human sentence: what the call is waiting for right now.
+        message: String,
+        /// Machine-readable phase: `queued`, `running`, `rate_limited`, `streaming`.
+        phase: &'static str,
+        /// Seconds since acceptance.
+        elapsed_secs: f64,
+        /// Seconds left before the deadline.
+        remaining_secs: f64,
+        /// The limit being waited on, when queued.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        waiting_for: Option<String>,
+    },
+    /// The one terminal frame of a call.
+    CallToolRes {
+        /// The call.
+        request_id: String,
+        /// True on success.
+        ok: bool,
+        /// The tool's outputs (empty on failure).
+        outputs: Vec<Output>,
+        /// All output text joined, for clients that read only this.
+        text: String,
+        /// Why it failed, when `ok` is false.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<CallError>,
+    },
+    /// Reply to `cancel`: the call is being stopped (its `call_tool_res` follows).
+    Cancelled {
+        /// The cancelled call.
+        request_id: String,
+    },
+    /// Reply to `ping`.
+    Pong {
+        /// Echo of the request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    /// Reply to `health`.
+    HealthRes {
+        /// Echo of the request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        /// True when every invariant holds (no permit mismatch).
+        ok: bool,
+        /// The health snapshot.
+        health: Value,
+    },
+    /// Frames that fell out of the outbox before the client saw them. Not itself a session
+    /// frame: it carries no seq of its own, it describes a hole in the seqs.
+    Gap {
+        /// First lost seq.
+        from_seq: u64,
+        /// Last lost seq.
+        to_seq: u64,
+        /// Which cap or TTL dropped them.
+        reason: String,
+    },
+    /// A frame-level error (a bad frame, an unknown call to cancel...).
+    Error {
+        /// The request the error belongs to, when the frame named one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        /// What went wrong.
+        error: CallError,
+    },
+}
+
+/// Identifies the daemon in `hello_ack`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerInfo {
+    /// Always `"exaid"`.
+    pub name: &'static str,
+    /// The crate version.
+    pub version: &'static str,
+    /// Protocol version: 1.
+    pub protocol: u32,
+}
+
+impl ServerInfo {
+    /// This build's identity.
+    pub fn current() -> ServerInfo {
+        ServerInfo {
+            name: "exaid",
+            version: env!("CARGO_PKG_VERSION"),
+            protocol: 1,
+        }
+    }
+}
+
+impl ServerFrame {
+    /// A failed terminal frame.
+    pub fn call_failed(request_id: String, error: CallError) -> ServerFrame {
+        let text = format!("{}: {}", error.code, error.message);
+        ServerFrame::CallToolRes {
+            request_id,
+            ok: false,
+            outputs: Vec::new(),
+            text,
+            error: Some(error),
+        }
+    }
+
+    /// A successful terminal frame with one text output.
+    pub fn call_succeeded(request_id: String, text: String) -> ServerFrame {
+        ServerFrame::CallToolRes {
+            request_id,
+            ok: true,
+            outputs: vec![Output {
+                kind: "text",
+                text: text.clone(),
+            }],
+            text,
+            error: None,
+        }
+    }
+
+    /// True for the frame that ends a call.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, ServerFrame::CallToolRes { .. })
+    }
+
+    /// Serialize without `seq`. Serializing these types cannot fail (no maps with non-string
+    /// keys, no custom serializers), so a failure is a bug worth a panic in tests.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+}

@@ -1,0 +1,286 @@
+//! LLM providers: the `Provider` trait (one attempt of a chat completion, typed errors) and
+//! the registry that maps a model name to the provider that serves it.
+//!
+//! Why a trait: reqwest and hyper cannot run inside madsim, so the HTTP providers live behind
+//! it in production while the simulator plugs in simulated ones. The core's retry policy,
+//! deadline and admission code never knows which it talks to.
+
+pub mod offline;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::admission::Limit;
+use crate::error::{CallError, ErrorCode};
+use crate::rt::BoxFuture;
+
+/// Who said a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions.
+    System,
+    /// The user's words.
+    User,
+    /// The model's words (earlier turns).
+    Assistant,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    /// Who said it.
+    pub role: Role,
+    /// What was said.
+    pub content: String,
+}
+
+/// One chat-completion attempt's input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChatRequest {
+    /// The model, as the provider names it.
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Sampling temperature, already clamped to what the provider accepts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Cap on generated tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+/// A successful completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatResponse {
+    /// The generated text.
+    pub text: String,
+    /// The model that answered.
+    pub model: String,
+}
+
+/// What kind of rate limit a provider reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitKind {
+    /// Too many requests in flight (GLM 1302).
+    Concurrency,
+    /// Too many requests per time window (GLM 1303, a plain 429).
+    Frequency,
+    /// Out of quota or in arrears (GLM 1113, OpenAI `insufficient_quota`): never retried.
+    Quota,
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderError {
+    /// The provider said slow down; `retry_after` is what it asked for, if it said.
+    RateLimited {
+        /// How long the provider asked us to wait.
+        retry_after: Option<Duration>,
+        /// Which limit.
+        kind: RateLimitKind,
+    },
+    /// The provider is overloaded (503 and friends): retryable.
+    Overloaded(String),
+    /// The attempt took longer than the provider's per-attempt timeout.
+    Timeout,
+    /// The connection failed or reset: retryable.
+    Transport(String),
+    /// 5xx: retryable.
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+    /// 4xx other than rate limits: the request is wrong, retrying will not help.
+    Client {
+        /// HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::RateLimited { kind, .. } => *kind != RateLimitKind::Quota,
+            ProviderError::Overloaded(_)
+            | ProviderError::Timeout
+            | ProviderError::Transport(_)
+            | ProviderError::Server { .. } => true,
+            ProviderError::Client { .. } => false,
+        }
+    }
+
+    /// The error a call ends with when this attempt is its last.
+    pub fn into_call_error(self, provider: &str) -> CallError {
+        match self {
+            ProviderError::RateLimited { retry_after, kind } => {
+                let secs = retry_after.map(|d| d.as_millis().div_ceil(1000) as u64);
+                let mut error = CallError::new(
+                    if kind == RateLimitKind::Quota {
+                        ErrorCode::ProviderError
+                    } else {
+                        ErrorCode::RateLimited
+                    },
+                    format!("provider {provider} refused the call: {kind:?} limit"),
+                );
+                if let Some(secs) = secs {
+                    error = error.with_retry_after_secs(secs.max(1));
+                }
+                error
+            }
+            other => CallError::new(
+                ErrorCode::ProviderError,
+                format!("provider {provider}: {other}"),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProviderError::RateLimited { retry_after, kind } => {
+                write!(f, "rate limited ({kind:?})")?;
+                if let Some(after) = retry_after {
+                    write!(f, ", retry after {} ms", after.as_millis())?;
+                }
+                Ok(())
+            }
+            ProviderError::Overloaded(message) => write!(f, "overloaded: {message}"),
+            ProviderError::Timeout => f.write_str("attempt timed out"),
+            ProviderError::Transport(message) => write!(f, "transport error: {message}"),
+            ProviderError::Server { status, message } => {
+                write!(f, "server error {status}: {message}")
+            }
+            ProviderError::Client { status, message } => {
+                write!(f, "request refused {status}: {message}")
+            }
+        }
+    }
+}
+
+/// One LLM provider.
+pub trait Provider: Send + Sync + 'static {
+    /// Short name: `offline`, `kimi`, `glm`.
+    fn name(&self) -> &str;
+    /// Models it serves.
+    fn models(&self) -> &[String];
+    /// The model `auto` picks on this provider.
+    fn default_model(&self) -> &str;
+    /// True when it has what it needs to serve (an API key, or nothing for offline).
+    fn is_configured(&self) -> bool;
+    /// One attempt. Dropping the future abandons the attempt (and aborts its HTTP request).
+    fn complete(
+        &self,
+        request: ChatRequest,
+    ) -> BoxFuture<'static, Result<ChatResponse, ProviderError>>;
+}
+
+/// A provider and the concurrency limit that guards it.
+pub struct ProviderEntry {
+    /// The provider.
+    pub provider: Arc<dyn Provider>,
+    /// Its limit (`provider:<name>`).
+    pub limit: Arc<Limit>,
+}
+
+/// All providers, and which one `auto` means.
+pub struct Providers {
+    /// In registration order: the order `listmodels` shows.
+    entries: Vec<Arc<ProviderEntry>>,
+    /// Index of the provider `auto` resolves to.
+    default_index: usize,
+}
+
+/// A model resolved to its provider.
+pub struct Resolved {
+    /// The provider entry.
+    pub entry: Arc<ProviderEntry>,
+    /// The model name to send.
+    pub model: String,
+}
+
+impl Providers {
+    /// A registry. `auto` resolves to the first configured provider that is not offline,
+    /// else to the first configured one.
+    pub fn new(entries: Vec<Arc<ProviderEntry>>) -> Providers {
+        assert!(
+            !entries.is_empty(),
+            "at least one provider (offline) must exist"
+        );
+        let default_index = entries
+            .iter()
+            .position(|e| e.provider.is_configured() && e.provider.name() != offline::NAME)
+            .or_else(|| entries.iter().position(|e| e.provider.is_configured()))
+            .unwrap_or(0);
+        Providers {
+            entries,
+            default_index,
+        }
+    }
+
+    /// Every provider, in order.
+    pub fn entries(&self) -> &[Arc<ProviderEntry>] {
+        &self.entries
+    }
+
+    /// The provider `auto` picks.
+    pub fn default_entry(&self) -> &Arc<ProviderEntry> {
+        &self.entries[self.default_index]
+    }
+
+    /// Which provider serves `model` (`auto` or empty: the default). The provider is chosen
+    /// from the model, never from the tool's name (DESIGN.md section 9.4).
+    pub fn resolve(&self, model: &str) -> Result<Resolved, CallError> {
+        let wanted = model.trim();
+        if wanted.is_empty() || wanted.eq_ignore_ascii_case("auto") {
+            let entry = self.default_entry().clone();
+            let model = entry.provider.default_model().to_string();
+            return Ok(Resolved { entry, model });
+        }
+        for entry in &self.entries {
+            if let Some(found) = entry
+                .provider
+                .models()
+                .iter()
+                .find(|m| m.eq_ignore_ascii_case(wanted))
+            {
+                if !entry.provider.is_configured() {
+                    return Err(CallError::new(
+                        ErrorCode::ValidationError,
+                        format!(
+                            "model {wanted} belongs to provider {}, which is not configured (set its API key)",
+                            entry.provider.name()
+                        ),
+                    ));
+                }
+                return Ok(Resolved {
+                    entry: entry.clone(),
+                    model: found.clone(),
+                });
+            }
+        }
+        let known: Vec<&str> = self
+            .entries
+            .iter()
+            .filter(|e| e.provider.is_configured())
+            .flat_map(|e| e.provider.models().iter().map(String::as_str))
+            .collect();
+        Err(CallError::new(
+            ErrorCode::ValidationError,
+            format!(
+                "model: unknown model \"{wanted}\"; available: auto, {}",
+                known.join(", ")
+            ),
+        )
+        .with_details(serde_json::json!({ "field": "model" })))
+    }
+}

@@ -1,0 +1,89 @@
+//! The production side of the runtime seam: real tokio, real TCP, OS entropy.
+//!
+//! This is the one file in `src/` allowed to touch tokio's clock and spawner, the system
+//! clock and OS entropy (the seam scan in `tests/seam.rs` skips `src/rt/`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{BoxFuture, BoxStream, Instant, Listener, Runtime};
+
+/// tokio as the daemon's runtime.
+pub struct TokioRuntime {
+    /// tokio's clock at creation: the epoch of this runtime's [`Instant`]s.
+    epoch: ::tokio::time::Instant,
+}
+
+impl TokioRuntime {
+    /// A runtime whose clock starts now. Must be called inside a tokio runtime.
+    pub fn new() -> TokioRuntime {
+        TokioRuntime {
+            epoch: ::tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime for TokioRuntime {
+    fn now(&self) -> Instant {
+        Instant::from_epoch(self.epoch.elapsed())
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let at = self.epoch + deadline.since_epoch();
+        Box::pin(::tokio::time::sleep_until(at))
+    }
+
+    fn spawn(&self, _name: &'static str, task: BoxFuture<'static, ()>) {
+        drop(::tokio::spawn(task));
+    }
+
+    fn seed(&self) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        // Without entropy no secret token can be trusted: refuse to run rather than degrade.
+        getrandom::fill(&mut seed).expect("the OS must provide entropy for tokens");
+        seed
+    }
+
+    fn unix_time_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64
+    }
+}
+
+/// A real TCP listener.
+pub struct TokioListener {
+    /// The bound socket.
+    inner: ::tokio::net::TcpListener,
+}
+
+impl TokioListener {
+    /// Bind `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr) -> io::Result<TokioListener> {
+        let inner = ::tokio::net::TcpListener::bind(addr).await?;
+        Ok(TokioListener { inner })
+    }
+}
+
+impl Listener for TokioListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.inner.accept().await?;
+            // Frames are small and latency matters more than packing: no Nagle delay.
+            stream.set_nodelay(true)?;
+            Ok((Box::new(stream) as BoxStream, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}

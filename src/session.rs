@@ -1,0 +1,345 @@
+//! Sessions: what outlives a connection.
+//!
+//! A session owns its outbox (every frame it sends, stamped with seq), its running calls (so
+//! `cancel` and duplicate request ids find them), and its own concurrency limit. A connection
+//! only attaches to a session for a while: when the socket drops, calls keep running and
+//! their frames wait in the outbox until the client resumes or the session expires.
+//!
+//! Why sessions are keyed by a random id and a secret resume token, not by `ip:port`: a
+//! reconnect comes from a new port (DESIGN.md section 9.3), and anyone on the machine can
+//! guess an address.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+use tokio::sync::{Notify, oneshot};
+
+use crate::admission::Limit;
+use crate::outbox::Outbox;
+use crate::protocol::ServerFrame;
+use crate::rt::Instant;
+
+/// Why a running call is being stopped from outside its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The client sent `cancel`.
+    ClientCancel,
+    /// The session expired with nobody attached.
+    SessionExpired,
+    /// The daemon is shutting down past its grace period.
+    Shutdown,
+}
+
+/// A call that is running (queued or executing) in this session.
+struct RunningCall {
+    /// Fires the call's stop branch.
+    stop: oneshot::Sender<StopReason>,
+}
+
+/// The connection currently serving a session.
+struct Attachment {
+    /// Increases with every attach, so a stale connection can tell it was replaced.
+    generation: u64,
+    /// Kicks the attached connection when a newer one takes over.
+    kick: Arc<Notify>,
+}
+
+/// Attachment state of a session.
+struct Presence {
+    /// Who serves the session now, if anyone.
+    attached: Option<Attachment>,
+    /// Generations handed out so far.
+    generations: u64,
+    /// When the last connection left (None while attached).
+    detached_at: Option<Instant>,
+}
+
+/// One client session.
+pub struct Session {
+    /// Public id, sent in `hello_ack`.
+    pub id: String,
+    /// Secret proving ownership on resume; compared in constant time, never logged.
+    resume_token: String,
+    /// Every frame the session sends.
+    pub outbox: Outbox,
+    /// The per-session concurrency limit.
+    pub limit: Arc<Limit>,
+    /// Calls running now, by request id.
+    calls: Mutex<HashMap<String, RunningCall>>,
+    /// Who is attached.
+    presence: Mutex<Presence>,
+    /// Highest seq the client acked.
+    acked_seq: AtomicU64,
+}
+
+impl Session {
+    /// The secret resume token (only `hello_ack` may send it anywhere).
+    pub fn resume_token(&self) -> &str {
+        &self.resume_token
+    }
+
+    /// Push a frame into the outbox.
+    pub fn push(&self, frame: &ServerFrame, now: Instant) -> u64 {
+        self.outbox.push(frame, now)
+    }
+
+    /// The client acked everything up to `seq`.
+    pub fn ack(&self, seq: u64) {
+        self.acked_seq.fetch_max(seq, Ordering::SeqCst);
+        self.outbox.ack(seq);
+    }
+
+    /// Register a call. `Err` gives the stop sender back when the id is already running.
+    pub fn register_call(
+        &self,
+        request_id: &str,
+        stop: oneshot::Sender<StopReason>,
+    ) -> Result<(), oneshot::Sender<StopReason>> {
+        let mut calls = self.calls.lock().expect("calls lock");
+        if calls.contains_key(request_id) {
+            return Err(stop);
+        }
+        calls.insert(request_id.to_string(), RunningCall { stop });
+        Ok(())
+    }
+
+    /// True when `request_id` is running.
+    pub fn is_running(&self, request_id: &str) -> bool {
+        self.calls
+            .lock()
+            .expect("calls lock")
+            .contains_key(request_id)
+    }
+
+    /// Stop one call. Pushes `before` (e.g. `cancelled`) first, so it precedes the call's
+    /// terminal frame. False if no such call is running.
+    pub fn stop_call(
+        &self,
+        request_id: &str,
+        reason: StopReason,
+        before: Option<&ServerFrame>,
+        now: Instant,
+    ) -> bool {
+        let mut calls = self.calls.lock().expect("calls lock");
+        let Some(call) = calls.remove(request_id) else {
+            return false;
+        };
+        if let Some(frame) = before {
+            self.outbox.push(frame, now);
+        }
+        // The call may have finished an instant ago; its task then ignores the stop.
+        let _ = call.stop.send(reason);
+        true
+    }
+
+    /// Stop every running call (session expiry, shutdown).
+    pub fn stop_all_calls(&self, reason: StopReason) -> usize {
+        let mut calls = self.calls.lock().expect("calls lock");
+        let stopped = calls.len();
+        for (_, call) in calls.drain() {
+            let _ = call.stop.send(reason);
+        }
+        stopped
+    }
+
+    /// The call ended: unregister it and push its terminal frame, atomically with respect to
+    /// `register_call`, so a repeated request id sees either the running call or its end.
+    pub fn finish_call(&self, request_id: &str, terminal: &ServerFrame, now: Instant) {
+        debug_assert!(terminal.is_terminal());
+        let mut calls = self.calls.lock().expect("calls lock");
+        calls.remove(request_id);
+        self.outbox.push(terminal, now);
+    }
+
+    /// Calls running now.
+    pub fn calls_running(&self) -> usize {
+        self.calls.lock().expect("calls lock").len()
+    }
+
+    /// Attach a connection; the previous one (if any) is kicked. Returns the generation and
+    /// the kick the new connection must watch.
+    pub fn attach(&self) -> (u64, Arc<Notify>) {
+        let mut presence = self.presence.lock().expect("presence lock");
+        if let Some(previous) = presence.attached.take() {
+            previous.kick.notify_one();
+        }
+        presence.generations += 1;
+        let generation = presence.generations;
+        let kick = Arc::new(Notify::new());
+        presence.attached = Some(Attachment {
+            generation,
+            kick: kick.clone(),
+        });
+        presence.detached_at = None;
+        // A kicked writer may have consumed the outbox's wake-up: re-arm it for the new one.
+        self.outbox.wake();
+        (generation, kick)
+    }
+
+    /// The connection of `generation` left. No effect if a newer one already took over.
+    pub fn detach(&self, generation: u64, now: Instant) {
+        let mut presence = self.presence.lock().expect("presence lock");
+        if presence
+            .attached
+            .as_ref()
+            .is_some_and(|a| a.generation == generation)
+        {
+            presence.attached = None;
+            presence.detached_at = Some(now);
+        }
+    }
+
+    /// True while a connection serves the session.
+    pub fn is_attached(&self) -> bool {
+        self.presence
+            .lock()
+            .expect("presence lock")
+            .attached
+            .is_some()
+    }
+
+    fn expired(&self, now: Instant, ttl: Duration) -> bool {
+        let presence = self.presence.lock().expect("presence lock");
+        presence.attached.is_none()
+            && presence
+                .detached_at
+                .is_some_and(|at| now.saturating_since(at) >= ttl)
+    }
+}
+
+/// Why a resume was refused. Deliberately coarse: a wrong token and an unknown session look
+/// the same from outside, so the refusal leaks nothing about other sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeRefused {
+    /// No such session (never existed or expired), or the token does not match.
+    UnknownOrWrongToken,
+}
+
+/// Caps and timings every new session gets.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Calls in flight per session.
+    pub inflight_max: u32,
+    /// Calls queued per session beyond those in flight.
+    pub waiters_max: u32,
+    /// Outbox frame cap.
+    pub outbox_frames_max: usize,
+    /// Outbox byte cap.
+    pub outbox_bytes_max: usize,
+    /// How long unacked frames and detached sessions are kept.
+    pub ttl: Duration,
+    /// Sessions alive at once.
+    pub sessions_max: usize,
+}
+
+/// All sessions, by id.
+pub struct SessionRegistry {
+    /// Sessions by id. A `BTreeMap` so iteration order (expiry, health) is deterministic.
+    sessions: Mutex<BTreeMap<String, Arc<Session>>>,
+    /// What new sessions get.
+    limits: SessionLimits,
+}
+
+impl SessionRegistry {
+    /// An empty registry.
+    pub fn new(limits: SessionLimits) -> SessionRegistry {
+        SessionRegistry {
+            sessions: Mutex::new(BTreeMap::new()),
+            limits,
+        }
+    }
+
+    /// The limits new sessions get.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+
+    /// Create a session with the given random id and token. `None` when the registry is full.
+    pub fn create(&self, id: String, resume_token: String) -> Option<Arc<Session>> {
+        let limits = self.limits;
+        let session = Arc::new(Session {
+            limit: Limit::new("session", limits.inflight_max, limits.waiters_max),
+            outbox: Outbox::new(
+                limits.outbox_frames_max,
+                limits.outbox_bytes_max,
+                limits.ttl,
+            ),
+            id: id.clone(),
+            resume_token,
+            calls: Mutex::new(HashMap::new()),
+            presence: Mutex::new(Presence {
+                attached: None,
+                generations: 0,
+                detached_at: None,
+            }),
+            acked_seq: AtomicU64::new(0),
+        });
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        if sessions.len() >= limits.sessions_max {
+            return None;
+        }
+        sessions.insert(id, session.clone());
+        Some(session)
+    }
+
+    /// Find a session for resume, checking its token in constant time.
+    pub fn resume(&self, id: &str, resume_token: &str) -> Result<Arc<Session>, ResumeRefused> {
+        let session = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .get(id)
+            .cloned();
+        let Some(session) = session else {
+            return Err(ResumeRefused::UnknownOrWrongToken);
+        };
+        let matches: bool = session
+            .resume_token
+            .as_bytes()
+            .ct_eq(resume_token.as_bytes())
+            .into();
+        if matches {
+            Ok(session)
+        } else {
+            Err(ResumeRefused::UnknownOrWrongToken)
+        }
+    }
+
+    /// Remove sessions detached for longer than the TTL, stopping their calls. Returns how
+    /// many expired.
+    pub fn expire(&self, now: Instant) -> usize {
+        let ttl = self.limits.ttl;
+        let expired: Vec<Arc<Session>> = {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| s.expired(now, ttl))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for session in &expired {
+            let stopped = session.stop_all_calls(StopReason::SessionExpired);
+            tracing::info!(session = %session.id, calls_stopped = stopped, "session expired");
+        }
+        expired.len()
+    }
+
+    /// Sessions alive now.
+    pub fn count(&self) -> usize {
+        self.sessions.lock().expect("sessions lock").len()
+    }
+
+    /// Every session, in id order.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,310 @@
+//! Validating tool arguments against the tool's own JSON Schema.
+//!
+//! Why: `inputSchema` is generated from each tool's argument type (schemars), and the same
+//! schema is what the arguments are checked against here, so what `list_tools` promises and
+//! what a call is held to cannot drift apart. This covers the subset of JSON Schema that the
+//! generated schemas use (type, properties, required, additionalProperties, minimum/maximum,
+//! minLength/maxLength, enum, items, minItems/maxItems, local `$ref`); other keywords are
+//! ignored. Typed decoding with serde follows and catches anything this subset lets through.
+
+use serde_json::{Map, Value};
+
+use crate::protocol::frame::type_name;
+
+/// The first place an argument breaks the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Path of the offending value, e.g. `temperature` or `relevant_files[2]`.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// How deep `$ref`s and nesting are followed: generated schemas are shallow, and a bound keeps
+/// a hostile value from costing more than a bounded walk.
+const DEPTH_MAX: usize = 32;
+
+/// Check `value` against `schema` (whose `$defs` resolve local refs).
+pub fn validate(schema: &Value, value: &Value) -> Result<(), Violation> {
+    check(schema, schema, value, "", 0)
+}
+
+fn check(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    depth: usize,
+) -> Result<(), Violation> {
+    if depth > DEPTH_MAX {
+        return Err(violation(
+            path,
+            format!("nests deeper than {DEPTH_MAX} levels"),
+        ));
+    }
+    let Value::Object(rules) = schema else {
+        return Ok(()); // `true` schemas and anything unusual accept everything
+    };
+    if let Some(Value::String(reference)) = rules.get("$ref") {
+        let target = resolve(root, reference).ok_or_else(|| {
+            violation(
+                path,
+                format!("schema reference {reference} does not resolve"),
+            )
+        })?;
+        return check(root, target, value, path, depth + 1);
+    }
+    if let Some(types) = rules.get("type") {
+        if !type_matches(types, value) {
+            return Err(violation(
+                path,
+                format!(
+                    "expected {}, got {}",
+                    describe_types(types),
+                    type_name(value)
+                ),
+            ));
+        }
+    }
+    if let Some(Value::Array(allowed)) = rules.get("enum") {
+        if !allowed.contains(value) {
+            let choices: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+            return Err(violation(
+                path,
+                format!("must be one of {}", choices.join(", ")),
+            ));
+        }
+    }
+    for keyword in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(options)) = rules.get(keyword) {
+            let mut first_error = None;
+            let mut matched = false;
+            for option in options {
+                match check(root, option, value, path, depth + 1) {
+                    Ok(()) => {
+                        matched = true;
+                        break;
+                    }
+                    Err(err) => {
+                        first_error.get_or_insert(err);
+                    }
+                }
+            }
+            if !matched {
+                return Err(first_error
+                    .unwrap_or_else(|| violation(path, "matches no allowed form".to_string())));
+            }
+        }
+    }
+    match value {
+        Value::Number(number) => check_number(rules, number.as_f64().unwrap_or(f64::NAN), path)?,
+        Value::String(text) => check_length(
+            rules,
+            text.chars().count(),
+            "characters",
+            path,
+            "minLength",
+            "maxLength",
+        )?,
+        Value::Array(items) => {
+            check_length(rules, items.len(), "items", path, "minItems", "maxItems")?;
+            if let Some(item_schema) = rules.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    check(
+                        root,
+                        item_schema,
+                        item,
+                        &format!("{path}[{index}]"),
+                        depth + 1,
+                    )?;
+                }
+            }
+        }
+        Value::Object(fields) => check_object(root, rules, fields, path, depth)?,
+        Value::Null | Value::Bool(_) => {}
+    }
+    Ok(())
+}
+
+fn check_object(
+    root: &Value,
+    rules: &Map<String, Value>,
+    fields: &Map<String, Value>,
+    path: &str,
+    depth: usize,
+) -> Result<(), Violation> {
+    let properties = rules.get("properties").and_then(Value::as_object);
+    if let Some(Value::Array(required)) = rules.get("required") {
+        for name in required.iter().filter_map(Value::as_str) {
+            if !fields.contains_key(name) {
+                return Err(violation(&join(path, name), "is required".to_string()));
+            }
+        }
+    }
+    for (name, field_value) in fields {
+        match properties.and_then(|p| p.get(name)) {
+            Some(field_schema) => check(
+                root,
+                field_schema,
+                field_value,
+                &join(path, name),
+                depth + 1,
+            )?,
+            None => {
+                if rules.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    let known: Vec<&str> = properties
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    return Err(violation(
+                        &join(path, name),
+                        format!("is not a known argument (known: {})", known.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_number(rules: &Map<String, Value>, number: f64, path: &str) -> Result<(), Violation> {
+    if !number.is_finite() {
+        return Err(violation(path, "must be a finite number".to_string()));
+    }
+    if let Some(min) = rules.get("minimum").and_then(Value::as_f64) {
+        if number < min {
+            return Err(violation(
+                path,
+                format!("must be at least {min}, got {number}"),
+            ));
+        }
+    }
+    if let Some(max) = rules.get("maximum").and_then(Value::as_f64) {
+        if number > max {
+            return Err(violation(
+                path,
+                format!("must be at most {max}, got {number}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_length(
+    rules: &Map<String, Value>,
+    length: usize,
+    unit: &str,
+    path: &str,
+    min_key: &str,
+    max_key: &str,
+) -> Result<(), Violation> {
+    if let Some(min) = rules.get(min_key).and_then(Value::as_u64) {
+        if (length as u64) < min {
+            return Err(violation(
+                path,
+                format!("must have at least {min} {unit}, got {length}"),
+            ));
+        }
+    }
+    if let Some(max) = rules.get(max_key).and_then(Value::as_u64) {
+        if length as u64 > max {
+            return Err(violation(
+                path,
+                format!("must have at most {max} {unit}, got {length}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn type_matches(types: &Value, value: &Value) -> bool {
+    match types {
+        Value::String(name) => one_type_matches(name, value),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|name| one_type_matches(name, value)),
+        _ => true,
+    }
+}
+
+fn one_type_matches(name: &str, value: &Value) -> bool {
+    match name {
+        "null" => value.is_null(),
+        "boolean" => value.is_boolean(),
+        "string" => value.is_string(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        "number" => value.is_number(),
+        "integer" => value.as_i64().is_some() || value.as_u64().is_some(),
+        _ => true,
+    }
+}
+
+fn describe_types(types: &Value) -> String {
+    match types {
+        Value::String(name) => name.clone(),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "any".to_string(),
+    }
+}
+
+fn resolve<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> {
+    let pointer = reference.strip_prefix('#')?;
+    root.pointer(pointer)
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn violation(path: &str, message: String) -> Violation {
+    Violation {
+        path: if path.is_empty() {
+            "arguments".to_string()
+        } else {
+            path.to_string()
+        },
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn checks_the_generated_subset() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "prompt": {"type": "string", "minLength": 1, "maxLength": 5},
+                "temperature": {"type": ["number", "null"], "minimum": 0.0, "maximum": 2.0},
+                "files": {"type": "array", "items": {"type": "string"}}
+            },
+            "required": ["prompt"],
+            "additionalProperties": false
+        });
+        assert!(validate(&schema, &json!({"prompt": "hi"})).is_ok());
+        let err = validate(&schema, &json!({})).unwrap_err();
+        assert_eq!(err.path, "prompt");
+        let err = validate(&schema, &json!({"prompt": "toolong"})).unwrap_err();
+        assert!(err.message.contains("at most 5"));
+        let err = validate(&schema, &json!({"prompt": "a", "temperature": 3})).unwrap_err();
+        assert_eq!(err.path, "temperature");
+        let err = validate(&schema, &json!({"prompt": "a", "files": ["x", 1]})).unwrap_err();
+        assert_eq!(err.path, "files[1]");
+        let err = validate(&schema, &json!({"prompt": "a", "bogus": 1})).unwrap_err();
+        assert!(err.message.contains("not a known argument"));
+        let err = validate(&schema, &json!({"prompt": 5})).unwrap_err();
+        assert_eq!(err.message, "expected string, got a number");
+    }
+}

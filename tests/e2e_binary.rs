@@ -1,0 +1,136 @@
+//! The real `exaid` binary as a separate process, the way a user runs it: embedded defaults,
+//! a generated owner-only token file, `exaid config`, and start-up refusing a bad value.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+
+use common::Client;
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_exaid");
+
+/// Kills the daemon when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn command(home: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(home)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    command
+}
+
+#[tokio::test]
+async fn serves_a_chat_call_on_embedded_defaults() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = command(home.path())
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let mut first_line = String::new();
+    BufReader::new(stdout).read_line(&mut first_line).unwrap();
+    // "exaid 0.1.0 listening on ws://127.0.0.1:PORT (token: ... generated one into PATH ...)"
+    let addr = first_line
+        .split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected start-up line: {first_line}"));
+    assert!(first_line.contains("generated"), "{first_line}");
+    let token_path = home.path().join(".local/state/exaid/token");
+    let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "token file must be owner-only");
+    let token = std::fs::read_to_string(&token_path)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        !first_line.contains(&token),
+        "the token itself must never be printed"
+    );
+
+    let mut client = Client::connect(addr.parse().unwrap()).await;
+    client
+        .ws
+        .send(Message::text(
+            json!({"op": "hello", "token": token}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(client.recv().await["op"], "hello_ack");
+    client
+        .call("b1", "chat", json!({"prompt": "from outside"}))
+        .await;
+    let result = client.result("b1").await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(result["text"].as_str().unwrap().starts_with("[offline]"));
+}
+
+#[test]
+fn config_prints_every_value_with_its_source() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join(".env"),
+        "WORKFLOW_TOOL_TIMEOUT_SECS=180\nEXAI_WS_TOKEN=from-dotenv-secret-123456\n",
+    )
+    .unwrap();
+    let output = command(home.path())
+        .env("SIMPLE_TOOL_TIMEOUT_SECS", "45")
+        .args(["config", "--set", "EXAI_WS_GLOBAL_MAX_INFLIGHT=12"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("{key} missing from:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("WORKFLOW_TOOL_TIMEOUT_SECS").contains("dotenv file"),
+        "{text}"
+    );
+    assert!(
+        line("SIMPLE_TOOL_TIMEOUT_SECS").contains("45")
+            && line("SIMPLE_TOOL_TIMEOUT_SECS").contains("environment")
+    );
+    assert!(
+        line("EXAI_WS_GLOBAL_MAX_INFLIGHT").contains("12")
+            && line("EXAI_WS_GLOBAL_MAX_INFLIGHT").contains("flag")
+    );
+    assert!(line("EXAI_WS_PORT").contains("8079") && line("EXAI_WS_PORT").contains("default"));
+    assert!(!text.contains("from-dotenv-secret"), "secrets never print");
+}
+
+#[test]
+fn a_bad_value_stops_start_up_naming_key_value_and_source() {
+    let home = tempfile::tempdir().unwrap();
+    let output = command(home.path())
+        .env("EXAI_WS_SESSION_MAX_INFLIGHT", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("EXAI_WS_SESSION_MAX_INFLIGHT"), "{stderr}");
+    assert!(stderr.contains("lots"), "{stderr}");
+    assert!(stderr.contains("environment"), "{stderr}");
+}
