@@ -14,12 +14,13 @@
 //! them, and live [`Permit`] values (holders). They differ only if a permit was released twice
 //! or leaked, which is a bug to report, never to repair.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::oneshot;
 
 use crate::error::{CallError, ErrorCode};
 use crate::rt::{Instant, Rt};
@@ -27,20 +28,47 @@ use crate::rt::{Instant, Rt};
 /// Upper bound of a `retry_after_secs` estimate: past an hour the estimate means nothing.
 const RETRY_AFTER_SECS_MAX: u64 = 3600;
 
+/// A permit on its way from a releasing call to the first waiter: it exists (and is counted)
+/// from the instant it leaves one holder until the waiter takes it or gives it back.
+struct Grant;
+
+/// A limit's books, all under one lock so that every snapshot is exact.
+struct Books {
+    /// Permits free to take.
+    available: u32,
+    /// Live [`Permit`] values.
+    permits_live: u32,
+    /// Grants sent to a waiter that has not picked them up yet.
+    grants_in_transit: u32,
+    /// Waiters in arrival order (FIFO: no waiter starves behind later arrivals).
+    queue: VecDeque<oneshot::Sender<Grant>>,
+    /// Set at shutdown: nobody new gets a permit.
+    closed: bool,
+}
+
+impl Books {
+    /// Waiters still waiting (a waiter that gave up leaves a closed sender until pruned).
+    fn waiters(&self) -> u32 {
+        self.queue.iter().filter(|tx| !tx.is_closed()).count() as u32
+    }
+}
+
 /// One concurrency limit: global, one provider's, or one session's.
+///
+/// Why our own and not tokio's `Semaphore`: tokio hands a released permit to the next waiter
+/// before that waiter runs, and nothing outside can see the permit in between, so "permits in
+/// use" and "live holders" would disagree for a moment at every handoff. A health check landing
+/// in that moment reported a leak (found by the simulator: rate-limit-storm seed 15). Here a
+/// permit in transit is a counted [`Grant`], and the books balance at every instant.
 pub struct Limit {
     /// Name in errors, health and metrics: `global`, `provider:kimi`, `session`.
     name: String,
     /// How many permits exist.
     permits_max: u32,
-    /// The permits. Only [`Permit`] drops give them back.
-    semaphore: Arc<Semaphore>,
-    /// Live [`Permit`] values: counted on their own, to check the semaphore against.
-    holders: AtomicU32,
-    /// Calls waiting on this limit now.
-    waiters: AtomicU32,
     /// How many calls may wait at once; the next one is refused at once.
     waiters_max: u32,
+    /// The books.
+    books: Mutex<Books>,
     /// Moving average of how long a permit is held, in ms: feeds `retry_after_secs`.
     hold_ms_avg: AtomicU64,
     /// Total calls refused by this limit (queue full or queue timeout).
@@ -54,13 +82,21 @@ impl Limit {
         Arc::new(Limit {
             name: name.into(),
             permits_max,
-            semaphore: Arc::new(Semaphore::new(permits_max as usize)),
-            holders: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
             waiters_max,
+            books: Mutex::new(Books {
+                available: permits_max,
+                permits_live: 0,
+                grants_in_transit: 0,
+                queue: VecDeque::new(),
+                closed: false,
+            }),
             hold_ms_avg: AtomicU64::new(1000),
             refused_total: AtomicU64::new(0),
         })
+    }
+
+    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        self.books.lock().expect("limit books lock")
     }
 
     /// The limit's name.
@@ -68,66 +104,85 @@ impl Limit {
         &self.name
     }
 
-    /// Permits in use as the semaphore sees them.
-    pub fn permits_in_use(&self) -> u32 {
-        let available = self.semaphore.available_permits() as u64;
-        (self.permits_max as u64).saturating_sub(available) as u32
-    }
-
-    /// Live permit holders as counted by the permits themselves.
-    pub fn holders(&self) -> u32 {
-        self.holders.load(Ordering::SeqCst)
-    }
-
-    /// Calls waiting now.
-    pub fn waiters(&self) -> u32 {
-        self.waiters.load(Ordering::SeqCst)
-    }
-
     /// The number of permits.
     pub fn permits_max(&self) -> u32 {
         self.permits_max
     }
 
-    /// A snapshot for health output.
+    /// Calls waiting now.
+    pub fn waiters(&self) -> u32 {
+        self.books().waiters()
+    }
+
+    /// A snapshot for health output, exact: taken under the books' lock.
     pub fn snapshot(&self) -> LimitSnapshot {
-        // Read holders first: a permit is counted as a holder only after the semaphore handed
-        // it out and stops being one before it goes back, so `in_use >= holders` at any
-        // instant, and equality is the healthy state once no acquire is mid-flight.
-        let holders = self.holders();
-        let available = self.semaphore.available_permits() as u64;
-        let permits_in_use = (self.permits_max as u64).saturating_sub(available) as u32;
+        let books = self.books();
         LimitSnapshot {
             name: self.name.clone(),
             permits_max: self.permits_max,
-            permits_in_use,
-            holders,
-            waiters: self.waiters(),
-            over_released: available > self.permits_max as u64,
+            permits_in_use: self.permits_max.saturating_sub(books.available),
+            holders: books.permits_live + books.grants_in_transit,
+            waiters: books.waiters(),
+            over_released: books.available > self.permits_max,
             refused_total: self.refused_total.load(Ordering::Relaxed),
         }
     }
 
+    /// Stop handing out permits (shutdown): waiters are refused, holders keep theirs.
+    pub fn close(&self) {
+        let mut books = self.books();
+        books.closed = true;
+        books.queue.clear();
+    }
+
+    /// A permit comes back: hand it to the first waiter still waiting, else free it.
+    fn release(&self, from_live_permit: bool) {
+        let mut books = self.books();
+        if from_live_permit {
+            assert!(
+                books.permits_live > 0,
+                "limit {}: permit released twice",
+                self.name
+            );
+            books.permits_live -= 1;
+        } else {
+            assert!(
+                books.grants_in_transit > 0,
+                "limit {}: grant returned twice",
+                self.name
+            );
+            books.grants_in_transit -= 1;
+        }
+        while let Some(waiter) = books.queue.pop_front() {
+            if waiter.send(Grant).is_ok() {
+                books.grants_in_transit += 1;
+                return;
+            }
+        }
+        books.available += 1;
+        assert!(
+            books.available <= self.permits_max,
+            "limit {}: more permits free than exist",
+            self.name
+        );
+    }
+
     /// How long a refused caller should wait before trying again: the average hold time
     /// times the queue ahead of it, spread over the permits.
-    fn retry_after_secs(&self) -> u64 {
+    fn retry_after_secs(&self, waiters: u32) -> u64 {
         let hold_ms = self.hold_ms_avg.load(Ordering::Relaxed);
-        let ahead = self.waiters() as u64 + 1;
-        let wait_ms = hold_ms.saturating_mul(ahead) / self.permits_max as u64;
+        let wait_ms = hold_ms.saturating_mul(waiters as u64 + 1) / self.permits_max as u64;
         wait_ms.div_ceil(1000).clamp(1, RETRY_AFTER_SECS_MAX)
     }
 
-    fn refuse(&self, why: &str) -> CallError {
+    fn refuse(&self, why: &str, permits_in_use: u32, waiters: u32) -> CallError {
         self.refused_total.fetch_add(1, Ordering::Relaxed);
-        let retry_after_secs = self.retry_after_secs();
+        let retry_after_secs = self.retry_after_secs(waiters);
         CallError::new(
             ErrorCode::OverCapacity,
             format!(
-                "limit {} is full ({} of {} permits in use, {} waiting): {why}; retry in about {retry_after_secs} s",
-                self.name,
-                self.permits_in_use(),
-                self.permits_max,
-                self.waiters()
+                "limit {} is full ({permits_in_use} of {} permits in use, {waiters} waiting): {why}; retry in about {retry_after_secs} s",
+                self.name, self.permits_max
             ),
         )
         .with_retry_after_secs(retry_after_secs)
@@ -136,6 +191,13 @@ impl Limit {
             "permits_max": self.permits_max,
             "waiters_max": self.waiters_max,
         }))
+    }
+
+    fn closed_error(&self) -> CallError {
+        CallError::new(
+            ErrorCode::ServiceUnavailable,
+            format!("limit {} is closed: the daemon is shutting down", self.name),
+        )
     }
 }
 
@@ -146,20 +208,20 @@ pub struct LimitSnapshot {
     pub name: String,
     /// Permits that exist.
     pub permits_max: u32,
-    /// Permits the semaphore counts as taken.
+    /// Permits not free: `permits_max - available`.
     pub permits_in_use: u32,
-    /// Live permit values.
+    /// Live permit values plus permits in transit to a waiter.
     pub holders: u32,
     /// Calls waiting.
     pub waiters: u32,
-    /// True if the semaphore holds more permits than exist: a double release.
+    /// True if more permits are free than exist: a double release.
     pub over_released: bool,
     /// Calls refused so far.
     pub refused_total: u64,
 }
 
 impl LimitSnapshot {
-    /// `permits_in_use - holders`: 0 when healthy. Positive: a leak or an acquire in flight;
+    /// `permits_in_use - holders`: 0 when healthy, at every instant. Positive: a leak;
     /// negative: a double release.
     pub fn mismatch(&self) -> i64 {
         self.permits_in_use as i64 - self.holders as i64
@@ -174,28 +236,9 @@ pub struct Permit {
     taken_at: Instant,
     /// The runtime, to read the clock when the permit goes back.
     rt: Rt,
-    /// The semaphore's own permit: released when this struct's fields drop, right after
-    /// `Drop::drop` has uncounted the holder.
-    _inner: OwnedSemaphorePermit,
 }
 
 impl Permit {
-    fn new(limit: Arc<Limit>, inner: OwnedSemaphorePermit, rt: &Rt) -> Permit {
-        let holders = limit.holders.fetch_add(1, Ordering::SeqCst) + 1;
-        assert!(
-            holders <= limit.permits_max,
-            "limit {}: {holders} holders of {} permits",
-            limit.name,
-            limit.permits_max
-        );
-        Permit {
-            taken_at: rt.now(),
-            rt: rt.clone(),
-            limit,
-            _inner: inner,
-        }
-    }
-
     /// The limit this permit belongs to.
     pub fn limit(&self) -> &Limit {
         &self.limit
@@ -207,26 +250,36 @@ impl Drop for Permit {
         let held_ms = self.rt.now().saturating_since(self.taken_at).as_millis() as u64;
         // Exponential moving average with weight 1/8: cheap and smooth enough for a hint.
         let previous = self.limit.hold_ms_avg.load(Ordering::Relaxed);
-        let next = (previous * 7 + held_ms) / 8;
-        self.limit.hold_ms_avg.store(next, Ordering::Relaxed);
-        let before = self.limit.holders.fetch_sub(1, Ordering::SeqCst);
-        assert!(
-            before > 0,
-            "limit {}: holder count underflow",
-            self.limit.name
-        );
+        self.limit
+            .hold_ms_avg
+            .store((previous * 7 + held_ms) / 8, Ordering::Relaxed);
+        self.limit.release(true);
     }
 }
 
-/// Counts a waiter for as long as it lives, so an abandoned wait (deadline, cancel) uncounts
-/// itself.
-struct WaiterGuard<'a> {
+/// A waiter's place in the queue. If the wait is abandoned (queue timeout, deadline, cancel:
+/// the future is dropped) after a grant was already sent, the guard gives the grant back, so
+/// a permit can never be lost in transit.
+struct Waiting<'a> {
+    /// The limit waited on.
     limit: &'a Limit,
+    /// The channel the grant arrives on; `None` once the grant was taken.
+    receiver: Option<oneshot::Receiver<Grant>>,
 }
 
-impl Drop for WaiterGuard<'_> {
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.limit.waiters.fetch_sub(1, Ordering::SeqCst);
+        let Some(mut receiver) = self.receiver.take() else {
+            return;
+        };
+        receiver.close();
+        if receiver.try_recv().is_ok() {
+            // A grant arrived as we gave up: pass it on.
+            self.limit.release(false);
+        } else {
+            // Nothing arrived: leave the queue now, so waiter counts stay exact.
+            self.limit.books().queue.retain(|tx| !tx.is_closed());
+        }
     }
 }
 
@@ -238,41 +291,63 @@ pub async fn acquire(
     give_up_at: Instant,
     on_wait: &(dyn Fn(&Arc<Limit>) + Send + Sync),
 ) -> Result<Permit, CallError> {
-    match limit.semaphore.clone().try_acquire_owned() {
-        Ok(inner) => return Ok(Permit::new(limit.clone(), inner, rt)),
-        Err(TryAcquireError::Closed) => {
-            return Err(CallError::new(
-                ErrorCode::ServiceUnavailable,
-                format!(
-                    "limit {} is closed: the daemon is shutting down",
-                    limit.name
-                ),
+    let receiver = {
+        let mut books = limit.books();
+        if books.closed {
+            return Err(limit.closed_error());
+        }
+        if books.available > 0 {
+            books.available -= 1;
+            books.permits_live += 1;
+            return Ok(Permit {
+                limit: limit.clone(),
+                taken_at: rt.now(),
+                rt: rt.clone(),
+            });
+        }
+        let waiters = books.waiters();
+        if waiters >= limit.waiters_max {
+            let in_use = limit.permits_max - books.available;
+            drop(books);
+            return Err(limit.refuse(
+                &format!("its queue is full ({} waiting)", limit.waiters_max),
+                in_use,
+                waiters,
             ));
         }
-        Err(TryAcquireError::NoPermits) => {}
-    }
-    // Full: join the queue if it has room, else refuse at once.
-    let waiters_before = limit.waiters.fetch_add(1, Ordering::SeqCst);
-    let _guard = WaiterGuard { limit };
-    if waiters_before >= limit.waiters_max {
-        return Err(limit.refuse(&format!(
-            "its queue is full ({} waiting)",
-            limit.waiters_max
-        )));
-    }
+        let (sender, receiver) = oneshot::channel();
+        books.queue.push_back(sender);
+        receiver
+    };
+    let mut waiting = Waiting {
+        limit,
+        receiver: Some(receiver),
+    };
     on_wait(limit);
-    let acquire = limit.semaphore.clone().acquire_owned();
     let give_up = rt.sleep_until(give_up_at);
+    let receiver = waiting
+        .receiver
+        .as_mut()
+        .expect("receiver present until taken");
     tokio::select! {
         biased;
-        acquired = acquire => match acquired {
-            Ok(inner) => Ok(Permit::new(limit.clone(), inner, rt)),
-            Err(_) => Err(CallError::new(
-                ErrorCode::ServiceUnavailable,
-                format!("limit {} is closed: the daemon is shutting down", limit.name),
-            )),
-        },
-        () = give_up => Err(limit.refuse("waited the whole queue timeout")),
+        grant = receiver => {
+            waiting.receiver = None;
+            match grant {
+                Ok(Grant) => {
+                    let mut books = limit.books();
+                    books.grants_in_transit -= 1;
+                    books.permits_live += 1;
+                    Ok(Permit { limit: limit.clone(), taken_at: rt.now(), rt: rt.clone() })
+                }
+                Err(_) => Err(limit.closed_error()),
+            }
+        }
+        () = give_up => {
+            drop(waiting);
+            let snapshot = limit.snapshot();
+            Err(limit.refuse("waited the whole queue timeout", snapshot.permits_in_use, snapshot.waiters))
+        }
     }
 }
 
@@ -333,6 +408,29 @@ mod tests {
         assert_eq!(snapshot.permits_in_use, 0);
         assert_eq!(snapshot.mismatch(), 0);
         assert!(!snapshot.over_released);
-        assert_eq!(limit.retry_after_secs(), 1);
+        assert_eq!(limit.retry_after_secs(0), 1);
+    }
+
+    #[test]
+    fn a_release_hands_over_to_the_first_waiter_and_the_books_balance() {
+        let limit = Limit::new("t", 1, 4);
+        {
+            let mut books = limit.books();
+            books.available -= 1;
+            books.permits_live += 1;
+        }
+        let (first_tx, mut first_rx) = oneshot::channel();
+        let (second_tx, _second_rx) = oneshot::channel();
+        limit.books().queue.push_back(first_tx);
+        limit.books().queue.push_back(second_tx);
+        assert_eq!(limit.waiters(), 2);
+        limit.release(true);
+        // Handed over: still in use, and counted as a holder while in transit.
+        let snapshot = limit.snapshot();
+        assert_eq!(
+            (snapshot.permits_in_use, snapshot.holders, snapshot.waiters),
+            (1, 1, 1)
+        );
+        assert!(first_rx.try_recv().is_ok());
     }
 }

@@ -17,8 +17,9 @@ use tokio::sync::oneshot;
 use crate::admission;
 use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
+use crate::observe::PauseReason;
 use crate::protocol::ServerFrame;
-use crate::provider::{ChatRequest, ChatResponse, ProviderEntry};
+use crate::provider::{ChatRequest, ChatResponse, ProviderEntry, ProviderError};
 use crate::rt::{Instant, Rt};
 use crate::session::{Session, StopReason};
 use crate::tools::Prepared;
@@ -38,12 +39,14 @@ pub enum Phase {
         /// E.g. "waiting on provider kimi (model kimi-k2), attempt 1".
         activity: String,
     },
-    /// Pausing because the provider rate-limited us.
-    RateLimited {
+    /// Pausing between provider attempts.
+    Paused {
         /// The provider.
         provider: String,
         /// When the pause ends.
         until: Instant,
+        /// Why: the provider's retry-after, its cooldown, or backoff.
+        reason: PauseReason,
     },
 }
 
@@ -89,22 +92,119 @@ impl CallCtx {
         &self.shared.rt
     }
 
-    /// One chat completion on `entry`'s provider, under the call's deadline (the caller's
-    /// select enforces it; dropping this future aborts the attempt).
+    /// One chat completion on `entry`'s provider under the retry policy and the call's
+    /// deadline (the caller's select enforces the deadline; dropping this future aborts the
+    /// attempt in flight). See `retry` for the rules.
     pub async fn complete(
         &self,
         entry: &ProviderEntry,
         request: ChatRequest,
     ) -> Result<ChatResponse, CallError> {
+        let shared = &self.shared;
+        let rt = &shared.rt;
+        let policy = shared.retry;
         let name = entry.provider.name().to_string();
-        self.phase.set(Phase::Running {
-            activity: format!("waiting on provider {name} (model {})", request.model),
+        let mut attempt = 0u32;
+        loop {
+            // Another call's 429 may have put the provider in cooldown: honor it too.
+            while let Some(until) = entry.cooldown.active_until(rt.now()) {
+                let now = rt.now();
+                if until > self.deadline {
+                    return Err(self.give_up(&name, until.saturating_since(now), None));
+                }
+                self.pause(&name, until, PauseReason::Cooldown);
+                let wait = until.saturating_since(now);
+                shared.observer.provider_pause(
+                    &name,
+                    &self.request_id,
+                    wait,
+                    PauseReason::Cooldown,
+                    now,
+                );
+                rt.sleep_until(until).await;
+            }
+            attempt += 1;
+            self.phase.set(Phase::Running {
+                activity: format!(
+                    "waiting on provider {name} (model {}), attempt {attempt} of {}",
+                    request.model, policy.attempts_max
+                ),
+            });
+            shared
+                .observer
+                .provider_attempt(&name, &self.request_id, attempt, rt.now());
+            let error = match entry.provider.complete(request.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let now = rt.now();
+            // Every 429 that names a time cools the provider down for every call, even when
+            // this call will not retry: otherwise its freed permit sends the next queued call
+            // straight into the wait the provider asked for (found by the simulator:
+            // rate-limit-storm seed 4).
+            if let ProviderError::RateLimited {
+                retry_after: Some(after),
+                ..
+            } = &error
+            {
+                entry.cooldown.extend(now + *after);
+            }
+            if !error.is_retryable() || attempt >= policy.attempts_max {
+                tracing::info!(request_id = %self.request_id, provider = %name, attempt, error = %error, "provider attempt failed; not retrying");
+                return Err(error.into_call_error(&name));
+            }
+            let (pause, reason) = match &error {
+                ProviderError::RateLimited {
+                    retry_after: Some(after),
+                    ..
+                } => (*after, PauseReason::RetryAfter),
+                _ => (
+                    shared.with_rng(|rng| policy.backoff(attempt, rng)),
+                    PauseReason::Backoff,
+                ),
+            };
+            if now + pause > self.deadline {
+                return Err(self.give_up(&name, pause, Some(error)));
+            }
+            tracing::debug!(request_id = %self.request_id, provider = %name, attempt, pause_ms = pause.as_millis() as u64, error = %error, "pausing before the next attempt");
+            self.pause(&name, now + pause, reason);
+            shared
+                .observer
+                .provider_pause(&name, &self.request_id, pause, reason, now);
+            rt.sleep(pause).await;
+        }
+    }
+
+    fn pause(&self, provider: &str, until: Instant, reason: PauseReason) {
+        self.phase.set(Phase::Paused {
+            provider: provider.to_string(),
+            until,
+            reason,
         });
-        entry
-            .provider
-            .complete(request)
-            .await
-            .map_err(|err| err.into_call_error(&name))
+    }
+
+    /// End the call now: waiting `wait` would pass the deadline.
+    fn give_up(&self, provider: &str, wait: Duration, error: Option<ProviderError>) -> CallError {
+        let now = self.shared.rt.now();
+        self.shared
+            .observer
+            .gave_up_before_deadline(provider, &self.request_id, wait, now);
+        let remaining = self.deadline.saturating_since(now);
+        let retry_after_secs = (wait.as_millis() as u64).div_ceil(1000).max(1);
+        let rate_limited = matches!(error, None | Some(ProviderError::RateLimited { .. }));
+        let cause = match &error {
+            Some(error) => error.to_string(),
+            None => "provider is cooling down after a rate limit".to_string(),
+        };
+        CallError::new(
+            if rate_limited { ErrorCode::RateLimited } else { ErrorCode::ProviderError },
+            format!(
+                "provider {provider}: {cause}; waiting {:.1} s would pass the call's deadline ({:.1} s left), so the call ends now",
+                wait.as_secs_f64(),
+                remaining.as_secs_f64()
+            ),
+        )
+        .with_retry_after_secs(retry_after_secs)
     }
 }
 
@@ -246,10 +346,24 @@ fn describe(phase: &Phase, now: Instant) -> String {
             )
         }
         Phase::Running { activity } => activity.clone(),
-        Phase::RateLimited { provider, until } => format!(
-            "provider {provider} rate-limited the call; pausing {:.1} s more as it asked",
-            until.saturating_since(now).as_secs_f64()
-        ),
+        Phase::Paused {
+            provider,
+            until,
+            reason,
+        } => {
+            let left = until.saturating_since(now).as_secs_f64();
+            match reason {
+                PauseReason::RetryAfter => format!(
+                    "provider {provider} rate-limited the call; pausing {left:.1} s more, as it asked"
+                ),
+                PauseReason::Cooldown => format!(
+                    "provider {provider} is cooling down after a rate limit; {left:.1} s more"
+                ),
+                PauseReason::Backoff => {
+                    format!("provider {provider} failed; backing off {left:.1} s before retrying")
+                }
+            }
+        }
     }
 }
 
@@ -264,9 +378,16 @@ fn progress_frame(
         Phase::Accepted => ("accepted", None),
         Phase::Queued { limit } => ("queued", Some(limit.name().to_string())),
         Phase::Running { .. } => ("running", None),
-        Phase::RateLimited { provider, .. } => {
-            ("rate_limited", Some(format!("provider:{provider}")))
-        }
+        Phase::Paused {
+            provider, reason, ..
+        } => (
+            if *reason == PauseReason::Backoff {
+                "backoff"
+            } else {
+                "rate_limited"
+            },
+            Some(format!("provider:{provider}")),
+        ),
     };
     ServerFrame::Progress {
         request_id: request_id.to_string(),

@@ -175,6 +175,14 @@ pub struct Config {
     pub outbox_max_bytes: usize,
     /// EXAI_RESULT_TTL_SECS: how long a finished result is kept for pickup.
     pub result_ttl_ms: u64,
+    /// EXAI_RESULT_CACHE_MAX: finished results kept per session for repeated ids.
+    pub result_cache_max: u32,
+    /// EXAI_RETRY_ATTEMPTS_MAX: provider attempts per call, the first included.
+    pub retry_attempts_max: u32,
+    /// EXAI_RETRY_BACKOFF_BASE_SECS: first backoff pause without a retry-after.
+    pub retry_backoff_base_ms: u64,
+    /// EXAI_RETRY_BACKOFF_MAX_SECS: cap on a backoff pause.
+    pub retry_backoff_max_ms: u64,
     /// EXAI_WS_MAX_CONNECTIONS: simultaneous WebSocket connections.
     pub max_connections: u32,
     /// EXAI_WS_MAX_SESSIONS: sessions kept (live or awaiting resume).
@@ -538,6 +546,30 @@ static KEYS: &[KeyDef] = &[
         "300",
         secs(1000, 86_400_000),
         "How long a finished result is kept for a client that disconnected mid-call.",
+    ),
+    key(
+        "EXAI_RETRY_ATTEMPTS_MAX",
+        "4",
+        int(1, 20),
+        "Provider attempts per call, first included; bounds how long a failing provider is retried.",
+    ),
+    key(
+        "EXAI_RETRY_BACKOFF_BASE_SECS",
+        "0.5",
+        secs(1, 600_000),
+        "First backoff pause when the provider gave no retry-after; doubles per attempt, with jitter.",
+    ),
+    key(
+        "EXAI_RETRY_BACKOFF_MAX_SECS",
+        "30",
+        secs(1, 3_600_000),
+        "Longest backoff pause (a provider's own retry-after is honored as asked, within the deadline).",
+    ),
+    key(
+        "EXAI_RESULT_CACHE_MAX",
+        "256",
+        int(0, 100_000),
+        "Finished results kept per session for repeated request ids; bounds the cache's memory.",
     ),
     key(
         "EXAI_WS_MAX_CONNECTIONS",
@@ -949,20 +981,32 @@ struct Relation {
 }
 
 /// All cross-key rules. Add more here.
-static RELATIONS: &[Relation] = &[Relation {
-    keys: &[
-        "EXAI_WS_QUEUE_TIMEOUT_SECS",
-        "SIMPLE_TOOL_TIMEOUT_SECS",
-        "WORKFLOW_TOOL_TIMEOUT_SECS",
-    ],
-    check: |c| {
-        let longest = c.simple_tool_timeout_ms.max(c.workflow_tool_timeout_ms);
-        (c.queue_timeout_ms > longest).then(|| {
+static RELATIONS: &[Relation] = &[
+    Relation {
+        keys: &[
+            "EXAI_RETRY_BACKOFF_BASE_SECS",
+            "EXAI_RETRY_BACKOFF_MAX_SECS",
+        ],
+        check: |c| {
+            (c.retry_backoff_base_ms > c.retry_backoff_max_ms)
+                .then(|| "the first backoff pause must not exceed the longest".to_string())
+        },
+    },
+    Relation {
+        keys: &[
+            "EXAI_WS_QUEUE_TIMEOUT_SECS",
+            "SIMPLE_TOOL_TIMEOUT_SECS",
+            "WORKFLOW_TOOL_TIMEOUT_SECS",
+        ],
+        check: |c| {
+            let longest = c.simple_tool_timeout_ms.max(c.workflow_tool_timeout_ms);
+            (c.queue_timeout_ms > longest).then(|| {
             "the queue timeout must not exceed the longer tool timeout (the tool timeout includes queueing)"
                 .to_string()
         })
+        },
     },
-}];
+];
 
 // ---------------------------------------------------------------------------
 // Config
@@ -1048,6 +1092,10 @@ impl Config {
             outbox_max_frames: v.num("EXAI_OUTBOX_MAX_FRAMES"),
             outbox_max_bytes: v.num("EXAI_OUTBOX_MAX_BYTES"),
             result_ttl_ms: v.num("EXAI_RESULT_TTL_SECS"),
+            result_cache_max: v.num("EXAI_RESULT_CACHE_MAX"),
+            retry_attempts_max: v.num("EXAI_RETRY_ATTEMPTS_MAX"),
+            retry_backoff_base_ms: v.num("EXAI_RETRY_BACKOFF_BASE_SECS"),
+            retry_backoff_max_ms: v.num("EXAI_RETRY_BACKOFF_MAX_SECS"),
             max_connections: v.num("EXAI_WS_MAX_CONNECTIONS"),
             max_sessions: v.num("EXAI_WS_MAX_SESSIONS"),
             config_file: v.path("EXAI_CONFIG"),

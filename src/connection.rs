@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -24,7 +23,7 @@ use crate::error::{CallError, ErrorCode};
 use crate::protocol::reply::ServerInfo;
 use crate::protocol::{ClientFrame, Hello, ServerFrame, close_code, decode};
 use crate::rt::BoxStream;
-use crate::session::{Session, StopReason};
+use crate::session::{Begin, Session, StopReason};
 use crate::tools::ToolKind;
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream<BoxStream>, Message>;
@@ -78,6 +77,7 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
         session_id: session.id.clone(),
         resume_token: session.resume_token().to_string(),
         resumed,
+        last_seq: session.outbox.stats().last_seq,
         server: ServerInfo::current(),
         resume_refused,
     };
@@ -425,18 +425,6 @@ fn start_call(
         ToolKind::Simple => shared.config.simple_tool_timeout_ms,
         ToolKind::Workflow => shared.config.workflow_tool_timeout_ms,
     };
-    if session.is_running(&request_id) {
-        // The same request id again while it runs is the same call: join it.
-        let ack = ServerFrame::CallToolAck {
-            request_id,
-            accepted: true,
-            timeout: timeout_ms as f64 / 1000.0,
-            name: tool.name().to_string(),
-            joined: true,
-        };
-        session.push(&ack, now);
-        return;
-    }
     let prepared = match tool.prepare(arguments, shared) {
         Ok(prepared) => prepared,
         Err(error) => {
@@ -444,18 +432,31 @@ fn start_call(
             return;
         }
     };
-    let (stop_tx, stop_rx) = oneshot::channel();
-    if session.register_call(&request_id, stop_tx).is_err() {
-        unreachable!("request id checked as not running on this same task");
-    }
-    let ack = ServerFrame::CallToolAck {
+    let ack = |joined: bool| ServerFrame::CallToolAck {
         request_id: request_id.clone(),
         accepted: true,
         timeout: timeout_ms as f64 / 1000.0,
         name: tool.name().to_string(),
-        joined: false,
+        joined,
     };
-    session.push(&ack, now);
+    let stop_rx = match session.begin_call(&request_id, now) {
+        Begin::New(stop_rx) => stop_rx,
+        Begin::Running => {
+            // The same request id again while it runs is the same call: join it.
+            session.push(&ack(true), now);
+            return;
+        }
+        Begin::Finished(terminal) => {
+            // It already ended: the stored result again, and no second provider call.
+            session.push(&terminal, now);
+            return;
+        }
+    };
+    session.push(&ack(false), now);
+    let deadline = now + Duration::from_millis(timeout_ms);
+    shared
+        .observer
+        .call_accepted(&session.id, &request_id, tool.name(), now, deadline);
     let accepted = Accepted {
         shared: shared.clone(),
         session: session.clone(),
@@ -463,7 +464,7 @@ fn start_call(
         tool: tool.name(),
         prepared,
         accepted_at: now,
-        deadline: now + Duration::from_millis(timeout_ms),
+        deadline,
         stop: stop_rx,
     };
     shared.rt.spawn("call", call::run(accepted));

@@ -13,11 +13,13 @@ use subtle::ConstantTimeEq;
 
 use crate::admission::{Admission, Limit};
 use crate::config::Config;
+use crate::observe::{NoObserver, Observer};
 use crate::provider::offline::OfflineProvider;
 use crate::provider::{Provider, ProviderEntry, Providers};
+use crate::retry::{Cooldown, RetryPolicy};
 use crate::rt::{Instant, Listener, Rng, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
-use crate::tools::ToolRegistry;
+use crate::tools::{Tool, ToolRegistry};
 
 /// Everything connections and calls share.
 pub struct Shared {
@@ -35,7 +37,11 @@ pub struct Shared {
     pub tools: ToolRegistry,
     /// Sessions by id.
     pub sessions: SessionRegistry,
-    /// Ids and tokens come from here (seeded by the runtime).
+    /// How provider errors are retried.
+    pub retry: RetryPolicy,
+    /// Told about calls, frames and provider attempts.
+    pub observer: Arc<dyn Observer>,
+    /// Ids, tokens and jitter come from here (seeded by the runtime).
     rng: Mutex<Rng>,
     /// When the daemon started.
     pub started_at: Instant,
@@ -52,6 +58,11 @@ impl Shared {
     /// `n_bytes` of randomness as hex.
     pub fn random_hex(&self, n_bytes: usize) -> String {
         self.rng.lock().expect("rng lock").hex(n_bytes)
+    }
+
+    /// Run `f` with the daemon's seeded generator.
+    pub fn with_rng<T>(&self, f: impl FnOnce(&mut Rng) -> T) -> T {
+        f(&mut self.rng.lock().expect("rng lock"))
     }
 
     /// Connections open now.
@@ -100,24 +111,59 @@ pub struct Daemon {
     shared: Arc<Shared>,
 }
 
-impl Daemon {
-    /// A daemon with the built-in providers for `config` (today: offline).
-    pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
-        let offline = Arc::new(OfflineProvider::new(
-            rt.clone(),
-            Duration::from_millis(config.offline_latency_ms),
-        ));
-        Daemon::with_providers(config, token, rt, vec![offline])
+/// Builds a [`Daemon`]: production adds the configured providers; the simulator adds
+/// simulated providers, extra tools and an invariant-checking observer.
+pub struct DaemonBuilder {
+    /// The configuration.
+    config: Config,
+    /// The auth token.
+    token: String,
+    /// The runtime seam.
+    rt: Rt,
+    /// Providers, in `listmodels` order.
+    providers: Vec<Arc<dyn Provider>>,
+    /// Tools beyond the built-in set.
+    extra_tools: Vec<Arc<dyn Tool>>,
+    /// The witness.
+    observer: Arc<dyn Observer>,
+}
+
+impl DaemonBuilder {
+    /// Add a provider.
+    pub fn provider(mut self, provider: Arc<dyn Provider>) -> DaemonBuilder {
+        self.providers.push(provider);
+        self
     }
 
-    /// A daemon with the given providers (the simulator passes simulated ones).
-    pub fn with_providers(
-        config: Config,
-        token: String,
-        rt: Rt,
-        providers: Vec<Arc<dyn Provider>>,
-    ) -> Daemon {
+    /// Add a tool beyond the built-in set.
+    pub fn tool(mut self, tool: Arc<dyn Tool>) -> DaemonBuilder {
+        self.extra_tools.push(tool);
+        self
+    }
+
+    /// Set the observer.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> DaemonBuilder {
+        self.observer = observer;
+        self
+    }
+
+    /// Build. With no provider added, the offline provider serves.
+    pub fn build(self) -> Daemon {
+        let DaemonBuilder {
+            config,
+            token,
+            rt,
+            mut providers,
+            extra_tools,
+            observer,
+        } = self;
         assert!(!token.is_empty(), "the daemon needs a token");
+        if providers.is_empty() {
+            providers.push(Arc::new(OfflineProvider::new(
+                rt.clone(),
+                Duration::from_millis(config.offline_latency_ms),
+            )));
+        }
         let entries = providers
             .into_iter()
             .map(|provider| {
@@ -127,17 +173,28 @@ impl Daemon {
                     permits_max,
                     config.queue_max_waiters,
                 );
-                Arc::new(ProviderEntry { provider, limit })
+                Arc::new(ProviderEntry {
+                    provider,
+                    limit,
+                    cooldown: Cooldown::default(),
+                })
             })
             .collect();
-        let sessions = SessionRegistry::new(SessionLimits {
-            inflight_max: config.session_max_inflight,
-            waiters_max: config.queue_max_waiters,
-            outbox_frames_max: config.outbox_max_frames as usize,
-            outbox_bytes_max: config.outbox_max_bytes,
-            ttl: Duration::from_millis(config.session_ttl_ms),
-            sessions_max: config.max_sessions as usize,
-        });
+        let sessions = SessionRegistry::new(
+            SessionLimits {
+                inflight_max: config.session_max_inflight,
+                waiters_max: config.queue_max_waiters,
+                outbox_frames_max: config.outbox_max_frames as usize,
+                outbox_bytes_max: config.outbox_max_bytes,
+                ttl: Duration::from_millis(config.session_ttl_ms),
+                sessions_max: config.max_sessions as usize,
+                result_cache_max: config.result_cache_max as usize,
+                result_ttl: Duration::from_millis(config.result_ttl_ms),
+            },
+            observer.clone(),
+        );
+        let mut tools = ToolRegistry::builtin_tools();
+        tools.extend(extra_tools);
         let shared = Shared {
             admission: Admission::new(
                 config.global_max_inflight,
@@ -145,8 +202,14 @@ impl Daemon {
                 Duration::from_millis(config.queue_timeout_ms),
             ),
             providers: Providers::new(entries),
-            tools: ToolRegistry::builtin(),
+            tools: ToolRegistry::new(tools),
             sessions,
+            retry: RetryPolicy {
+                attempts_max: config.retry_attempts_max,
+                backoff_base: Duration::from_millis(config.retry_backoff_base_ms),
+                backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
+            },
+            observer,
             rng: Mutex::new(rt.rng()),
             started_at: rt.now(),
             connections: AtomicU32::new(0),
@@ -157,6 +220,25 @@ impl Daemon {
         Daemon {
             shared: Arc::new(shared),
         }
+    }
+}
+
+impl Daemon {
+    /// Start building a daemon.
+    pub fn builder(config: Config, token: String, rt: Rt) -> DaemonBuilder {
+        DaemonBuilder {
+            config,
+            token,
+            rt,
+            providers: Vec::new(),
+            extra_tools: Vec::new(),
+            observer: Arc::new(NoObserver),
+        }
+    }
+
+    /// A daemon with the built-in providers for `config` (today: offline).
+    pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
+        Daemon::builder(config, token, rt).build()
     }
 
     /// The shared state (tests and the status endpoint read it).

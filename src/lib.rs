@@ -13,6 +13,7 @@
 //! - [`session`], [`outbox`]: what outlives a connection, and seq-stamped delivery;
 //! - [`admission`]: where permits are taken; [`call`]: one call's deadline and ending;
 //! - [`tools`], [`provider`]: what a call runs, and the models behind it;
+//! - [`retry`]: retry policy and provider cooldowns; [`observe`]: hooks for witnesses;
 //! - [`health`]: permit books compared with live holders;
 //! - [`daemon`]: the shared state and how it is built.
 
@@ -24,9 +25,11 @@ pub mod connection;
 pub mod daemon;
 pub mod error;
 pub mod health;
+pub mod observe;
 pub mod outbox;
 pub mod protocol;
 pub mod provider;
+pub mod retry;
 pub mod rt;
 pub mod server;
 pub mod session;

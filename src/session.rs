@@ -9,7 +9,7 @@
 //! reconnect comes from a new port (DESIGN.md section 9.3), and anyone on the machine can
 //! guess an address.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, oneshot};
 
 use crate::admission::Limit;
+use crate::observe::Observer;
 use crate::outbox::Outbox;
 use crate::protocol::ServerFrame;
 use crate::rt::Instant;
@@ -37,6 +38,35 @@ pub enum StopReason {
 struct RunningCall {
     /// Fires the call's stop branch.
     stop: oneshot::Sender<StopReason>,
+}
+
+/// A call that ended, kept for a repeated request id.
+struct FinishedCall {
+    /// Its terminal frame.
+    terminal: ServerFrame,
+    /// When it ended (for the result TTL).
+    ended_at: Instant,
+}
+
+/// The session's calls: running ones, and recently finished ones by request id.
+#[derive(Default)]
+struct CallTable {
+    /// Calls running now.
+    running: HashMap<String, RunningCall>,
+    /// Finished calls' terminal frames, for repeats.
+    finished: HashMap<String, FinishedCall>,
+    /// Finished request ids, oldest first (eviction order).
+    finished_order: VecDeque<String>,
+}
+
+/// What a `call_tool` with this request id should do.
+pub enum Begin {
+    /// A new call: run it; it stops when this fires.
+    New(oneshot::Receiver<StopReason>),
+    /// Already running: the client joins it.
+    Running,
+    /// Already finished within the result TTL: send its terminal frame again.
+    Finished(ServerFrame),
 }
 
 /// The connection currently serving a session.
@@ -67,12 +97,18 @@ pub struct Session {
     pub outbox: Outbox,
     /// The per-session concurrency limit.
     pub limit: Arc<Limit>,
-    /// Calls running now, by request id.
-    calls: Mutex<HashMap<String, RunningCall>>,
+    /// Calls running and recently finished, by request id.
+    calls: Mutex<CallTable>,
+    /// Finished results kept at most, and for how long.
+    result_cache_max: usize,
+    /// How long a finished result is kept.
+    result_ttl: Duration,
     /// Who is attached.
     presence: Mutex<Presence>,
     /// Highest seq the client acked.
     acked_seq: AtomicU64,
+    /// Told about every frame pushed.
+    observer: Arc<dyn Observer>,
 }
 
 impl Session {
@@ -83,7 +119,10 @@ impl Session {
 
     /// Push a frame into the outbox.
     pub fn push(&self, frame: &ServerFrame, now: Instant) -> u64 {
-        self.outbox.push(frame, now)
+        let seq = self.outbox.push(frame, now);
+        self.observer
+            .frame_pushed(&self.id, seq, frame, now, self.outbox.stats());
+        seq
     }
 
     /// The client acked everything up to `seq`.
@@ -92,18 +131,37 @@ impl Session {
         self.outbox.ack(seq);
     }
 
-    /// Register a call. `Err` gives the stop sender back when the id is already running.
-    pub fn register_call(
-        &self,
-        request_id: &str,
-        stop: oneshot::Sender<StopReason>,
-    ) -> Result<(), oneshot::Sender<StopReason>> {
+    /// Begin a call with `request_id`, atomically with respect to calls ending: a new call
+    /// is registered; a running one is joined; a finished one (within the result TTL) is
+    /// answered from its stored terminal frame, so the provider is never called twice.
+    pub fn begin_call(&self, request_id: &str, now: Instant) -> Begin {
         let mut calls = self.calls.lock().expect("calls lock");
-        if calls.contains_key(request_id) {
-            return Err(stop);
+        if calls.running.contains_key(request_id) {
+            return Begin::Running;
         }
-        calls.insert(request_id.to_string(), RunningCall { stop });
-        Ok(())
+        self.evict_finished(&mut calls, now);
+        if let Some(finished) = calls.finished.get(request_id) {
+            return Begin::Finished(finished.terminal.as_repeat());
+        }
+        let (stop, stopped) = oneshot::channel();
+        calls
+            .running
+            .insert(request_id.to_string(), RunningCall { stop });
+        Begin::New(stopped)
+    }
+
+    fn evict_finished(&self, calls: &mut CallTable, now: Instant) {
+        while let Some(oldest) = calls.finished_order.front() {
+            let expired = calls
+                .finished
+                .get(oldest)
+                .is_none_or(|f| now.saturating_since(f.ended_at) >= self.result_ttl);
+            if !expired && calls.finished_order.len() <= self.result_cache_max {
+                break;
+            }
+            let oldest = calls.finished_order.pop_front().expect("front exists");
+            calls.finished.remove(&oldest);
+        }
     }
 
     /// True when `request_id` is running.
@@ -111,6 +169,7 @@ impl Session {
         self.calls
             .lock()
             .expect("calls lock")
+            .running
             .contains_key(request_id)
     }
 
@@ -124,11 +183,11 @@ impl Session {
         now: Instant,
     ) -> bool {
         let mut calls = self.calls.lock().expect("calls lock");
-        let Some(call) = calls.remove(request_id) else {
+        let Some(call) = calls.running.remove(request_id) else {
             return false;
         };
         if let Some(frame) = before {
-            self.outbox.push(frame, now);
+            self.push(frame, now);
         }
         // The call may have finished an instant ago; its task then ignores the stop.
         let _ = call.stop.send(reason);
@@ -138,25 +197,44 @@ impl Session {
     /// Stop every running call (session expiry, shutdown).
     pub fn stop_all_calls(&self, reason: StopReason) -> usize {
         let mut calls = self.calls.lock().expect("calls lock");
-        let stopped = calls.len();
-        for (_, call) in calls.drain() {
+        let stopped = calls.running.len();
+        for (_, call) in calls.running.drain() {
             let _ = call.stop.send(reason);
         }
         stopped
     }
 
     /// The call ended: unregister it and push its terminal frame, atomically with respect to
-    /// `register_call`, so a repeated request id sees either the running call or its end.
+    /// `begin_call`, so a repeated request id sees either the running call or its end.
     pub fn finish_call(&self, request_id: &str, terminal: &ServerFrame, now: Instant) {
         debug_assert!(terminal.is_terminal());
         let mut calls = self.calls.lock().expect("calls lock");
-        calls.remove(request_id);
-        self.outbox.push(terminal, now);
+        calls.running.remove(request_id);
+        if self.result_cache_max > 0 {
+            let previous = calls.finished.insert(
+                request_id.to_string(),
+                FinishedCall {
+                    terminal: terminal.clone(),
+                    ended_at: now,
+                },
+            );
+            if previous.is_some() {
+                calls.finished_order.retain(|id| id != request_id);
+            }
+            calls.finished_order.push_back(request_id.to_string());
+            self.evict_finished(&mut calls, now);
+        }
+        self.push(terminal, now);
     }
 
     /// Calls running now.
     pub fn calls_running(&self) -> usize {
-        self.calls.lock().expect("calls lock").len()
+        self.calls.lock().expect("calls lock").running.len()
+    }
+
+    /// Finished results kept for repeats.
+    pub fn results_kept(&self) -> usize {
+        self.calls.lock().expect("calls lock").finished.len()
     }
 
     /// Attach a connection; the previous one (if any) is kicked. Returns the generation and
@@ -233,6 +311,10 @@ pub struct SessionLimits {
     pub ttl: Duration,
     /// Sessions alive at once.
     pub sessions_max: usize,
+    /// Finished results kept per session for repeated request ids.
+    pub result_cache_max: usize,
+    /// How long a finished result is kept.
+    pub result_ttl: Duration,
 }
 
 /// All sessions, by id.
@@ -241,14 +323,17 @@ pub struct SessionRegistry {
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
     /// What new sessions get.
     limits: SessionLimits,
+    /// Handed to every session.
+    observer: Arc<dyn Observer>,
 }
 
 impl SessionRegistry {
     /// An empty registry.
-    pub fn new(limits: SessionLimits) -> SessionRegistry {
+    pub fn new(limits: SessionLimits, observer: Arc<dyn Observer>) -> SessionRegistry {
         SessionRegistry {
             sessions: Mutex::new(BTreeMap::new()),
             limits,
+            observer,
         }
     }
 
@@ -269,13 +354,16 @@ impl SessionRegistry {
             ),
             id: id.clone(),
             resume_token,
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::new(CallTable::default()),
+            result_cache_max: limits.result_cache_max,
+            result_ttl: limits.result_ttl,
             presence: Mutex::new(Presence {
                 attached: None,
                 generations: 0,
                 detached_at: None,
             }),
             acked_seq: AtomicU64::new(0),
+            observer: self.observer.clone(),
         });
         let mut sessions = self.sessions.lock().expect("sessions lock");
         if sessions.len() >= limits.sessions_max {
@@ -323,6 +411,7 @@ impl SessionRegistry {
         };
         for session in &expired {
             let stopped = session.stop_all_calls(StopReason::SessionExpired);
+            self.observer.session_expired(&session.id, stopped, now);
             tracing::info!(session = %session.id, calls_stopped = stopped, "session expired");
         }
         expired.len()

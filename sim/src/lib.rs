@@ -12,7 +12,13 @@ compile_error!(
      \"simulations\" would silently run on real tokio"
 );
 
+pub mod client;
 pub mod isolate;
+pub mod journal;
+pub mod observer;
+pub mod provider;
 pub mod rt;
-pub mod smoke;
-pub mod trace;
+pub mod run;
+pub mod scenario;
+pub mod sweep;
+pub mod workflow_tool;

@@ -44,6 +44,8 @@ pub enum ServerFrame {
         resume_token: String,
         /// True when an existing session was resumed.
         resumed: bool,
+        /// The session's highest seq so far: on resume, the replay that follows ends here.
+        last_seq: u64,
         /// The daemon's name and version.
         server: ServerInfo,
         /// Why a requested resume was refused (a fresh session was created instead).
@@ -101,6 +103,10 @@ pub enum ServerFrame {
         /// Why it failed, when `ok` is false.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<CallError>,
+        /// True when this is the stored result sent again for a repeated request id (the call
+        /// ran once; its provider was not called again).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        repeated: bool,
     },
     /// Reply to `cancel`: the call is being stopped (its `call_tool_res` follows).
     Cancelled {
@@ -175,6 +181,7 @@ impl ServerFrame {
             outputs: Vec::new(),
             text,
             error: Some(error),
+            repeated: false,
         }
     }
 
@@ -189,12 +196,22 @@ impl ServerFrame {
             }],
             text,
             error: None,
+            repeated: false,
         }
     }
 
     /// True for the frame that ends a call.
     pub fn is_terminal(&self) -> bool {
         matches!(self, ServerFrame::CallToolRes { .. })
+    }
+
+    /// The same terminal frame, marked as sent again for a repeated request id.
+    pub fn as_repeat(&self) -> ServerFrame {
+        let mut frame = self.clone();
+        if let ServerFrame::CallToolRes { repeated, .. } = &mut frame {
+            *repeated = true;
+        }
+        frame
     }
 
     /// Serialize without `seq`. Serializing these types cannot fail (no maps with non-string

@@ -190,6 +190,8 @@ pub struct ProviderEntry {
     pub provider: Arc<dyn Provider>,
     /// Its limit (`provider:<name>`).
     pub limit: Arc<Limit>,
+    /// When it may be called again after a 429 with retry-after, for every call.
+    pub cooldown: crate::retry::Cooldown,
 }
 
 /// All providers, and which one `auto` means.

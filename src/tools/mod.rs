@@ -113,13 +113,13 @@ impl ToolRegistry {
     }
 
     /// The built-in tool set.
-    pub fn builtin() -> ToolRegistry {
-        ToolRegistry::new(vec![
+    pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
+        vec![
             Arc::new(chat::Chat::new()),
             Arc::new(info::Version::new()),
             Arc::new(info::ListModels::new()),
             Arc::new(info::Status::new()),
-        ])
+        ]
     }
 
     /// Find a tool by name, case-insensitively, ignoring the original's suffixes.

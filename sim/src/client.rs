@@ -1,0 +1,442 @@
+//! Simulated clients: each runs on its own sim node and speaks the real protocol over
+//! simulated TCP. The supervisor kills the node to disconnect it (madsim resets its sockets)
+//! and, if the plan says so, starts a new node that resumes the session with its resume token
+//! and last seq.
+//!
+//! The client checks what only a client can see: every frame's seq is exactly one more than
+//! the last (a `gap` frame excepted), nothing is received twice across a resume, and every
+//! call it sent ends with exactly one `call_tool_res` carrying its own answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::journal::{Invariant, JournalRef, lock, now_ms};
+
+/// One call a client will make.
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    /// Its request id (unique per client).
+    pub request_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The arguments (`prompt` names the request id, so answers can be checked).
+    pub arguments: Value,
+    /// When to send it, virtual ms since the run began.
+    pub send_at_ms: u64,
+    /// When to cancel it, if ever.
+    pub cancel_at_ms: Option<u64>,
+    /// When to send the same request id again, if ever.
+    pub duplicate_at_ms: Option<u64>,
+}
+
+/// A client's script.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    /// For traces.
+    pub name: String,
+    /// Its calls.
+    pub calls: Vec<CallSpec>,
+    /// When the supervisor kills its node, if ever.
+    pub disconnect_at_ms: Option<u64>,
+    /// How long after the kill it comes back and resumes (`None`: it never returns).
+    pub resume_after_ms: Option<u64>,
+    /// Send `ack` after this many frames (0: never ack, like old clients).
+    pub ack_every_frames: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Send(usize),
+    Cancel(String),
+    Duplicate(usize),
+}
+
+impl ClientSpec {
+    fn actions(&self) -> Vec<(u64, Action)> {
+        let mut actions = Vec::new();
+        for (index, call) in self.calls.iter().enumerate() {
+            actions.push((call.send_at_ms, Action::Send(index)));
+            if let Some(at) = call.cancel_at_ms {
+                actions.push((at, Action::Cancel(call.request_id.clone())));
+            }
+            if let Some(at) = call.duplicate_at_ms {
+                actions.push((at, Action::Duplicate(index)));
+            }
+        }
+        // Stable: equal times keep script order.
+        actions.sort_by_key(|(at, _)| *at);
+        actions
+    }
+}
+
+/// What a client knows, kept outside its node so it survives a kill.
+#[derive(Debug, Default)]
+pub struct ClientState {
+    /// Session credentials from `hello_ack`.
+    pub session_id: Option<String>,
+    resume_token: Option<String>,
+    /// Highest seq received.
+    pub last_seq: u64,
+    /// `call_tool_res` frames received per request id.
+    pub results: BTreeMap<String, u32>,
+    /// Request ids whose `call_tool_ack` arrived.
+    acked: BTreeSet<String>,
+    /// Request ids sent.
+    sent: BTreeSet<String>,
+    /// How many times each request id was sent (first send, repeats, resends).
+    sends: BTreeMap<String, u32>,
+    /// Script actions performed.
+    actions_done: usize,
+    /// Frames received since the last `ack`.
+    frames_since_ack: u32,
+    /// Killed and never coming back.
+    pub gone: bool,
+    /// Finished its script and got every result.
+    pub done: bool,
+    /// Connections made.
+    pub connections: u32,
+    /// Results that came back `ok`.
+    pub ok_results: u32,
+}
+
+impl ClientState {
+    fn finished(&self, actions_total: usize) -> bool {
+        self.actions_done >= actions_total
+            && self
+                .sent
+                .iter()
+                .all(|id| self.results.get(id).copied().unwrap_or(0) >= 1)
+    }
+
+    /// Calls sent without a result yet.
+    pub fn open_calls(&self) -> usize {
+        self.sent
+            .iter()
+            .filter(|id| !self.results.contains_key(*id))
+            .count()
+    }
+}
+
+/// Shared handle on a client's state.
+pub type ClientRef = Arc<Mutex<ClientState>>;
+
+fn text(frame: Value) -> Message {
+    Message::text(frame.to_string())
+}
+
+/// One connection of a client: connect, hello (or resume), run the script, read frames,
+/// until the script is done and every result is in, or the node is killed.
+pub async fn run_connection(
+    spec: Arc<ClientSpec>,
+    state: ClientRef,
+    journal: JournalRef,
+    daemon: SocketAddr,
+    token: String,
+    resume: bool,
+) {
+    let mut stream = None;
+    for _ in 0..10_000 {
+        match madsim::net::TcpStream::connect(daemon).await {
+            Ok(connected) => {
+                stream = Some(connected);
+                break;
+            }
+            Err(_) => madsim::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    let Some(stream) = stream else {
+        lock(&journal).record(format!("{} could not connect", spec.name));
+        return;
+    };
+    let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{daemon}/"), stream).await
+    else {
+        lock(&journal).record(format!("{} handshake failed", spec.name));
+        return;
+    };
+    let (mut sink, mut source) = ws.split();
+    let hello = {
+        let mut state = state.lock().expect("client lock");
+        state.connections += 1;
+        if resume {
+            json!({"op": "hello", "token": token, "session_id": state.session_id,
+                   "resume_token": state.resume_token, "last_seq": state.last_seq})
+        } else {
+            json!({"op": "hello", "token": token, "client": {"name": spec.name}})
+        }
+    };
+    if sink.send(text(hello)).await.is_err() {
+        return;
+    }
+    let ack = match source.next().await {
+        Some(Ok(Message::Text(ack))) => serde_json::from_str::<Value>(&ack).unwrap_or(Value::Null),
+        _ => return,
+    };
+    let replay_until = ack["last_seq"].as_u64().unwrap_or(0);
+    {
+        let mut state = state.lock().expect("client lock");
+        let mut journal = lock(&journal);
+        if ack["op"] != "hello_ack" {
+            journal.violate(
+                Invariant::ExactlyOnce,
+                format!("{} got {ack} instead of hello_ack", spec.name),
+            );
+            return;
+        }
+        if resume {
+            if ack["resumed"] != true || ack["session_id"].as_str() != state.session_id.as_deref() {
+                journal.violate(
+                    Invariant::ExactlyOnce,
+                    format!(
+                        "{} resumed within the TTL but the daemon refused: {ack}",
+                        spec.name
+                    ),
+                );
+                return;
+            }
+            journal.record(format!(
+                "{} resumed at seq {} of {replay_until}",
+                spec.name, state.last_seq
+            ));
+            if replay_until > state.last_seq {
+                journal.cover("resume_replayed_frames");
+            }
+            journal.count("resumes", 1);
+        } else {
+            state.session_id = ack["session_id"].as_str().map(String::from);
+            state.resume_token = ack["resume_token"].as_str().map(String::from);
+            journal.record(format!("{} hello", spec.name));
+        }
+    }
+    let actions = spec.actions();
+    let mut replay_done = state.lock().expect("client lock").last_seq >= replay_until;
+    if resume && replay_done {
+        resend_unacknowledged(&spec, &state, &journal, &mut sink).await;
+    }
+    loop {
+        let (next_action_at, finished) = {
+            let state = state.lock().expect("client lock");
+            (
+                actions.get(state.actions_done).map(|(at, _)| *at),
+                state.finished(actions.len()),
+            )
+        };
+        if finished && replay_done {
+            let mut state = state.lock().expect("client lock");
+            state.done = true;
+            lock(&journal).record(format!("{} done", spec.name));
+            break;
+        }
+        let wake_at = next_action_at.unwrap_or(u64::MAX).max(now_ms());
+        let sleep_ms = wake_at.saturating_sub(now_ms()).min(1000);
+        tokio::select! {
+            biased;
+            message = source.next() => {
+                let Some(Ok(message)) = message else {
+                    lock(&journal).record(format!("{} connection ended", spec.name));
+                    return;
+                };
+                let Message::Text(body) = message else { continue };
+                let frame: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let ack_seq = on_frame(&spec, &state, &journal, &frame);
+                if let Some(seq) = ack_seq {
+                    let _ = sink.send(text(json!({"op": "ack", "seq": seq}))).await;
+                }
+                if !replay_done && state.lock().expect("client lock").last_seq >= replay_until {
+                    replay_done = true;
+                    if resume {
+                        resend_unacknowledged(&spec, &state, &journal, &mut sink).await;
+                    }
+                }
+            }
+            () = madsim::time::sleep(Duration::from_millis(sleep_ms)) => {
+                if next_action_at.is_some_and(|at| at <= now_ms()) && replay_done {
+                    let action = actions[state.lock().expect("client lock").actions_done].1.clone();
+                    perform(&spec, &state, &journal, &mut sink, action).await;
+                    state.lock().expect("client lock").actions_done += 1;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<madsim::net::TcpStream>,
+    Message,
+>;
+
+/// After a resume replay: calls sent before the kill whose ack never came may never have
+/// reached the daemon; send them again under the same request id (a running one is joined).
+async fn resend_unacknowledged(
+    spec: &ClientSpec,
+    state: &ClientRef,
+    journal: &JournalRef,
+    sink: &mut Sink,
+) {
+    let lost: Vec<usize> = {
+        let state = state.lock().expect("client lock");
+        spec.calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                state.sent.contains(&c.request_id)
+                    && !state.acked.contains(&c.request_id)
+                    && !state.results.contains_key(&c.request_id)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    for index in lost {
+        let call = &spec.calls[index];
+        *state
+            .lock()
+            .expect("client lock")
+            .sends
+            .entry(call.request_id.clone())
+            .or_insert(0) += 1;
+        lock(journal).record(format!("{} resends {}", spec.name, call.request_id));
+        lock(journal).cover("resent_after_resume");
+        let _ = sink.send(text(call_frame(call))).await;
+    }
+}
+
+fn call_frame(call: &CallSpec) -> Value {
+    json!({"op": "call_tool", "request_id": call.request_id, "name": call.tool, "arguments": call.arguments})
+}
+
+async fn perform(
+    spec: &ClientSpec,
+    state: &ClientRef,
+    journal: &JournalRef,
+    sink: &mut Sink,
+    action: Action,
+) {
+    match action {
+        Action::Send(index) => {
+            let call = &spec.calls[index];
+            {
+                let mut state = state.lock().expect("client lock");
+                state.sent.insert(call.request_id.clone());
+                *state.sends.entry(call.request_id.clone()).or_insert(0) += 1;
+            }
+            lock(journal).record(format!(
+                "{} sends {} {}",
+                spec.name, call.request_id, call.tool
+            ));
+            let _ = sink.send(text(call_frame(call))).await;
+        }
+        Action::Cancel(request_id) => {
+            lock(journal).record(format!("{} cancels {request_id}", spec.name));
+            let _ = sink
+                .send(text(json!({"op": "cancel", "request_id": request_id})))
+                .await;
+        }
+        Action::Duplicate(index) => {
+            let call = &spec.calls[index];
+            *state
+                .lock()
+                .expect("client lock")
+                .sends
+                .entry(call.request_id.clone())
+                .or_insert(0) += 1;
+            lock(journal).record(format!("{} repeats {}", spec.name, call.request_id));
+            let _ = sink.send(text(call_frame(call))).await;
+        }
+    }
+}
+
+/// Check and record one frame; returns a seq to ack, if it is time to.
+fn on_frame(
+    spec: &ClientSpec,
+    state: &ClientRef,
+    journal: &JournalRef,
+    frame: &Value,
+) -> Option<u64> {
+    let mut state = state.lock().expect("client lock");
+    let mut journal = lock(journal);
+    let op = frame["op"].as_str().unwrap_or("");
+    if op == "gap" {
+        let to_seq = frame["to_seq"].as_u64().unwrap_or(0);
+        journal.record(format!("{} gap to {to_seq}", spec.name));
+        journal.cover("gap_announced");
+        state.last_seq = state.last_seq.max(to_seq);
+        return None;
+    }
+    let Some(seq) = frame["seq"].as_u64() else {
+        journal.violate(
+            Invariant::ExactlyOnce,
+            format!("{} got a frame without seq: {frame}", spec.name),
+        );
+        return None;
+    };
+    if seq != state.last_seq + 1 {
+        journal.violate(
+            Invariant::ExactlyOnce,
+            format!(
+                "{} expected seq {} but got {seq} ({op})",
+                spec.name,
+                state.last_seq + 1
+            ),
+        );
+    }
+    state.last_seq = state.last_seq.max(seq);
+    let request_id = frame["request_id"].as_str().unwrap_or("").to_string();
+    match op {
+        "call_tool_ack" => {
+            state.acked.insert(request_id);
+        }
+        "call_tool_res" => {
+            let sends = state.sends.get(&request_id).copied().unwrap_or(0);
+            let count = state.results.entry(request_id.clone()).or_insert(0);
+            *count += 1;
+            // One result per send at most: a repeat of a finished id gets the stored result
+            // again (marked `repeated`), never a second run.
+            if *count > sends.max(1) || (*count > 1 && frame["repeated"] != true) {
+                journal.violate(
+                    Invariant::ExactlyOnce,
+                    format!(
+                        "{} received the result of {request_id} {} times for {sends} sends",
+                        spec.name, *count
+                    ),
+                );
+            }
+            if frame["ok"] == true {
+                state.ok_results += 1;
+                let answer = frame["text"].as_str().unwrap_or("");
+                let expected = format!("question {request_id}");
+                let local = answer.starts_with('{'); // version/status/listmodels answer in JSON
+                if !local && !answer.contains(&expected) {
+                    journal.violate(
+                        Invariant::ExactlyOnce,
+                        format!(
+                            "{} got someone else's answer for {request_id}: {answer}",
+                            spec.name
+                        ),
+                    );
+                }
+            }
+        }
+        "cancelled" => journal.cover("cancel_won_the_race"),
+        "error"
+            if frame["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no running call") =>
+        {
+            journal.cover("cancel_lost_the_race");
+        }
+        _ => {}
+    }
+    state.frames_since_ack += 1;
+    if spec.ack_every_frames > 0 && state.frames_since_ack >= spec.ack_every_frames {
+        state.frames_since_ack = 0;
+        return Some(state.last_seq);
+    }
+    None
+}

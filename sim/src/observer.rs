@@ -1,0 +1,406 @@
+//! The simulator's observer inside the daemon: it checks, as each event happens, that every
+//! accepted call gets exactly one terminal frame (invariant 3), no later than its deadline
+//! plus a bound (invariant 4), that each deadline is the configured one (the incident's
+//! "180 s from .env, not a built-in 300 s"), and that outboxes stay under their caps
+//! (invariant 7). It also marks coverage tags.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use exaid::observe::{Observer, PauseReason};
+use exaid::outbox::OutboxStats;
+use exaid::protocol::ServerFrame;
+use exaid::rt::Instant;
+
+use crate::journal::{Invariant, JournalRef, lock};
+
+/// How late after its deadline a terminal frame may be pushed: timers in the simulator fire
+/// on the dot, so this only absorbs the scheduling of the call's task.
+pub const DEADLINE_SLACK: Duration = Duration::from_millis(5);
+
+/// Two events count as "the same instant" within this: madsim fires every timer due at a
+/// tick together, 50 ns after its deadline, and the protocol's clock resolution is 1 ms.
+pub const SAME_INSTANT: Duration = Duration::from_millis(1);
+
+fn same_instant(a: Instant, b: Instant) -> bool {
+    a.saturating_since(b) < SAME_INSTANT && b.saturating_since(a) < SAME_INSTANT
+}
+
+/// One accepted call, as the observer tracks it.
+#[derive(Debug, Clone)]
+struct Accepted {
+    /// The tool.
+    tool: String,
+    /// Its deadline.
+    deadline: Instant,
+    /// Terminal frames pushed for it so far (must end at exactly 1).
+    terminals: u32,
+}
+
+/// What the observer expects of the daemon.
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    /// The deadline every simple tool call must get, from acceptance.
+    pub simple_timeout: Duration,
+    /// The deadline every workflow tool call must get (the incident: 180 s from `.env`).
+    pub workflow_timeout: Duration,
+    /// Outbox frame cap.
+    pub outbox_frames_max: usize,
+    /// Outbox byte cap.
+    pub outbox_bytes_max: usize,
+}
+
+/// The observer.
+pub struct SimObserver {
+    /// Where findings go.
+    journal: JournalRef,
+    /// What must hold.
+    expect: Expectations,
+    /// Calls by (session, request id); a finished id may be reused, hence the list.
+    calls: Mutex<BTreeMap<(String, String), Vec<Accepted>>>,
+    /// Instants at which a terminal frame was pushed (for "health raced a completion").
+    terminal_instants: Mutex<Vec<Instant>>,
+    /// Instants at which a call was refused after its queue timeout, and at which a call
+    /// finished ok (for "acquisition timeout raced a release").
+    queue_timeouts: Mutex<Vec<Instant>>,
+    /// Where each accepted call's deadline is sent, so a health check can land on it.
+    deadlines: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Instant>>>,
+}
+
+impl SimObserver {
+    /// An observer writing to `journal`.
+    pub fn new(journal: JournalRef, expect: Expectations) -> SimObserver {
+        SimObserver {
+            journal,
+            expect,
+            calls: Mutex::new(BTreeMap::new()),
+            terminal_instants: Mutex::new(Vec::new()),
+            queue_timeouts: Mutex::new(Vec::new()),
+            deadlines: Mutex::new(None),
+        }
+    }
+
+    /// Receive every accepted call's deadline from now on.
+    pub fn watch_deadlines(&self) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.deadlines.lock().expect("observer lock") = Some(tx);
+        rx
+    }
+
+    /// At quiescence: every accepted call must have ended exactly once.
+    pub fn check_all_ended(&self) {
+        let calls = self.calls.lock().expect("observer lock");
+        let mut journal = lock(&self.journal);
+        for ((session, request_id), records) in calls.iter() {
+            for record in records {
+                if record.terminals != 1 {
+                    journal.violate(
+                        Invariant::ExactlyOnce,
+                        format!(
+                            "call {request_id} ({}) in session {} ended with {} terminal frames",
+                            record.tool,
+                            short(session),
+                            record.terminals
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Calls accepted so far.
+    pub fn accepted_total(&self) -> usize {
+        self.calls
+            .lock()
+            .expect("observer lock")
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Whether a terminal frame was pushed on the same instant as `at`.
+    pub fn terminal_at(&self, at: Instant) -> bool {
+        self.terminal_instants
+            .lock()
+            .expect("observer lock")
+            .iter()
+            .any(|t| same_instant(*t, at))
+    }
+
+    /// Whether some call ended ok at the very instant another was refused after its queue
+    /// timeout.
+    pub fn queue_timeout_raced_release(&self) -> bool {
+        let timeouts = self.queue_timeouts.lock().expect("observer lock");
+        let terminals = self.terminal_instants.lock().expect("observer lock");
+        timeouts
+            .iter()
+            .any(|t| terminals.iter().filter(|x| same_instant(**x, *t)).count() > 1)
+    }
+}
+
+fn short(session: &str) -> &str {
+    &session[..session.len().min(8)]
+}
+
+impl Observer for SimObserver {
+    fn call_accepted(
+        &self,
+        session: &str,
+        request_id: &str,
+        tool: &str,
+        at: Instant,
+        deadline: Instant,
+    ) {
+        let mut journal = lock(&self.journal);
+        journal.record(format!("accept {} {request_id} {tool}", short(session)));
+        journal.count("calls accepted", 1);
+        let expected = if tool.starts_with("sim_workflow") || tool == "debug" || tool == "analyze" {
+            self.expect.workflow_timeout
+        } else {
+            self.expect.simple_timeout
+        };
+        if let Some(tx) = self.deadlines.lock().expect("observer lock").as_ref() {
+            let _ = tx.send(deadline);
+        }
+        let given = deadline.saturating_since(at);
+        if given != expected {
+            journal.violate(
+                Invariant::DeadlineHonored,
+                format!(
+                    "call {request_id} ({tool}) got a deadline of {:.3} s, configured {:.3} s",
+                    given.as_secs_f64(),
+                    expected.as_secs_f64()
+                ),
+            );
+        }
+        drop(journal);
+        let mut calls = self.calls.lock().expect("observer lock");
+        let records = calls
+            .entry((session.to_string(), request_id.to_string()))
+            .or_default();
+        if records.iter().any(|r| r.terminals == 0) {
+            lock(&self.journal).violate(
+                Invariant::ExactlyOnce,
+                format!("call {request_id} accepted again while it was still running"),
+            );
+        }
+        records.push(Accepted {
+            tool: tool.to_string(),
+            deadline,
+            terminals: 0,
+        });
+    }
+
+    fn frame_pushed(
+        &self,
+        session: &str,
+        seq: u64,
+        frame: &ServerFrame,
+        at: Instant,
+        outbox: OutboxStats,
+    ) {
+        let mut journal = lock(&self.journal);
+        if outbox.frames > self.expect.outbox_frames_max
+            || (outbox.bytes > self.expect.outbox_bytes_max && outbox.frames > 1)
+        {
+            journal.violate(
+                Invariant::MemoryBounded,
+                format!(
+                    "session {} outbox holds {} frames / {} bytes, caps {} / {}",
+                    short(session),
+                    outbox.frames,
+                    outbox.bytes,
+                    self.expect.outbox_frames_max,
+                    self.expect.outbox_bytes_max
+                ),
+            );
+        }
+        journal.count_max("outbox peak frames", outbox.frames as u64);
+        match frame {
+            ServerFrame::Progress {
+                request_id, phase, ..
+            } => {
+                journal.record(format!(
+                    "push {} #{seq} progress {request_id} {phase}",
+                    short(session)
+                ));
+                journal.cover("progress_sent");
+                match *phase {
+                    "queued" => journal.cover("progress_while_queued"),
+                    "rate_limited" => journal.cover("progress_while_rate_limited"),
+                    _ => {}
+                }
+            }
+            ServerFrame::CallToolRes {
+                request_id,
+                repeated: true,
+                ..
+            } => {
+                journal.record(format!(
+                    "push {} #{seq} repeated result {request_id}",
+                    short(session)
+                ));
+                journal.cover("finished_result_repeated");
+            }
+            ServerFrame::CallToolRes {
+                request_id,
+                ok,
+                error,
+                ..
+            } => {
+                let code = error.as_ref().map_or("OK", |e| e.code.as_str());
+                journal.record(format!(
+                    "push {} #{seq} result {request_id} {code}",
+                    short(session)
+                ));
+                journal.count(format!("ended {code}"), 1);
+                let message = error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
+                match code {
+                    "OK" => journal.cover("call_ok"),
+                    "TIMEOUT" => journal.cover("deadline_hit"),
+                    "CANCELLED" if message.contains("session expired") => {
+                        journal.cover("call_stopped_by_session_expiry")
+                    }
+                    "CANCELLED" => journal.cover("call_cancelled"),
+                    "RATE_LIMITED" => journal.cover("rate_limited_result"),
+                    "OVER_CAPACITY" if message.contains("queue is full") => {
+                        journal.cover("refused_queue_full")
+                    }
+                    "OVER_CAPACITY" => {
+                        journal.cover("refused_queue_timeout");
+                        self.queue_timeouts.lock().expect("observer lock").push(at);
+                    }
+                    "PROVIDER_ERROR" if message.contains("Quota") => {
+                        journal.cover("quota_not_retried")
+                    }
+                    "PROVIDER_ERROR" => journal.cover("provider_error_result"),
+                    _ => {}
+                }
+                drop(journal);
+                self.terminal_instants
+                    .lock()
+                    .expect("observer lock")
+                    .push(at);
+                let mut calls = self.calls.lock().expect("observer lock");
+                let key = (session.to_string(), request_id.clone());
+                let open = calls
+                    .get_mut(&key)
+                    .and_then(|records| records.iter_mut().find(|r| r.terminals == 0));
+                let mut journal = lock(&self.journal);
+                match open {
+                    Some(record) => {
+                        record.terminals += 1;
+                        if at > record.deadline + DEADLINE_SLACK {
+                            journal.violate(
+                                Invariant::DeadlineHonored,
+                                format!(
+                                    "call {request_id} ended {:.3} s after its deadline",
+                                    at.saturating_since(record.deadline).as_secs_f64()
+                                ),
+                            );
+                        }
+                        if same_instant(at, record.deadline) {
+                            journal.cover("ended_on_the_deadline_instant");
+                        }
+                    }
+                    None => {
+                        let refused_before_acceptance = matches!(
+                            code,
+                            "VALIDATION_ERROR"
+                                | "TOOL_NOT_FOUND"
+                                | "INVALID_REQUEST"
+                                | "PROTOCOL_ERROR"
+                        );
+                        if !refused_before_acceptance || *ok {
+                            journal.violate(
+                                Invariant::ExactlyOnce,
+                                format!("terminal frame {code} for {request_id} with no running call (a second ending?)"),
+                            );
+                        }
+                    }
+                }
+            }
+            ServerFrame::Cancelled { request_id } => {
+                journal.record(format!(
+                    "push {} #{seq} cancelled {request_id}",
+                    short(session)
+                ));
+            }
+            ServerFrame::CallToolAck {
+                request_id, joined, ..
+            } => {
+                journal.record(format!(
+                    "push {} #{seq} ack {request_id} joined={joined}",
+                    short(session)
+                ));
+                if *joined {
+                    journal.cover("duplicate_joined");
+                }
+            }
+            other => {
+                let op = serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v["op"].as_str().map(String::from));
+                journal.record(format!(
+                    "push {} #{seq} {}",
+                    short(session),
+                    op.unwrap_or_default()
+                ));
+            }
+        }
+    }
+
+    fn provider_attempt(&self, provider: &str, request_id: &str, attempt: u32, _at: Instant) {
+        let mut journal = lock(&self.journal);
+        journal.record(format!("attempt {provider} {request_id} #{attempt}"));
+        if attempt > 1 {
+            journal.cover("retried_attempt");
+        }
+    }
+
+    fn provider_pause(
+        &self,
+        provider: &str,
+        request_id: &str,
+        pause: Duration,
+        reason: PauseReason,
+        _at: Instant,
+    ) {
+        let mut journal = lock(&self.journal);
+        journal.record(format!(
+            "pause {provider} {request_id} {reason:?} {} ms",
+            pause.as_millis()
+        ));
+        journal.cover(match reason {
+            PauseReason::RetryAfter => "retry_after_honored",
+            PauseReason::Cooldown => "cooldown_waited",
+            PauseReason::Backoff => "backoff",
+        });
+    }
+
+    fn session_expired(&self, session: &str, calls_stopped: usize, _at: Instant) {
+        let mut journal = lock(&self.journal);
+        journal.record(format!(
+            "expired {} stopped={calls_stopped}",
+            short(session)
+        ));
+        journal.cover("session_expired");
+        journal.count("sessions expired", 1);
+    }
+
+    fn gave_up_before_deadline(
+        &self,
+        provider: &str,
+        request_id: &str,
+        wait: Duration,
+        _at: Instant,
+    ) {
+        let mut journal = lock(&self.journal);
+        journal.record(format!(
+            "give-up {provider} {request_id} wait {} ms",
+            wait.as_millis()
+        ));
+        journal.cover("failed_fast_instead_of_sleeping");
+    }
+}

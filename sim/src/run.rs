@@ -1,0 +1,560 @@
+//! One seed of one scenario, from plan to outcome.
+//!
+//! The supervisor (madsim's node 0) starts the daemon on its own node with simulated
+//! providers and the invariant-checking observer, starts each client on its own node, kills
+//! and resumes clients as planned, and samples the daemon's health at random instants and at
+//! every call's deadline (so health checks race completions). When the workload is done it
+//! stops the faults and checks liveness with a fresh call (invariant 6), then lets every
+//! session expire and checks quiescence: every permit back, nothing in flight, nothing left
+//! (invariants 2, 3, 7).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use exaid::daemon::Shared;
+use exaid::rt::{Instant, Rt};
+use serde_json::json;
+
+use crate::client::{CallSpec, ClientRef, ClientSpec, ClientState, run_connection};
+use crate::journal::{Invariant, Journal, JournalRef, lock, now_ms};
+use crate::observer::{Expectations, SimObserver};
+use crate::provider::{SimProvider, Witness};
+use crate::rt::{SimListener, SimRuntime};
+use crate::scenario::{GLM_MODELS, KIMI_MODELS, Plan, Scenario};
+use crate::workflow_tool::SimWorkflow;
+
+/// The daemon's simulated address.
+pub const DAEMON_ADDR: &str = "10.0.0.1:8079";
+/// The token of the simulated daemon.
+pub const TOKEN: &str = "sim-token-0123456789abcdef";
+
+/// What one run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// The seed.
+    pub seed: u64,
+    /// Everything recorded.
+    pub journal: Journal,
+    /// Virtual milliseconds the run covered.
+    pub virtual_ms: u64,
+    /// The outcome table (deterministic: no wall-clock figures).
+    pub table: String,
+}
+
+impl Outcome {
+    /// True when no invariant broke.
+    pub fn passed(&self) -> bool {
+        self.journal.violations.is_empty()
+    }
+
+    /// The trace hash.
+    pub fn trace_hash(&self) -> u64 {
+        self.journal.trace_hash()
+    }
+}
+
+/// Run `scenario` for `seed` on a fresh thread (see `isolate`).
+pub fn run(scenario: &'static Scenario, seed: u64) -> Outcome {
+    crate::isolate::on_fresh_thread(move || run_here(scenario, seed))
+}
+
+fn run_here(scenario: &'static Scenario, seed: u64) -> Outcome {
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.block_on(supervise(scenario, seed))
+}
+
+/// Health-check state shared with the checker tasks.
+struct Health {
+    /// The daemon, once it started (weak: the daemon owns the observer that owns this).
+    shared: Mutex<Weak<Shared>>,
+    /// Instants at which health was sampled.
+    sampled_at: Mutex<Vec<Instant>>,
+}
+
+async fn supervise(scenario: &'static Scenario, seed: u64) -> Outcome {
+    let plan = (scenario.plan)();
+    let journal: JournalRef = Arc::new(Mutex::new(Journal::default()));
+    lock(&journal).record(format!(
+        "scenario {} seed {seed} variant {}",
+        scenario.name, plan.variant
+    ));
+    lock(&journal).cover(plan.variant);
+    let handle = madsim::runtime::Handle::current();
+    let daemon_addr: SocketAddr = DAEMON_ADDR.parse().expect("valid address");
+    let calm = Arc::new(AtomicBool::new(false));
+    let witness = Witness::new(
+        &[
+            ("kimi", plan.config.kimi_max_inflight),
+            ("glm", plan.config.glm_max_inflight),
+        ],
+        plan.config.global_max_inflight,
+        journal.clone(),
+    );
+    let observer = Arc::new(SimObserver::new(
+        journal.clone(),
+        Expectations {
+            simple_timeout: plan.simple_timeout,
+            workflow_timeout: plan.workflow_timeout,
+            outbox_frames_max: plan.config.outbox_max_frames as usize,
+            outbox_bytes_max: plan.config.outbox_max_bytes,
+        },
+    ));
+    let health = Arc::new(Health {
+        shared: Mutex::new(Weak::new()),
+        sampled_at: Mutex::new(Vec::new()),
+    });
+
+    // The daemon, on its own node.
+    let daemon_node = handle
+        .create_node()
+        .name("daemon")
+        .ip(daemon_addr.ip())
+        .build();
+    let (shared_tx, shared_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
+    {
+        let config = plan.config.clone();
+        let (kimi, glm) = (plan.kimi.clone(), plan.glm.clone());
+        let (witness, calm, journal, observer) = (
+            witness.clone(),
+            calm.clone(),
+            journal.clone(),
+            observer.clone(),
+        );
+        daemon_node.spawn(async move {
+            let rt = Rt::new(Arc::new(SimRuntime::new()));
+            let kimi = SimProvider::new(
+                "kimi",
+                &KIMI_MODELS,
+                kimi,
+                witness.clone(),
+                calm.clone(),
+                journal.clone(),
+            );
+            let glm = SimProvider::new("glm", &GLM_MODELS, glm, witness, calm, journal);
+            let daemon = exaid::Daemon::builder(config, TOKEN.to_string(), rt)
+                .provider(Arc::new(kimi))
+                .provider(Arc::new(glm))
+                .tool(Arc::new(SimWorkflow::new()))
+                .observer(observer)
+                .build();
+            let listener = SimListener::bind(daemon_addr)
+                .await
+                .expect("bind in the simulator");
+            let _ = shared_tx.send(daemon.shared().clone());
+            let _ = daemon.serve(Box::new(listener)).await;
+        });
+    }
+    let shared = shared_rx.await.expect("the daemon starts");
+    *health.shared.lock().expect("health lock") = Arc::downgrade(&shared);
+
+    // Health checks: at random instants, and at every call's deadline (racing the deadline
+    // timer and whatever completes on that instant).
+    for at_ms in plan.health_checks_ms.clone() {
+        let (health, journal) = (health.clone(), journal.clone());
+        daemon_node.spawn(async move {
+            madsim::time::sleep(Duration::from_millis(at_ms)).await;
+            check_health(&health, &journal, "random");
+        });
+    }
+    {
+        let deadlines = observer.watch_deadlines();
+        let (health, journal, rt) = (health.clone(), journal.clone(), shared.rt.clone());
+        daemon_node.spawn(async move { deadline_checker(rt, deadlines, health, journal).await });
+    }
+
+    // The clients, each on its own node; the supervisor kills and resumes them.
+    let mut states: Vec<ClientRef> = Vec::new();
+    for (index, spec) in plan.clients.iter().enumerate() {
+        let state: ClientRef = Arc::new(Mutex::new(ClientState::default()));
+        states.push(state.clone());
+        let spec = Arc::new(spec.clone());
+        let journal = journal.clone();
+        let handle = handle.clone();
+        madsim::task::spawn(async move {
+            drive_client(handle, index, spec, state, journal, daemon_addr).await;
+        });
+    }
+
+    // Wait for the workload: every client done or gone, within a generous virtual bound.
+    let limit_ms = workload_limit_ms(&plan);
+    loop {
+        madsim::time::sleep(Duration::from_millis(100)).await;
+        let finished = states.iter().all(|s| {
+            let s = s.lock().expect("client lock");
+            s.done || s.gone
+        });
+        if finished {
+            break;
+        }
+        if now_ms() > limit_ms {
+            let mut journal = lock(&journal);
+            for (spec, state) in plan.clients.iter().zip(&states) {
+                let state = state.lock().expect("client lock");
+                if !(state.done || state.gone) {
+                    journal.violate(
+                        Invariant::ExactlyOnce,
+                        format!(
+                            "{} still waits for {} results at {limit_ms} ms",
+                            spec.name,
+                            state.open_calls()
+                        ),
+                    );
+                }
+            }
+            break;
+        }
+    }
+
+    // Liveness: faults stop; once the last retry-after has passed, a fresh call succeeds.
+    calm.store(true, Ordering::SeqCst);
+    let wait_ms = witness.latest_block_end_ms().saturating_sub(now_ms()) + 1;
+    madsim::time::sleep(Duration::from_millis(wait_ms)).await;
+    liveness(&handle, &journal, daemon_addr, plan.simple_timeout).await;
+
+    // Quiescence: every session expires, then nothing may be held.
+    let ttl = Duration::from_millis(plan.config.session_ttl_ms);
+    madsim::time::sleep(ttl + Duration::from_secs(2)).await;
+    quiescence(&shared, &witness, &observer, &journal, &health);
+    let virtual_ms = now_ms();
+    drop(shared);
+    let journal = std::mem::take(&mut *lock(&journal));
+    let table = table(scenario, seed, &plan, &journal, &witness, virtual_ms);
+    Outcome {
+        scenario: scenario.name,
+        seed,
+        journal,
+        virtual_ms,
+        table,
+    }
+}
+
+fn workload_limit_ms(plan: &Plan) -> u64 {
+    let last_send = plan
+        .clients
+        .iter()
+        .flat_map(|c| c.calls.iter().map(|call| call.send_at_ms))
+        .max()
+        .unwrap_or(0);
+    let last_return = plan
+        .clients
+        .iter()
+        .filter_map(|c| Some(c.disconnect_at_ms? + c.resume_after_ms?))
+        .max()
+        .unwrap_or(0);
+    let deadline = plan.simple_timeout.max(plan.workflow_timeout).as_millis() as u64;
+    last_send.max(last_return) + deadline + 60_000
+}
+
+async fn drive_client(
+    handle: madsim::runtime::Handle,
+    index: usize,
+    spec: Arc<ClientSpec>,
+    state: ClientRef,
+    journal: JournalRef,
+    daemon: SocketAddr,
+) {
+    let ip = format!("10.1.{}.{}", index / 200, 1 + index % 200);
+    let node = handle
+        .create_node()
+        .name(&spec.name)
+        .ip(ip.parse().expect("ip"))
+        .build();
+    node.spawn(run_connection(
+        spec.clone(),
+        state.clone(),
+        journal.clone(),
+        daemon,
+        TOKEN.to_string(),
+        false,
+    ));
+    let Some(disconnect_at_ms) = spec.disconnect_at_ms else {
+        return;
+    };
+    madsim::time::sleep(Duration::from_millis(
+        disconnect_at_ms.saturating_sub(now_ms()),
+    ))
+    .await;
+    {
+        let mut state = state.lock().expect("client lock");
+        if state.done {
+            return;
+        }
+        let mut journal = lock(&journal);
+        journal.record(format!("kill {}", spec.name));
+        journal.count("disconnects", 1);
+        if state.open_calls() > 0 {
+            journal.cover("disconnect_during_call");
+        }
+        handle.kill(node.id());
+        if spec.resume_after_ms.is_none() {
+            state.gone = true;
+            return;
+        }
+    }
+    let resume_after_ms = spec.resume_after_ms.expect("checked above");
+    madsim::time::sleep(Duration::from_millis(resume_after_ms)).await;
+    let ip = format!("10.2.{}.{}", index / 200, 1 + index % 200);
+    let node = handle
+        .create_node()
+        .name(format!("{}-again", spec.name))
+        .ip(ip.parse().expect("ip"))
+        .build();
+    node.spawn(run_connection(
+        spec,
+        state,
+        journal,
+        daemon,
+        TOKEN.to_string(),
+        true,
+    ));
+}
+
+/// Sample health at each accepted call's deadline, on the very instant its timer fires.
+async fn deadline_checker(
+    rt: Rt,
+    mut deadlines: tokio::sync::mpsc::UnboundedReceiver<Instant>,
+    health: Arc<Health>,
+    journal: JournalRef,
+) {
+    while let Some(deadline) = deadlines.recv().await {
+        let (rt, health, journal) = (rt.clone(), health.clone(), journal.clone());
+        madsim::task::spawn(async move {
+            rt.sleep_until(deadline).await;
+            check_health(&health, &journal, "deadline");
+        });
+    }
+}
+
+fn check_health(health: &Health, journal: &JournalRef, why: &str) {
+    let Some(shared) = health.shared.lock().expect("health lock").upgrade() else {
+        return;
+    };
+    let snapshot = exaid::health::snapshot(&shared);
+    health
+        .sampled_at
+        .lock()
+        .expect("health lock")
+        .push(shared.rt.now());
+    let mut journal = lock(journal);
+    if !snapshot.ok {
+        journal.violate(
+            Invariant::PermitsBalanced,
+            format!("health ({why}): {}", snapshot.problems.join("; ")),
+        );
+    }
+    for limit in &snapshot.limits {
+        if limit.permits_in_use > limit.permits_max {
+            journal.violate(
+                Invariant::LimitsHeld,
+                format!(
+                    "limit {} has {} of {} permits in use",
+                    limit.name, limit.permits_in_use, limit.permits_max
+                ),
+            );
+        }
+    }
+    if snapshot.sessions > shared.config.max_sessions as usize {
+        journal.violate(
+            Invariant::MemoryBounded,
+            format!("{} sessions alive", snapshot.sessions),
+        );
+    }
+    if snapshot.calls_running > 0 {
+        journal.cover("health_during_call");
+    }
+}
+
+async fn liveness(
+    handle: &madsim::runtime::Handle,
+    journal: &JournalRef,
+    daemon: SocketAddr,
+    simple_timeout: Duration,
+) {
+    let spec = Arc::new(ClientSpec {
+        name: "liveness".to_string(),
+        calls: vec![CallSpec {
+            request_id: "live-1".to_string(),
+            tool: "chat".to_string(),
+            arguments: json!({"prompt": "question live-1"}),
+            send_at_ms: now_ms(),
+            cancel_at_ms: None,
+            duplicate_at_ms: None,
+        }],
+        disconnect_at_ms: None,
+        resume_after_ms: None,
+        ack_every_frames: 1,
+    });
+    let state: ClientRef = Arc::new(Mutex::new(ClientState::default()));
+    let node = handle
+        .create_node()
+        .name("liveness")
+        .ip("10.9.9.9".parse().expect("ip"))
+        .build();
+    let task = node.spawn(run_connection(
+        spec,
+        state.clone(),
+        journal.clone(),
+        daemon,
+        TOKEN.to_string(),
+        false,
+    ));
+    let bound = simple_timeout + Duration::from_secs(5);
+    let finished = madsim::time::timeout(bound, task).await.is_ok();
+    let state = state.lock().expect("client lock");
+    let ok = state.ok_results == 1;
+    if !finished || !ok {
+        lock(journal).violate(
+            Invariant::Liveness,
+            format!("after the faults stopped, a fresh call did not succeed (finished {finished}, ok {ok})"),
+        );
+    }
+    handle.kill(node.id());
+}
+
+fn quiescence(
+    shared: &Arc<Shared>,
+    witness: &Witness,
+    observer: &SimObserver,
+    journal: &JournalRef,
+    health: &Health,
+) {
+    let snapshot = exaid::health::snapshot(shared);
+    observer.check_all_ended();
+    let mut journal = lock(journal);
+    if !snapshot.ok {
+        journal.violate(
+            Invariant::PermitsBalanced,
+            format!("at quiescence: {}", snapshot.problems.join("; ")),
+        );
+    }
+    for limit in &snapshot.limits {
+        if limit.permits_in_use != 0 || limit.holders != 0 || limit.waiters != 0 {
+            journal.violate(
+                Invariant::PermitsBalanced,
+                format!(
+                    "at quiescence limit {} still has {} in use, {} holders, {} waiters",
+                    limit.name, limit.permits_in_use, limit.holders, limit.waiters
+                ),
+            );
+        }
+    }
+    if snapshot.calls_running != 0 || snapshot.sessions != 0 {
+        journal.violate(
+            Invariant::MemoryBounded,
+            format!(
+                "at quiescence {} calls still run and {} sessions are still held",
+                snapshot.calls_running, snapshot.sessions
+            ),
+        );
+    }
+    if witness.in_flight() != 0 {
+        journal.violate(
+            Invariant::LimitsHeld,
+            format!(
+                "at quiescence providers still see {} attempts",
+                witness.in_flight()
+            ),
+        );
+    }
+    let sampled = health.sampled_at.lock().expect("health lock");
+    if sampled.iter().any(|at| observer.terminal_at(*at)) {
+        journal.cover("health_raced_completion");
+    }
+    if observer.queue_timeout_raced_release() {
+        journal.cover("queue_timeout_raced_release");
+    }
+    journal.record(format!(
+        "quiescent; {} calls accepted",
+        observer.accepted_total()
+    ));
+}
+
+fn table(
+    scenario: &Scenario,
+    seed: u64,
+    plan: &Plan,
+    journal: &Journal,
+    witness: &Witness,
+    virtual_ms: u64,
+) -> String {
+    let counter = |name: &str| journal.counters.get(name).copied().unwrap_or(0);
+    let ended: Vec<String> = journal
+        .counters
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("ended ").map(|code| format!("{code} {v}")))
+        .collect();
+    let peaks: Vec<String> = witness
+        .peaks()
+        .into_iter()
+        .map(|(name, peak, limit)| format!("{name} {peak}/{limit}"))
+        .collect();
+    let mut rows = vec![
+        ("scenario", scenario.name.to_string()),
+        ("seed", seed.to_string()),
+        ("variant", plan.variant.to_string()),
+        ("clients", plan.clients.len().to_string()),
+        ("calls accepted", counter("calls accepted").to_string()),
+        ("ended", ended.join(", ")),
+        (
+            "provider attempts",
+            format!(
+                "kimi {}, glm {} (429s {}, aborted {})",
+                counter("attempts kimi"),
+                counter("attempts glm"),
+                counter("429s"),
+                counter("attempts aborted")
+            ),
+        ),
+        (
+            "peak in flight",
+            format!(
+                "{}, all {}/{}",
+                peaks.join(", "),
+                witness.total_peak(),
+                plan.config.global_max_inflight
+            ),
+        ),
+        (
+            "disconnects",
+            format!(
+                "{} (resumed {}, sessions expired {})",
+                counter("disconnects"),
+                counter("resumes"),
+                counter("sessions expired")
+            ),
+        ),
+        (
+            "outbox peak",
+            format!("{} frames", counter("outbox peak frames")),
+        ),
+        (
+            "virtual time",
+            format!("{:.3} s", virtual_ms as f64 / 1000.0),
+        ),
+        (
+            "coverage",
+            journal
+                .coverage
+                .iter()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        ("violations", journal.violations.len().to_string()),
+    ];
+    for violation in &journal.violations {
+        rows.push((
+            "  invariant",
+            format!(
+                "{} at {} ms: {}",
+                violation.invariant as u8, violation.at_ms, violation.detail
+            ),
+        ));
+    }
+    rows.push(("trace", format!("{:016x}", journal.trace_hash())));
+    rows.iter().map(|(k, v)| format!("{k:<18} {v}\n")).collect()
+}

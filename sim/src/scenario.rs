@@ -1,0 +1,559 @@
+//! Named scenarios: each a documented fault mix, a workload, and the paths its sweep must
+//! reach. A scenario's plan is drawn from the run's seed (madsim's seeded generator), so one
+//! seed is one exact run.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use exaid::config::{Config, Layers};
+use madsim::rand::{Rng, thread_rng};
+use serde_json::json;
+
+use crate::client::{CallSpec, ClientSpec};
+use crate::provider::{Faults, Weights};
+
+/// Everything one run will do, drawn from its seed.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The daemon's configuration.
+    pub config: Config,
+    /// The deadline simple tools must get (what the configuration says).
+    pub simple_timeout: Duration,
+    /// The deadline workflow tools must get.
+    pub workflow_timeout: Duration,
+    /// The simulated Kimi's fault mix.
+    pub kimi: Faults,
+    /// The simulated GLM's fault mix.
+    pub glm: Faults,
+    /// The clients.
+    pub clients: Vec<ClientSpec>,
+    /// Extra health checks at these virtual ms (besides one at every call's deadline).
+    pub health_checks_ms: Vec<u64>,
+    /// A label for the variant drawn (e.g. which semaphore mode), shown in the outcome table.
+    pub variant: &'static str,
+}
+
+/// A named scenario.
+pub struct Scenario {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// What it reproduces and why.
+    pub doc: &'static str,
+    /// Coverage tags that a sweep of this scenario must reach at least once.
+    pub must_reach: &'static [&'static str],
+    /// Draws a plan (inside the simulation, from its seed).
+    pub plan: fn() -> Plan,
+}
+
+/// Every scenario, in the order `--list` prints them.
+pub fn all() -> &'static [Scenario] {
+    &SCENARIOS
+}
+
+/// Find a scenario by name.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+static SCENARIOS: [Scenario; 7] = [
+    Scenario {
+        name: "smoke",
+        doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
+        must_reach: &["call_ok", "progress_sent"],
+        plan: smoke,
+    },
+    Scenario {
+        name: "rate-limit-storm",
+        doc: "Providers answer 429 in storms, with retry-after in seconds, in milliseconds, or none, \
+              plus 5xx and resets: retries honor the provider, cooldowns are shared, and waits that \
+              cannot fit in the deadline fail fast.",
+        must_reach: &[
+            "retry_after_honored",
+            "cooldown_waited",
+            "backoff",
+            "retried_attempt",
+            "called_again_after_retry_after",
+            "failed_fast_instead_of_sleeping",
+            "call_ok",
+            "progress_while_rate_limited",
+        ],
+        plan: rate_limit_storm,
+    },
+    Scenario {
+        name: "disconnect-storm",
+        doc: "Clients are killed in the middle of calls; some come back and resume with their \
+              token and last seq, some never return and their sessions expire.",
+        must_reach: &[
+            "disconnect_during_call",
+            "resume_replayed_frames",
+            "session_expired",
+            "call_stopped_by_session_expiry",
+            "call_ok",
+        ],
+        plan: disconnect_storm,
+    },
+    Scenario {
+        name: "overload",
+        doc: "Bursts far beyond small limits and queues: refusals are immediate when a queue is \
+              full, or come at the queue timeout, never at the deadline.",
+        must_reach: &[
+            "refused_queue_full",
+            "refused_queue_timeout",
+            "progress_while_queued",
+            "call_ok",
+        ],
+        plan: overload,
+    },
+    Scenario {
+        name: "incident-2025-10-31",
+        doc: "The seed incident: a workflow tool waits on a rate-limited Kimi that retries \
+              (0.8 s, 1.6 s) or hangs; the editor disconnects mid-wait and resumes; health \
+              checks land on the same instants as completions and deadlines. The timeout comes \
+              from .env (WORKFLOW_TOOL_TIMEOUT_SECS=180) and must be the one honored.",
+        must_reach: &[
+            "retry_after_honored",
+            "disconnect_during_call",
+            "resume_replayed_frames",
+            "deadline_hit",
+            "ended_on_the_deadline_instant",
+            "health_raced_completion",
+            "health_during_call",
+            "call_ok",
+        ],
+        plan: incident_2025_10_31,
+    },
+    Scenario {
+        name: "double-release-2025-10-21",
+        doc: "The double-release report: 40 calls, 3 concurrent, with acquisition timeouts and \
+              cancels, in both semaphore modes (the session limit binding, or the global one). \
+              Queue timeouts are drawn equal to the provider latency so they race releases.",
+        must_reach: &[
+            "mode_session_limit",
+            "mode_global_limit",
+            "refused_queue_timeout",
+            "queue_timeout_raced_release",
+            "call_cancelled",
+            "cancel_lost_the_race",
+            "call_ok",
+        ],
+        plan: double_release_2025_10_21,
+    },
+    Scenario {
+        name: "mixed-soak",
+        doc: "Everything at once: storms, hangs, disconnects with and without resume, duplicates, \
+              cancels and bursts, over a longer workload.",
+        must_reach: &[
+            "retry_after_honored",
+            "disconnect_during_call",
+            "duplicate_joined",
+            "call_cancelled",
+            "deadline_hit",
+            "call_ok",
+        ],
+        plan: mixed_soak,
+    },
+];
+
+/// Models of the simulated providers.
+pub const KIMI_MODELS: [&str; 2] = ["kimi-k2-sim", "moonshot-v1-sim"];
+/// Models of the simulated providers.
+pub const GLM_MODELS: [&str; 2] = ["glm-4.6-sim", "glm-4.5-flash-sim"];
+
+fn between(low: u64, high: u64) -> u64 {
+    thread_rng().gen_range(low..=high)
+}
+
+fn chance(p: f64) -> bool {
+    thread_rng().gen_bool(p)
+}
+
+fn base_config() -> Config {
+    let mut config = Config::defaults();
+    config.progress_interval_ms = between(1, 5) * 1000;
+    config.simple_tool_timeout_ms = 60_000;
+    config.workflow_tool_timeout_ms = 180_000;
+    config.retry_backoff_base_ms = 500;
+    config.retry_backoff_max_ms = 8_000;
+    config
+}
+
+/// How a generated client behaves.
+struct Mix {
+    /// (tool, weight).
+    tools: &'static [(&'static str, u32)],
+    /// Chance a call is cancelled, and when (ms after it is sent).
+    cancel: (f64, u64, u64),
+    /// Chance a call's request id is sent again while it may run.
+    duplicate: f64,
+    /// Chance the client is killed mid-workload.
+    disconnect: f64,
+    /// Chance a killed client comes back; and after how long (ms).
+    resume: (f64, u64, u64),
+    /// Calls per client.
+    calls: (u64, u64),
+    /// When calls are sent: within this window (ms from the start).
+    spread_ms: u64,
+}
+
+fn pick_tool(tools: &[(&'static str, u32)]) -> &'static str {
+    let total: u32 = tools.iter().map(|(_, w)| w).sum();
+    let mut pick = thread_rng().gen_range(0..total);
+    for (tool, weight) in tools {
+        if pick < *weight {
+            return tool;
+        }
+        pick -= weight;
+    }
+    tools[0].0
+}
+
+fn clients(count: u64, mix: &Mix, ttl_ms: u64) -> Vec<ClientSpec> {
+    let models: Vec<&str> = KIMI_MODELS
+        .iter()
+        .chain(GLM_MODELS.iter())
+        .copied()
+        .chain(["auto"])
+        .collect();
+    (0..count)
+        .map(|c| {
+            let name = format!("client{c}");
+            let calls = (0..between(mix.calls.0, mix.calls.1))
+                .map(|i| {
+                    let request_id = format!("c{c}-r{i}");
+                    let tool = pick_tool(mix.tools);
+                    let model = models[thread_rng().gen_range(0..models.len())];
+                    let arguments = match tool {
+                        "chat" | "sim_workflow" => {
+                            json!({"prompt": format!("question {request_id}"), "model": model})
+                        }
+                        _ => json!({}),
+                    };
+                    let send_at_ms = between(1, mix.spread_ms.max(1));
+                    let cancel_at_ms = chance(mix.cancel.0)
+                        .then(|| send_at_ms + between(mix.cancel.1, mix.cancel.2));
+                    let duplicate_at_ms =
+                        chance(mix.duplicate).then(|| send_at_ms + between(0, 2_000));
+                    CallSpec {
+                        request_id,
+                        tool: tool.to_string(),
+                        arguments,
+                        send_at_ms,
+                        cancel_at_ms,
+                        duplicate_at_ms,
+                    }
+                })
+                .collect();
+            let disconnect_at_ms =
+                chance(mix.disconnect).then(|| between(100, mix.spread_ms + 20_000));
+            let resume_after_ms = (disconnect_at_ms.is_some() && chance(mix.resume.0))
+                .then(|| between(mix.resume.1, mix.resume.2.min(ttl_ms.saturating_sub(1_000))));
+            ClientSpec {
+                name,
+                calls,
+                disconnect_at_ms,
+                resume_after_ms,
+                ack_every_frames: [0u32, 1, 5][thread_rng().gen_range(0..3)],
+            }
+        })
+        .collect()
+}
+
+fn random_health_checks(count: u64, horizon_ms: u64) -> Vec<u64> {
+    let mut checks: Vec<u64> = (0..count).map(|_| between(1, horizon_ms)).collect();
+    checks.sort_unstable();
+    checks
+}
+
+fn plan(
+    config: Config,
+    kimi: Faults,
+    glm: Faults,
+    clients: Vec<ClientSpec>,
+    variant: &'static str,
+) -> Plan {
+    let horizon = clients
+        .iter()
+        .flat_map(|c| c.calls.iter().map(|call| call.send_at_ms))
+        .max()
+        .unwrap_or(1_000);
+    Plan {
+        simple_timeout: Duration::from_millis(config.simple_tool_timeout_ms),
+        workflow_timeout: Duration::from_millis(config.workflow_tool_timeout_ms),
+        health_checks_ms: random_health_checks(between(3, 12), horizon + 30_000),
+        config,
+        kimi,
+        glm,
+        clients,
+        variant,
+    }
+}
+
+const CHAT_ONLY: &[(&str, u32)] = &[("chat", 1)];
+const MOSTLY_CHAT: &[(&str, u32)] = &[
+    ("chat", 8),
+    ("sim_workflow", 2),
+    ("status", 1),
+    ("version", 1),
+];
+
+fn calm_mix() -> Mix {
+    Mix {
+        tools: MOSTLY_CHAT,
+        cancel: (0.0, 0, 0),
+        duplicate: 0.0,
+        disconnect: 0.0,
+        resume: (0.0, 0, 0),
+        calls: (3, 10),
+        spread_ms: 5_000,
+    }
+}
+
+fn smoke() -> Plan {
+    let config = base_config();
+    let latency = (between(1, 200), between(200, 3_000));
+    let clients = clients(between(1, 3), &calm_mix(), config.session_ttl_ms);
+    plan(
+        config,
+        Faults::healthy(latency),
+        Faults::healthy(latency),
+        clients,
+        "healthy",
+    )
+}
+
+fn storm_faults() -> Faults {
+    let storm_start = between(0, 3_000);
+    let storm_end = storm_start + between(5_000, 30_000);
+    Faults {
+        latency_ms: (between(10, 200), between(200, 2_000)),
+        calm: Weights {
+            ok: 10,
+            rate_limit_secs: 1,
+            server_error: 1,
+            reset: 1,
+            ..Weights::default()
+        },
+        storm: Weights {
+            ok: 2,
+            rate_limit_secs: 3,
+            rate_limit_ms: 3,
+            rate_limit_bare: 2,
+            quota: u32::from(chance(0.3)),
+            server_error: 1,
+            ..Weights::default()
+        },
+        storms_ms: vec![(storm_start, storm_end)],
+        // Mostly short waits, sometimes longer than what a call has left.
+        retry_after_ms: (200, if chance(0.3) { 45_000 } else { 5_000 }),
+    }
+}
+
+fn rate_limit_storm() -> Plan {
+    let mut config = base_config();
+    config.simple_tool_timeout_ms = between(20, 60) * 1000;
+    config.queue_timeout_ms = config.queue_timeout_ms.min(config.simple_tool_timeout_ms);
+    let mix = Mix {
+        tools: CHAT_ONLY,
+        calls: (5, 15),
+        spread_ms: 10_000,
+        ..calm_mix()
+    };
+    let clients = clients(between(3, 6), &mix, config.session_ttl_ms);
+    plan(config, storm_faults(), storm_faults(), clients, "storm")
+}
+
+fn disconnect_storm() -> Plan {
+    let mut config = base_config();
+    config.session_ttl_ms = between(20, 120) * 1000;
+    let mix = Mix {
+        tools: MOSTLY_CHAT,
+        disconnect: 0.8,
+        resume: (0.6, 100, 20_000),
+        calls: (3, 12),
+        spread_ms: 8_000,
+        ..calm_mix()
+    };
+    let latency = (between(100, 1_000), between(1_000, 15_000));
+    // Some attempts hang: their calls outlive the session of a client that never returns.
+    let mut faults = Faults::healthy(latency);
+    faults.calm.hang = u32::from(chance(0.5));
+    faults.calm.ok = 6;
+    let clients = clients(between(3, 6), &mix, config.session_ttl_ms);
+    plan(config, faults.clone(), faults, clients, "disconnects")
+}
+
+fn overload() -> Plan {
+    let mut config = base_config();
+    config.global_max_inflight = between(3, 8) as u32;
+    config.kimi_max_inflight = between(1, 3) as u32;
+    config.glm_max_inflight = between(1, 2) as u32;
+    config.session_max_inflight = between(2, 4) as u32;
+    config.queue_max_waiters = between(0, 6) as u32;
+    config.queue_timeout_ms = between(300, 3_000);
+    let mix = Mix {
+        tools: CHAT_ONLY,
+        calls: (5, 20),
+        spread_ms: 1_000,
+        ..calm_mix()
+    };
+    let latency = (between(100, 500), between(500, 4_000));
+    let clients = clients(between(8, 16), &mix, config.session_ttl_ms);
+    plan(
+        config,
+        Faults::healthy(latency),
+        Faults::healthy(latency),
+        clients,
+        "overload",
+    )
+}
+
+/// The `.env` of the incident, loaded through the real configuration layers.
+const INCIDENT_DOTENV: &str = "WORKFLOW_TOOL_TIMEOUT_SECS=180\nEXAI_WS_KIMI_MAX_INFLIGHT=6\n";
+
+fn incident_config() -> Config {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("exaid-sim-incident-{}.env", std::process::id()));
+        std::fs::write(&path, INCIDENT_DOTENV).expect("write the incident's .env");
+        path
+    });
+    let layers = Layers {
+        dotenv: Some(path.clone()),
+        dotenv_required: true,
+        ..Layers::default()
+    };
+    let loaded = Config::load(&layers).expect("the incident's .env is valid");
+    loaded.config
+}
+
+fn incident_2025_10_31() -> Plan {
+    let mut config = incident_config();
+    config.progress_interval_ms = between(1, 8) * 1000;
+    config.retry_attempts_max = between(3, 6) as u32;
+    // The configured value is the one to honor: read it back, never restate it.
+    let workflow_timeout = Duration::from_millis(config.workflow_tool_timeout_ms);
+    let hang = chance(0.5);
+    let kimi = Faults {
+        latency_ms: (between(200, 2_000), between(2_000, 30_000)),
+        calm: Weights {
+            ok: 4,
+            rate_limit_ms: 2,
+            hang: u32::from(hang) * 3,
+            ..Weights::default()
+        },
+        storm: Weights {
+            ok: 1,
+            rate_limit_ms: 4,
+            rate_limit_secs: 1,
+            hang: u32::from(hang),
+            ..Weights::default()
+        },
+        storms_ms: vec![(0, between(5_000, 60_000))],
+        // The log's pauses: 0.8 s and 1.6 s.
+        retry_after_ms: (800, 1_600),
+    };
+    let glm = Faults::healthy((100, 1_000));
+    let calls = (0..between(1, 3))
+        .map(|i| {
+            let request_id = format!("editor-r{i}");
+            CallSpec {
+                arguments: json!({"prompt": format!("question {request_id}"), "model": KIMI_MODELS[0]}),
+                request_id,
+                tool: "sim_workflow".to_string(),
+                send_at_ms: between(1, 2_000),
+                cancel_at_ms: None,
+                duplicate_at_ms: None,
+            }
+        })
+        .collect();
+    let editor = ClientSpec {
+        name: "editor".to_string(),
+        calls,
+        disconnect_at_ms: Some(between(2_000, 170_000)),
+        resume_after_ms: Some(between(1_000, 60_000)),
+        ack_every_frames: [0u32, 1][thread_rng().gen_range(0..2)],
+    };
+    let mut planned = plan(
+        config,
+        kimi,
+        glm,
+        vec![editor],
+        if hang { "hangs" } else { "retries" },
+    );
+    planned.workflow_timeout = workflow_timeout;
+    planned
+}
+
+fn double_release_2025_10_21() -> Plan {
+    let mut config = base_config();
+    let session_mode = chance(0.5);
+    if session_mode {
+        config.session_max_inflight = 3;
+    } else {
+        config.global_max_inflight = 3;
+        config.session_max_inflight = 8;
+    }
+    let latency_ms = between(200, 2_000);
+    // Acquisition timeouts land exactly on releases: a multiple of the (fixed) latency.
+    config.queue_timeout_ms = latency_ms * between(1, 3);
+    config.queue_max_waiters = between(8, 40) as u32;
+    let calls = (0..40)
+        .map(|i| {
+            let request_id = format!("stress-r{i}");
+            let send_at_ms = 1 + (i / 3) * 10;
+            CallSpec {
+                arguments: json!({"prompt": format!("question {request_id}"), "model": KIMI_MODELS[0]}),
+                request_id,
+                tool: "chat".to_string(),
+                send_at_ms,
+                // Some cancels land exactly when the result does.
+                cancel_at_ms: chance(0.2).then(|| send_at_ms + latency_ms * between(0, 2)),
+                duplicate_at_ms: None,
+            }
+        })
+        .collect();
+    let client = ClientSpec {
+        name: "stress".to_string(),
+        calls,
+        disconnect_at_ms: None,
+        resume_after_ms: None,
+        ack_every_frames: 0,
+    };
+    let faults = Faults::healthy((latency_ms, latency_ms));
+    plan(
+        config,
+        faults.clone(),
+        faults,
+        vec![client],
+        if session_mode {
+            "mode_session_limit"
+        } else {
+            "mode_global_limit"
+        },
+    )
+}
+
+fn mixed_soak() -> Plan {
+    let mut config = base_config();
+    config.global_max_inflight = between(4, 24) as u32;
+    config.session_max_inflight = between(2, 8) as u32;
+    config.queue_max_waiters = between(2, 64) as u32;
+    config.queue_timeout_ms = between(1_000, 20_000);
+    config.simple_tool_timeout_ms = between(20, 60) * 1000;
+    config.session_ttl_ms = between(30, 300) * 1000;
+    let mix = Mix {
+        tools: MOSTLY_CHAT,
+        cancel: (0.1, 0, 5_000),
+        duplicate: 0.1,
+        disconnect: 0.4,
+        resume: (0.6, 100, 30_000),
+        calls: (5, 20),
+        spread_ms: 30_000,
+    };
+    let mut kimi = storm_faults();
+    kimi.calm.hang = u32::from(chance(0.5));
+    let glm = storm_faults();
+    let clients = clients(between(3, 8), &mix, config.session_ttl_ms);
+    plan(config, kimi, glm, clients, "mixed")
+}
