@@ -19,7 +19,7 @@ use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
 use crate::observe::PauseReason;
 use crate::protocol::ServerFrame;
-use crate::provider::{ChatRequest, ChatResponse, ProviderEntry, ProviderError};
+use crate::provider::{ChatRequest, ChatResponse, ChunkSink, ProviderEntry, ProviderError};
 use crate::rt::{Instant, Rt};
 use crate::session::{Session, StopReason};
 use crate::tools::Prepared;
@@ -84,6 +84,10 @@ pub struct CallCtx {
     pub deadline: Instant,
     /// The call's request id, for logs.
     pub request_id: String,
+    /// The call's session: streamed chunks go to its outbox.
+    pub session: Arc<Session>,
+    /// When the call was accepted.
+    pub accepted_at: Instant,
 }
 
 impl CallCtx {
@@ -133,7 +137,11 @@ impl CallCtx {
             shared
                 .observer
                 .provider_attempt(&name, &self.request_id, attempt, rt.now());
-            let error = match entry.provider.complete(request.clone()).await {
+            let chunks = shared
+                .config
+                .provider_streaming
+                .then(|| self.chunk_sink(&name, attempt));
+            let error = match entry.provider.complete(request.clone(), chunks).await {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
@@ -173,6 +181,29 @@ impl CallCtx {
                 .provider_pause(&name, &self.request_id, pause, reason, now);
             rt.sleep(pause).await;
         }
+    }
+
+    /// Streamed text becomes progress frames with `phase: "streaming"` and the chunk.
+    fn chunk_sink(&self, provider: &str, attempt: u32) -> ChunkSink {
+        let session = self.session.clone();
+        let rt = self.shared.rt.clone();
+        let request_id = self.request_id.clone();
+        let (accepted_at, deadline) = (self.accepted_at, self.deadline);
+        let message = format!("streaming from provider {provider}");
+        Arc::new(move |chunk: &str| {
+            let now = rt.now();
+            let frame = ServerFrame::Progress {
+                request_id: request_id.clone(),
+                message: message.clone(),
+                phase: "streaming",
+                elapsed_secs: round_ms(now.saturating_since(accepted_at)),
+                remaining_secs: round_ms(deadline.saturating_since(now)),
+                waiting_for: None,
+                chunk: Some(chunk.to_string()),
+                attempt: Some(attempt),
+            };
+            session.push(&frame, now);
+        })
     }
 
     fn pause(&self, provider: &str, until: Instant, reason: PauseReason) {
@@ -256,6 +287,8 @@ pub async fn run(call: Accepted) {
         phase: phase.clone(),
         deadline,
         request_id: request_id.clone(),
+        session: session.clone(),
+        accepted_at,
     };
     let work = {
         let rt = rt.clone();
@@ -396,6 +429,8 @@ fn progress_frame(
         elapsed_secs: round_ms(now.saturating_since(accepted_at)),
         remaining_secs: round_ms(deadline.saturating_since(now)),
         waiting_for,
+        chunk: None,
+        attempt: None,
     }
 }
 

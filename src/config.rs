@@ -183,6 +183,28 @@ pub struct Config {
     pub retry_backoff_base_ms: u64,
     /// EXAI_RETRY_BACKOFF_MAX_SECS: cap on a backoff pause.
     pub retry_backoff_max_ms: u64,
+    /// EXAI_WS_PING_INTERVAL: how often an idle client is pinged.
+    pub ping_interval_ms: u64,
+    /// EXAI_WS_PING_TIMEOUT: silence after a ping before the socket is closed.
+    pub ping_timeout_ms: u64,
+    /// KIMI_API_URL: Kimi's base URL (no trailing slash).
+    pub kimi_api_url: String,
+    /// KIMI_API_KEY: Kimi's key; the provider is active when set.
+    pub kimi_api_key: Option<Secret>,
+    /// KIMI_MODELS: Kimi's models, default first.
+    pub kimi_models: Vec<String>,
+    /// KIMI_TIMEOUT_SECS: longest single Kimi attempt.
+    pub kimi_timeout_ms: u64,
+    /// GLM_API_URL: GLM's base URL (no trailing slash).
+    pub glm_api_url: String,
+    /// GLM_API_KEY: GLM's key; the provider is active when set.
+    pub glm_api_key: Option<Secret>,
+    /// GLM_MODELS: GLM's models, default first.
+    pub glm_models: Vec<String>,
+    /// GLM_TIMEOUT_SECS: longest single GLM attempt.
+    pub glm_timeout_ms: u64,
+    /// EXAI_PROVIDER_STREAMING: stream answers and forward chunks as progress.
+    pub provider_streaming: bool,
     /// EXAI_WS_MAX_CONNECTIONS: simultaneous WebSocket connections.
     pub max_connections: u32,
     /// EXAI_WS_MAX_SESSIONS: sessions kept (live or awaiting resume).
@@ -336,6 +358,12 @@ enum Kind {
     OptPath,
     /// Path; must be non-empty.
     Path,
+    /// An `http://` or `https://` URL without whitespace, at most `max_chars`.
+    Url { max_chars: usize },
+    /// Comma-separated non-empty items (spaces around items trimmed), at most `max_items`.
+    List { max_items: usize },
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    Bool,
 }
 
 impl Kind {
@@ -365,6 +393,15 @@ impl Kind {
             ),
             Kind::OptPath => "expected a path (or empty for none)".to_string(),
             Kind::Path => "expected a non-empty path".to_string(),
+            Kind::Url { max_chars } => {
+                format!(
+                    "expected an http:// or https:// URL without spaces, at most {max_chars} characters"
+                )
+            }
+            Kind::List { max_items } => {
+                format!("expected a comma-separated list of 1 to {max_items} non-empty items")
+            }
+            Kind::Bool => "expected true or false (also 1/0, yes/no, on/off)".to_string(),
         }
     }
 }
@@ -572,6 +609,72 @@ static KEYS: &[KeyDef] = &[
         "Finished results kept per session for repeated request ids; bounds the cache's memory.",
     ),
     key(
+        "EXAI_WS_PING_INTERVAL",
+        "30",
+        secs(1000, 3_600_000),
+        "How often the daemon pings an idle client, so a dead peer is noticed.",
+    ),
+    key(
+        "EXAI_WS_PING_TIMEOUT",
+        "30",
+        secs(1000, 3_600_000),
+        "How long a client may stay silent after a ping before its socket is closed (its session stays resumable).",
+    ),
+    key(
+        "KIMI_API_URL",
+        "https://api.moonshot.ai/v1",
+        Kind::Url { max_chars: 2048 },
+        "Base URL of the Kimi (Moonshot) OpenAI-compatible API.",
+    ),
+    key(
+        "KIMI_API_KEY",
+        "",
+        Kind::Token { min_chars: 8 },
+        "Kimi API key; the Kimi provider is active when it is set.",
+    ),
+    key(
+        "KIMI_MODELS",
+        "kimi-k2-0905-preview,kimi-k2-turbo-preview,moonshot-v1-8k,moonshot-v1-32k,moonshot-v1-128k",
+        Kind::List { max_items: 64 },
+        "Models served by Kimi; the first is what `auto` picks on Kimi.",
+    ),
+    key(
+        "KIMI_TIMEOUT_SECS",
+        "120",
+        secs(1000, 86_400_000),
+        "Longest single Kimi attempt; a call's deadline still bounds all attempts together.",
+    ),
+    key(
+        "GLM_API_URL",
+        "https://api.z.ai/api/paas/v4",
+        Kind::Url { max_chars: 2048 },
+        "Base URL of the GLM (Zhipu / Z.ai) OpenAI-compatible API.",
+    ),
+    key(
+        "GLM_API_KEY",
+        "",
+        Kind::Token { min_chars: 8 },
+        "GLM API key; the GLM provider is active when it is set.",
+    ),
+    key(
+        "GLM_MODELS",
+        "glm-4.6,glm-4.5,glm-4.5-air,glm-4.5-flash",
+        Kind::List { max_items: 64 },
+        "Models served by GLM; the first is what `auto` picks on GLM.",
+    ),
+    key(
+        "GLM_TIMEOUT_SECS",
+        "120",
+        secs(1000, 86_400_000),
+        "Longest single GLM attempt; a call's deadline still bounds all attempts together.",
+    ),
+    key(
+        "EXAI_PROVIDER_STREAMING",
+        "true",
+        Kind::Bool,
+        "Stream provider answers (SSE) and forward the chunks as progress frames.",
+    ),
+    key(
         "EXAI_WS_MAX_CONNECTIONS",
         "1000",
         int(1, 1_000_000),
@@ -634,6 +737,8 @@ enum Value {
     Path(Option<PathBuf>),
     /// Secrets; None for "unset".
     Secret(Option<Secret>),
+    /// Lists of items.
+    List(Vec<String>),
 }
 
 /// Parses `raw` according to `kind`. The error is the "expected ..." text; it never
@@ -678,6 +783,35 @@ fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
             }
             Ok(Value::Path(Some(PathBuf::from(s))))
         }
+        Kind::Url { max_chars } => {
+            let scheme_ok = s.starts_with("http://") || s.starts_with("https://");
+            let host_ok = s.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+            if !scheme_ok
+                || !host_ok
+                || s.chars().any(char::is_whitespace)
+                || s.chars().count() > max_chars
+            {
+                return Err(fail());
+            }
+            Ok(Value::Text(s.trim_end_matches('/').to_string()))
+        }
+        Kind::List { max_items } => {
+            let items: Vec<String> = s.split(',').map(|i| i.trim().to_string()).collect();
+            if items.is_empty()
+                || items.len() > max_items
+                || items
+                    .iter()
+                    .any(|i| i.is_empty() || i.chars().count() > 128)
+            {
+                return Err(fail());
+            }
+            Ok(Value::List(items))
+        }
+        Kind::Bool => match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Value::Num(1)),
+            "false" | "0" | "no" | "off" => Ok(Value::Num(0)),
+            _ => Err(fail()),
+        },
     }
 }
 
@@ -737,6 +871,8 @@ fn show_raw(def: &KeyDef, raw: &str) -> String {
 fn show_value(kind: Kind, value: &Value) -> String {
     match (kind, value) {
         (Kind::Secs { .. }, Value::Num(ms)) => fmt_secs(*ms),
+        (Kind::Bool, Value::Num(n)) => (*n != 0).to_string(),
+        (_, Value::List(items)) => items.join(","),
         (_, Value::Num(n)) => n.to_string(),
         (_, Value::Text(s)) => s.clone(),
         (_, Value::Path(None)) => "<none>".to_string(),
@@ -804,6 +940,17 @@ impl Values {
             Some(Value::Path(p)) => p.clone(),
             _ => None,
         }
+    }
+
+    fn list(&self, key: &str) -> Vec<String> {
+        match self.get(key) {
+            Some(Value::List(items)) => items.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some(Value::Num(n)) if *n != 0)
     }
 
     fn secret(&self, key: &str) -> Option<Secret> {
@@ -984,6 +1131,36 @@ struct Relation {
 static RELATIONS: &[Relation] = &[
     Relation {
         keys: &[
+            "KIMI_TIMEOUT_SECS",
+            "SIMPLE_TOOL_TIMEOUT_SECS",
+            "WORKFLOW_TOOL_TIMEOUT_SECS",
+        ],
+        check: |c| {
+            (c.kimi_timeout_ms > c.simple_tool_timeout_ms.max(c.workflow_tool_timeout_ms)).then(
+                || {
+                    "one provider attempt cannot be longer than the longest call deadline"
+                        .to_string()
+                },
+            )
+        },
+    },
+    Relation {
+        keys: &[
+            "GLM_TIMEOUT_SECS",
+            "SIMPLE_TOOL_TIMEOUT_SECS",
+            "WORKFLOW_TOOL_TIMEOUT_SECS",
+        ],
+        check: |c| {
+            (c.glm_timeout_ms > c.simple_tool_timeout_ms.max(c.workflow_tool_timeout_ms)).then(
+                || {
+                    "one provider attempt cannot be longer than the longest call deadline"
+                        .to_string()
+                },
+            )
+        },
+    },
+    Relation {
+        keys: &[
             "EXAI_RETRY_BACKOFF_BASE_SECS",
             "EXAI_RETRY_BACKOFF_MAX_SECS",
         ],
@@ -1096,6 +1273,17 @@ impl Config {
             retry_attempts_max: v.num("EXAI_RETRY_ATTEMPTS_MAX"),
             retry_backoff_base_ms: v.num("EXAI_RETRY_BACKOFF_BASE_SECS"),
             retry_backoff_max_ms: v.num("EXAI_RETRY_BACKOFF_MAX_SECS"),
+            ping_interval_ms: v.num("EXAI_WS_PING_INTERVAL"),
+            ping_timeout_ms: v.num("EXAI_WS_PING_TIMEOUT"),
+            kimi_api_url: v.text("KIMI_API_URL"),
+            kimi_api_key: v.secret("KIMI_API_KEY"),
+            kimi_models: v.list("KIMI_MODELS"),
+            kimi_timeout_ms: v.num("KIMI_TIMEOUT_SECS"),
+            glm_api_url: v.text("GLM_API_URL"),
+            glm_api_key: v.secret("GLM_API_KEY"),
+            glm_models: v.list("GLM_MODELS"),
+            glm_timeout_ms: v.num("GLM_TIMEOUT_SECS"),
+            provider_streaming: v.flag("EXAI_PROVIDER_STREAMING"),
             max_connections: v.num("EXAI_WS_MAX_CONNECTIONS"),
             max_sessions: v.num("EXAI_WS_MAX_SESSIONS"),
             config_file: v.path("EXAI_CONFIG"),

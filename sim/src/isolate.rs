@@ -7,6 +7,28 @@
 //! two timelines. A fresh thread per run makes every run start from the same state (this was
 //! found by the determinism test on its first run).
 
+/// Run `f` on a new thread; a panic inside comes back as its message.
+pub fn on_fresh_thread_catching<T, F>(f: F) -> Result<T, String>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new()
+        .name("exaid-sim".to_string())
+        .spawn(f)
+        .expect("spawn a simulation thread")
+        .join()
+        .map_err(|panic| {
+            if let Some(text) = panic.downcast_ref::<&str>() {
+                (*text).to_string()
+            } else if let Some(text) = panic.downcast_ref::<String>() {
+                text.clone()
+            } else {
+                "panic with a non-text payload".to_string()
+            }
+        })
+}
+
 /// Run `f` on a new thread and return its result; a panic inside is re-raised here.
 pub fn on_fresh_thread<T, F>(f: F) -> T
 where

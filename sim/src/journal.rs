@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 /// The invariants of DESIGN.md section 8, numbered as there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Invariant {
+    /// 0: nothing panics (the daemon's own assertions included): a panic ends the run.
+    NoPanic = 0,
     /// 1: no limit is ever exceeded, as seen by the simulated provider.
     LimitsHeld = 1,
     /// 2: every permit comes back; in-use always equals live holders.
@@ -111,6 +113,7 @@ impl Journal {
 pub type JournalRef = Arc<Mutex<Journal>>;
 
 /// Lock the journal (the simulation is single-threaded: this never contends).
+/// After a panic the lock may be poisoned; the journal is still what was recorded.
 pub fn lock(journal: &JournalRef) -> std::sync::MutexGuard<'_, Journal> {
-    journal.lock().expect("journal lock")
+    journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use exaid::provider::{ChatRequest, ChatResponse, Provider, ProviderError, RateLimitKind, Role};
+use exaid::provider::{
+    ChatRequest, ChatResponse, ChunkSink, Provider, ProviderError, RateLimitKind, Role,
+};
 use exaid::rt::BoxFuture;
 use madsim::rand::{Rng, thread_rng};
 
@@ -361,6 +363,7 @@ impl Provider for SimProvider {
     fn complete(
         &self,
         request: ChatRequest,
+        _chunks: Option<ChunkSink>,
     ) -> BoxFuture<'static, Result<ChatResponse, ProviderError>> {
         let mut ticket = self.witness.arrive(&self.name);
         let now = now_ms();

@@ -57,14 +57,35 @@ impl Outcome {
     }
 }
 
-/// Run `scenario` for `seed` on a fresh thread (see `isolate`).
+/// Run `scenario` for `seed` on a fresh thread (see `isolate`). A panic anywhere in the run
+/// (the daemon's own assertions included) is a failed seed with the trace up to the panic.
 pub fn run(scenario: &'static Scenario, seed: u64) -> Outcome {
-    crate::isolate::on_fresh_thread(move || run_here(scenario, seed))
+    let journal: JournalRef = Arc::new(Mutex::new(Journal::default()));
+    let inner = journal.clone();
+    match crate::isolate::on_fresh_thread_catching(move || run_here(scenario, seed, inner)) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let mut journal = std::mem::take(&mut *lock(&journal));
+            journal.violate(Invariant::NoPanic, format!("panicked: {panic}"));
+            let table = format!(
+                "scenario           {}\nseed               {seed}\nviolations         1\n  invariant        0: panicked: {panic}\ntrace              {:016x}\n",
+                scenario.name,
+                journal.trace_hash()
+            );
+            Outcome {
+                scenario: scenario.name,
+                seed,
+                journal,
+                virtual_ms: 0,
+                table,
+            }
+        }
+    }
 }
 
-fn run_here(scenario: &'static Scenario, seed: u64) -> Outcome {
+fn run_here(scenario: &'static Scenario, seed: u64, journal: JournalRef) -> Outcome {
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    runtime.block_on(supervise(scenario, seed))
+    runtime.block_on(supervise(scenario, seed, journal))
 }
 
 /// Health-check state shared with the checker tasks.
@@ -75,9 +96,8 @@ struct Health {
     sampled_at: Mutex<Vec<Instant>>,
 }
 
-async fn supervise(scenario: &'static Scenario, seed: u64) -> Outcome {
+async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) -> Outcome {
     let plan = (scenario.plan)();
-    let journal: JournalRef = Arc::new(Mutex::new(Journal::default()));
     lock(&journal).record(format!(
         "scenario {} seed {seed} variant {}",
         scenario.name, plan.variant

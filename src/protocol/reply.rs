@@ -89,6 +89,13 @@ pub enum ServerFrame {
         /// The limit being waited on, when queued.
         #[serde(skip_serializing_if = "Option::is_none")]
         waiting_for: Option<String>,
+        /// A piece of streamed answer text (the original's `stream_chunk`); in order within
+        /// one attempt. The final `call_tool_res` holds the whole text.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        chunk: Option<String>,
+        /// Which provider attempt a chunk belongs to: a retry starts the text over.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
     },
     /// The one terminal frame of a call.
     CallToolRes {

@@ -167,6 +167,10 @@ impl fmt::Display for ProviderError {
     }
 }
 
+/// Where a streaming attempt sends each chunk of text as it arrives (the call turns them
+/// into progress frames). Called on the attempt's own task; must not block.
+pub type ChunkSink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// One LLM provider.
 pub trait Provider: Send + Sync + 'static {
     /// Short name: `offline`, `kimi`, `glm`.
@@ -178,9 +182,13 @@ pub trait Provider: Send + Sync + 'static {
     /// True when it has what it needs to serve (an API key, or nothing for offline).
     fn is_configured(&self) -> bool;
     /// One attempt. Dropping the future abandons the attempt (and aborts its HTTP request).
+    /// With `chunks`, a provider that can stream sends each piece of text there as it
+    /// arrives; the response still carries the whole text. Providers that cannot stream
+    /// ignore it.
     fn complete(
         &self,
         request: ChatRequest,
+        chunks: Option<ChunkSink>,
     ) -> BoxFuture<'static, Result<ChatResponse, ProviderError>>;
 }
 

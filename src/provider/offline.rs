@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::provider::{ChatRequest, ChatResponse, Provider, ProviderError, Role};
+use crate::provider::{ChatRequest, ChatResponse, ChunkSink, Provider, ProviderError, Role};
 use crate::rt::{BoxFuture, Rt};
 
 /// The provider's name.
@@ -92,6 +92,7 @@ impl Provider for OfflineProvider {
     fn complete(
         &self,
         request: ChatRequest,
+        _chunks: Option<ChunkSink>,
     ) -> BoxFuture<'static, Result<ChatResponse, ProviderError>> {
         let sleep = (!self.latency.is_zero()).then(|| self.rt.sleep(self.latency));
         Box::pin(async move {
