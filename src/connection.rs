@@ -22,7 +22,7 @@ use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::reply::ServerInfo;
 use crate::protocol::{ClientFrame, Hello, ServerFrame, close_code, decode};
-use crate::rt::BoxStream;
+use crate::rt::{BoxStream, Instant};
 use crate::session::{Begin, Session, StopReason};
 use crate::tools::ToolKind;
 
@@ -127,14 +127,19 @@ async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Source)>
 /// closed with the protocol's code and `None` is returned.
 async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Option<Hello> {
     let hello_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
-    let give_up = shared.rt.sleep(hello_timeout);
-    let first = tokio::select! {
-        biased;
-        first = next_data(source) => first,
-        () = give_up => {
-            let reason = format!("no hello within {:.1} s (EXAI_WS_HELLO_TIMEOUT)", hello_timeout.as_secs_f64());
-            close(sink, close_code::HELLO_TIMEOUT, &reason).await;
-            return None;
+    let mut give_up = shared.rt.sleep(hello_timeout);
+    let first = loop {
+        tokio::select! {
+            biased;
+            data = next_data(source) => match data {
+                Data::Heartbeat => continue,
+                data => break data,
+            },
+            () = &mut give_up => {
+                let reason = format!("no hello within {:.1} s (EXAI_WS_HELLO_TIMEOUT)", hello_timeout.as_secs_f64());
+                close(sink, close_code::HELLO_TIMEOUT, &reason).await;
+                return None;
+            }
         }
     };
     let text = match first {
@@ -152,7 +157,7 @@ async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Op
             close(sink, close_code::TOO_BIG, &too_big_reason(shared)).await;
             return None;
         }
-        Data::Closed => return None,
+        Data::Closed | Data::Heartbeat => return None,
     };
     match decode(&text) {
         Ok(ClientFrame::Hello(hello)) => Some(hello),
@@ -223,6 +228,8 @@ enum Data {
     Binary,
     /// A frame over `EXAI_WS_MAX_BYTES`.
     TooBig,
+    /// A WebSocket ping or pong: the peer is alive, nothing to handle.
+    Heartbeat,
     /// The peer closed or the socket failed.
     Closed,
 }
@@ -234,8 +241,9 @@ async fn next_data(source: &mut Source) -> Data {
             Some(Ok(Message::Text(text))) => return Data::Text(text.to_string()),
             Some(Ok(Message::Binary(_))) => return Data::Binary,
             Some(Ok(Message::Close(_))) => return Data::Closed,
-            // Pings are answered by tungstenite itself; pongs and raw frames carry nothing.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            // Pings are answered by tungstenite itself; both prove the peer is alive.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Data::Heartbeat,
+            Some(Ok(Message::Frame(_))) => continue,
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                 return Data::TooBig;
             }
@@ -260,6 +268,11 @@ async fn run(
     if flush(shared, session, sink, cursor).await.is_err() {
         return None;
     }
+    let rt = &shared.rt;
+    let ping_every = Duration::from_millis(shared.config.ping_interval_ms);
+    let ping_timeout = Duration::from_millis(shared.config.ping_timeout_ms);
+    let mut keep_alive = KeepAlive::new(rt.now());
+    let mut ping_timer = rt.sleep(ping_every);
     loop {
         tokio::select! {
             biased;
@@ -273,8 +286,31 @@ async fn run(
                     return None;
                 }
             }
+            () = &mut ping_timer => {
+                let now = rt.now();
+                match keep_alive.on_timer(now, ping_every, ping_timeout) {
+                    Tick::Dead => {
+                        let reason = format!(
+                            "no answer to ping within {:.1} s (EXAI_WS_PING_TIMEOUT); resume the session to continue",
+                            ping_timeout.as_secs_f64()
+                        );
+                        return Some((close_code::PING_TIMEOUT, reason));
+                    }
+                    Tick::Ping(next) => {
+                        if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                            return None;
+                        }
+                        ping_timer = rt.sleep_until(next);
+                    }
+                    Tick::Wait(next) => ping_timer = rt.sleep_until(next),
+                }
+            }
             data = next_data(source) => match data {
-                Data::Text(text) => handle_text(shared, session, &text),
+                Data::Heartbeat => keep_alive.heard(rt.now()),
+                Data::Text(text) => {
+                    keep_alive.heard(rt.now());
+                    handle_text(shared, session, &text);
+                }
                 Data::Binary => {
                     let error = CallError::new(ErrorCode::ProtocolError, "binary frames are not part of the protocol; send JSON text frames");
                     session.push(&ServerFrame::Error { request_id: None, error }, shared.rt.now());
@@ -283,6 +319,56 @@ async fn run(
                 Data::Closed => return None,
             },
         }
+    }
+}
+
+/// Keep-alive bookkeeping: when the peer was last heard from, and whether a ping is out.
+///
+/// Why: a peer that vanished without closing (laptop lid, dead network) would otherwise hold
+/// its connection until TCP gives up, many minutes later; the session must be freed for resume
+/// and its frames kept in the outbox instead.
+struct KeepAlive {
+    /// Last instant any frame (data, ping or pong) arrived.
+    heard_at: Instant,
+    /// When the outstanding ping was sent, if one is.
+    ping_sent_at: Option<Instant>,
+}
+
+/// What the keep-alive timer decided.
+enum Tick {
+    /// Silent past the ping timeout: close.
+    Dead,
+    /// Send a ping now; look again at the instant given.
+    Ping(Instant),
+    /// Heard recently: look again at the instant given.
+    Wait(Instant),
+}
+
+impl KeepAlive {
+    fn new(now: Instant) -> KeepAlive {
+        KeepAlive {
+            heard_at: now,
+            ping_sent_at: None,
+        }
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.heard_at = now;
+        self.ping_sent_at = None;
+    }
+
+    fn on_timer(&mut self, now: Instant, ping_every: Duration, ping_timeout: Duration) -> Tick {
+        if let Some(sent_at) = self.ping_sent_at {
+            if now.saturating_since(sent_at) >= ping_timeout {
+                return Tick::Dead;
+            }
+            return Tick::Wait(sent_at + ping_timeout);
+        }
+        if now.saturating_since(self.heard_at) >= ping_every {
+            self.ping_sent_at = Some(now);
+            return Tick::Ping(now + ping_timeout);
+        }
+        Tick::Wait(self.heard_at + ping_every)
     }
 }
 

@@ -132,6 +132,7 @@ static SCENARIOS: [Scenario; 7] = [
             "mode_global_limit",
             "refused_queue_timeout",
             "queue_timeout_raced_release",
+            "deadline_hit",
             "call_cancelled",
             "cancel_lost_the_race",
             "call_ok",
@@ -497,6 +498,12 @@ fn double_release_2025_10_21() -> Plan {
     let latency_ms = between(200, 2_000);
     // Acquisition timeouts land exactly on releases: a multiple of the (fixed) latency.
     config.queue_timeout_ms = latency_ms * between(1, 3);
+    // Deadlines bite too, so permits are given back on the timeout path as well (where the
+    // original released one twice).
+    // Never shorter than one answer, or even a call with no queue could not succeed.
+    let drawn_ms =
+        config.queue_timeout_ms + latency_ms * between(0, 4) + between(0, 1) * latency_ms / 2;
+    config.simple_tool_timeout_ms = drawn_ms.max(latency_ms + 1);
     config.queue_max_waiters = between(8, 40) as u32;
     let calls = (0..40)
         .map(|i| {

@@ -25,6 +25,9 @@ pub mod close_code {
     pub const SUPERSEDED: u16 = 4004;
     /// The session named in a resume `hello` is unknown or expired.
     pub const SESSION_UNKNOWN: u16 = 4005;
+    /// The peer did not answer pings within `EXAI_WS_PING_TIMEOUT` (its session stays
+    /// resumable).
+    pub const PING_TIMEOUT: u16 = 4006;
     /// A limit was exceeded (connections, per IP, rate): the standard policy-violation code.
     pub const POLICY: u16 = 1008;
     /// A frame exceeded `EXAI_WS_MAX_BYTES`.

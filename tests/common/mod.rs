@@ -32,6 +32,17 @@ pub struct TestDaemon {
 
 /// Start a daemon with defaults changed by `tweak`.
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestDaemon {
+    start_with(tweak, |config, rt| {
+        exaid::Daemon::new(config, TOKEN.to_string(), rt)
+    })
+    .await
+}
+
+/// Start a daemon built by `build` (to inject providers).
+pub async fn start_with(
+    tweak: impl FnOnce(&mut Config),
+    build: impl FnOnce(Config, Rt) -> exaid::Daemon,
+) -> TestDaemon {
     let mut config = Config::defaults();
     config.ws_port = 0;
     tweak(&mut config);
@@ -40,7 +51,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestDaemon {
         .await
         .unwrap();
     let addr = exaid::rt::Listener::local_addr(&listener).unwrap();
-    let daemon = exaid::Daemon::new(config, TOKEN.to_string(), rt);
+    let daemon = build(config, rt);
     let shared = daemon.shared().clone();
     tokio::spawn(async move {
         let _ = daemon.serve(Box::new(listener)).await;
@@ -61,6 +72,25 @@ impl Client {
             .await
             .unwrap();
         Client { ws }
+    }
+
+    /// Connect and resume `session_id` from `last_seq`; returns the client and the hello_ack.
+    pub async fn resume(
+        addr: SocketAddr,
+        session_id: &Value,
+        resume_token: &Value,
+        last_seq: u64,
+    ) -> (Client, Value) {
+        let mut client = Client::connect(addr).await;
+        client
+            .send(
+                json!({"op": "hello", "token": TOKEN, "session_id": session_id,
+                         "resume_token": resume_token, "last_seq": last_seq}),
+            )
+            .await;
+        let ack = client.recv().await;
+        assert_eq!(ack["op"], "hello_ack", "{ack}");
+        (client, ack)
     }
 
     /// Connect and say hello with the right token; returns the client and the hello_ack.
