@@ -283,13 +283,20 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Take one permit of `limit`, waiting at most until `give_up_at`. `on_wait` is told when the
-/// call starts waiting (for progress frames).
+/// Told when a call has to wait for a permit, and how long it waited once it got one.
+pub struct WaitHooks<'a> {
+    /// The call starts waiting on this limit (for progress frames).
+    pub on_wait: &'a (dyn Fn(&Arc<Limit>) + Send + Sync),
+    /// The call got a permit after waiting this long (for metrics).
+    pub on_waited: &'a (dyn Fn(&Limit, Duration) + Send + Sync),
+}
+
+/// Take one permit of `limit`, waiting at most until `give_up_at`.
 pub async fn acquire(
     rt: &Rt,
     limit: &Arc<Limit>,
     give_up_at: Instant,
-    on_wait: &(dyn Fn(&Arc<Limit>) + Send + Sync),
+    hooks: &WaitHooks<'_>,
 ) -> Result<Permit, CallError> {
     let receiver = {
         let mut books = limit.books();
@@ -323,7 +330,8 @@ pub async fn acquire(
         limit,
         receiver: Some(receiver),
     };
-    on_wait(limit);
+    let waiting_since = rt.now();
+    (hooks.on_wait)(limit);
     let give_up = rt.sleep_until(give_up_at);
     let receiver = waiting
         .receiver
@@ -338,6 +346,8 @@ pub async fn acquire(
                     let mut books = limit.books();
                     books.grants_in_transit -= 1;
                     books.permits_live += 1;
+                    drop(books);
+                    (hooks.on_waited)(limit, rt.now().saturating_since(waiting_since));
                     Ok(Permit { limit: limit.clone(), taken_at: rt.now(), rt: rt.clone() })
                 }
                 Err(_) => Err(limit.closed_error()),
@@ -370,11 +380,11 @@ pub async fn admit(
     rt: &Rt,
     limits: &[Arc<Limit>],
     give_up_at: Instant,
-    on_wait: &(dyn Fn(&Arc<Limit>) + Send + Sync),
+    hooks: &WaitHooks<'_>,
 ) -> Result<Permits, CallError> {
     let mut held = Vec::with_capacity(limits.len());
     for limit in limits {
-        held.push(acquire(rt, limit, give_up_at, on_wait).await?);
+        held.push(acquire(rt, limit, give_up_at, hooks).await?);
     }
     Ok(Permits { held })
 }

@@ -19,7 +19,9 @@ use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
 use crate::observe::PauseReason;
 use crate::protocol::ServerFrame;
-use crate::provider::{ChatRequest, ChatResponse, ChunkSink, ProviderEntry, ProviderError};
+use crate::provider::{
+    ChatRequest, ChatResponse, ChunkSink, ProviderEntry, ProviderError, RateLimitKind,
+};
 use crate::rt::{Instant, Rt};
 use crate::session::{Session, StopReason};
 use crate::tools::Prepared;
@@ -141,7 +143,25 @@ impl CallCtx {
                 .config
                 .provider_streaming
                 .then(|| self.chunk_sink(&name, attempt));
-            let error = match entry.provider.complete(request.clone(), chunks).await {
+            let attempt_started = rt.now();
+            let result = entry.provider.complete(request.clone(), chunks).await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(ProviderError::RateLimited {
+                    kind: RateLimitKind::Quota,
+                    ..
+                }) => "quota",
+                Err(ProviderError::RateLimited { .. }) => "rate_limited",
+                Err(_) => "error",
+            };
+            shared.observer.provider_attempt_ended(
+                &self.session.id,
+                &name,
+                &self.request_id,
+                rt.now().saturating_since(attempt_started),
+                outcome,
+            );
+            let error = match result {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
@@ -272,6 +292,7 @@ pub async fn run(call: Accepted) {
         mut stop,
     } = call;
     let rt = shared.rt.clone();
+    let _live = shared.lifecycle.call_started();
     let phase = Arc::new(PhaseCell::new());
     let progress_every = Duration::from_millis(shared.config.progress_interval_ms);
 
@@ -293,13 +314,22 @@ pub async fn run(call: Accepted) {
     let work = {
         let rt = rt.clone();
         let phase = phase.clone();
+        let shared_for_work = shared.clone();
         async move {
             let on_wait = |limit: &Arc<admission::Limit>| {
                 phase.set(Phase::Queued {
                     limit: limit.clone(),
                 })
             };
-            let permits = admission::admit(&rt, &limits, queue_give_up_at, &on_wait).await?;
+            let observer = shared_for_work.observer.clone();
+            let on_waited = move |limit: &admission::Limit, waited: Duration| {
+                observer.admission_waited(limit.name(), waited)
+            };
+            let hooks = admission::WaitHooks {
+                on_wait: &on_wait,
+                on_waited: &on_waited,
+            };
+            let permits = admission::admit(&rt, &limits, queue_give_up_at, &hooks).await?;
             phase.set(Phase::Running {
                 activity: "running".to_string(),
             });

@@ -205,6 +205,12 @@ pub struct Config {
     pub glm_timeout_ms: u64,
     /// EXAI_PROVIDER_STREAMING: stream answers and forward chunks as progress.
     pub provider_streaming: bool,
+    /// EXAI_HTTP_PORT: the operator's HTTP port; 0 = off.
+    pub http_port: u16,
+    /// EXAI_LOG_FORMAT: `human` or `json`.
+    pub log_format: String,
+    /// EXAI_SHUTDOWN_GRACE_SECS: how long calls in flight may finish at shutdown.
+    pub shutdown_grace_ms: u64,
     /// EXAI_WS_MAX_CONNECTIONS: simultaneous WebSocket connections.
     pub max_connections: u32,
     /// EXAI_WS_MAX_SESSIONS: sessions kept (live or awaiting resume).
@@ -364,6 +370,8 @@ enum Kind {
     List { max_items: usize },
     /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
     Bool,
+    /// One of a fixed set of words (case-insensitive; stored lowercase).
+    Choice(&'static [&'static str]),
 }
 
 impl Kind {
@@ -402,6 +410,7 @@ impl Kind {
                 format!("expected a comma-separated list of 1 to {max_items} non-empty items")
             }
             Kind::Bool => "expected true or false (also 1/0, yes/no, on/off)".to_string(),
+            Kind::Choice(choices) => format!("expected one of: {}", choices.join(", ")),
         }
     }
 }
@@ -675,6 +684,24 @@ static KEYS: &[KeyDef] = &[
         "Stream provider answers (SSE) and forward the chunks as progress frames.",
     ),
     key(
+        "EXAI_HTTP_PORT",
+        "8080",
+        int(0, 65_535),
+        "Port of the operator's HTTP endpoints (/healthz, /readyz, /status, /metrics) on EXAI_WS_HOST; 0 turns them off.",
+    ),
+    key(
+        "EXAI_LOG_FORMAT",
+        "human",
+        Kind::Choice(&["human", "json"]),
+        "Log lines for people (human) or for log collectors (json); filter with RUST_LOG.",
+    ),
+    key(
+        "EXAI_SHUTDOWN_GRACE_SECS",
+        "30",
+        secs(0, 3_600_000),
+        "On SIGTERM or Ctrl-C, how long calls in flight may take to finish before they end with SERVICE_UNAVAILABLE.",
+    ),
+    key(
         "EXAI_WS_MAX_CONNECTIONS",
         "1000",
         int(1, 1_000_000),
@@ -806,6 +833,14 @@ fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
                 return Err(fail());
             }
             Ok(Value::List(items))
+        }
+        Kind::Choice(choices) => {
+            let lower = s.to_ascii_lowercase();
+            if choices.contains(&lower.as_str()) {
+                Ok(Value::Text(lower))
+            } else {
+                Err(fail())
+            }
         }
         Kind::Bool => match s.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(Value::Num(1)),
@@ -1284,6 +1319,9 @@ impl Config {
             glm_models: v.list("GLM_MODELS"),
             glm_timeout_ms: v.num("GLM_TIMEOUT_SECS"),
             provider_streaming: v.flag("EXAI_PROVIDER_STREAMING"),
+            http_port: v.num("EXAI_HTTP_PORT"),
+            log_format: v.text("EXAI_LOG_FORMAT"),
+            shutdown_grace_ms: v.num("EXAI_SHUTDOWN_GRACE_SECS"),
             max_connections: v.num("EXAI_WS_MAX_CONNECTIONS"),
             max_sessions: v.num("EXAI_WS_MAX_SESSIONS"),
             config_file: v.path("EXAI_CONFIG"),

@@ -24,6 +24,7 @@ use crate::protocol::reply::ServerInfo;
 use crate::protocol::{ClientFrame, Hello, ServerFrame, close_code, decode};
 use crate::rt::{BoxStream, Instant};
 use crate::session::{Begin, Session, StopReason};
+use crate::shutdown::Stage;
 use crate::tools::ToolKind;
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream<BoxStream>, Message>;
@@ -90,6 +91,7 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
             &mut source,
             &kick,
             &mut cursor,
+            resumed,
         )
         .await;
         if let Some((code, reason)) = ending {
@@ -263,10 +265,17 @@ async fn run(
     source: &mut Source,
     kick: &tokio::sync::Notify,
     cursor: &mut u64,
+    resumed: bool,
 ) -> Option<(u16, String)> {
     // Replay whatever the client has not seen yet (everything after `last_seq` on resume).
+    let before = *cursor;
     if flush(shared, session, sink, cursor).await.is_err() {
         return None;
+    }
+    if resumed {
+        shared
+            .observer
+            .session_resumed(&session.id, *cursor - before);
     }
     let rt = &shared.rt;
     let ping_every = Duration::from_millis(shared.config.ping_interval_ms);
@@ -276,6 +285,11 @@ async fn run(
     loop {
         tokio::select! {
             biased;
+            () = shared.lifecycle.reached(Stage::Closing) => {
+                // Every terminal frame is in the outbox by now: deliver, then say goodbye.
+                let _ = flush(shared, session, sink, cursor).await;
+                return Some((close_code::GOING_AWAY, "exaid is shutting down; resume after it restarts".to_string()));
+            }
             () = kick.notified() => {
                 // Let the newer connection's writer have the outbox's wake-up.
                 session.outbox.wake();
@@ -380,6 +394,9 @@ async fn flush(
     cursor: &mut u64,
 ) -> Result<(), WsError> {
     let batch = session.outbox.frames_after(*cursor, shared.rt.now());
+    if batch.evicted > 0 {
+        shared.observer.frames_evicted(&session.id, batch.evicted);
+    }
     if batch.gap.is_none() && batch.frames.is_empty() {
         return Ok(());
     }
@@ -395,6 +412,9 @@ async fn flush(
             ),
         };
         tracing::warn!(session = %session.id, from_seq = gap.from_seq, to_seq = gap.to_seq, "outbox gap");
+        shared
+            .observer
+            .gap_announced(&session.id, gap.to_seq - gap.from_seq + 1);
         sink.feed(Message::text(frame.to_json())).await?;
         *cursor = gap.to_seq;
     }
@@ -496,6 +516,15 @@ fn start_call(
     arguments: serde_json::Map<String, serde_json::Value>,
 ) {
     let now = shared.rt.now();
+    if !shared.lifecycle.is_ready() {
+        let error = CallError::new(
+            ErrorCode::ServiceUnavailable,
+            "exaid is shutting down and accepts no new calls; retry once it is back",
+        )
+        .with_retry_after_secs(5);
+        session.push(&ServerFrame::call_failed(request_id, error), now);
+        return;
+    }
     let Some(tool) = shared.tools.get(name).cloned() else {
         let error = CallError::new(
             ErrorCode::ToolNotFound,
@@ -553,7 +582,18 @@ fn start_call(
         deadline,
         stop: stop_rx,
     };
-    shared.rt.spawn("call", call::run(accepted));
+    let span = tracing::info_span!(
+        "call",
+        session = %session.id,
+        request_id = %accepted.request_id,
+        tool = accepted.tool,
+        provider = accepted.prepared.provider.as_ref().map(|p| p.entry.provider.name()).unwrap_or("-"),
+        model = accepted.prepared.provider.as_ref().map(|p| p.model.as_str()).unwrap_or("-"),
+    );
+    shared.rt.spawn(
+        "call",
+        tracing::Instrument::instrument(call::run(accepted), span),
+    );
 }
 
 fn too_big_reason(shared: &Shared) -> String {

@@ -13,12 +13,14 @@ use subtle::ConstantTimeEq;
 
 use crate::admission::{Admission, Limit};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::observe::{NoObserver, Observer};
 use crate::provider::offline::OfflineProvider;
 use crate::provider::{Provider, ProviderEntry, Providers};
 use crate::retry::{Cooldown, RetryPolicy};
 use crate::rt::{Instant, Listener, Rng, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
+use crate::shutdown::{self, Lifecycle, ShutdownReport};
 use crate::tools::{Tool, ToolRegistry};
 
 /// Everything connections and calls share.
@@ -41,6 +43,11 @@ pub struct Shared {
     pub retry: RetryPolicy,
     /// Told about calls, frames and provider attempts.
     pub observer: Arc<dyn Observer>,
+    /// Prometheus metrics, when the daemon keeps them (production does; the simulator
+    /// watches through its own observer instead).
+    pub metrics: Option<Arc<Metrics>>,
+    /// Running, draining or closing.
+    pub lifecycle: Lifecycle,
     /// Ids, tokens and jitter come from here (seeded by the runtime).
     rng: Mutex<Rng>,
     /// When the daemon started.
@@ -126,6 +133,8 @@ pub struct DaemonBuilder {
     extra_tools: Vec<Arc<dyn Tool>>,
     /// The witness.
     observer: Arc<dyn Observer>,
+    /// Metrics, if kept (they are then also the observer).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl DaemonBuilder {
@@ -147,6 +156,14 @@ impl DaemonBuilder {
         self
     }
 
+    /// Keep Prometheus metrics (they observe the daemon).
+    pub fn metrics(mut self) -> DaemonBuilder {
+        let metrics = Arc::new(Metrics::new());
+        self.observer = metrics.clone();
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Build. With no provider added, the offline provider serves.
     pub fn build(self) -> Daemon {
         let DaemonBuilder {
@@ -156,6 +173,7 @@ impl DaemonBuilder {
             mut providers,
             extra_tools,
             observer,
+            metrics,
         } = self;
         assert!(!token.is_empty(), "the daemon needs a token");
         if providers.is_empty() {
@@ -210,6 +228,8 @@ impl DaemonBuilder {
                 backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
             },
             observer,
+            metrics,
+            lifecycle: Lifecycle::new(),
             rng: Mutex::new(rt.rng()),
             started_at: rt.now(),
             connections: AtomicU32::new(0),
@@ -233,12 +253,13 @@ impl Daemon {
             providers: Vec::new(),
             extra_tools: Vec::new(),
             observer: Arc::new(NoObserver),
+            metrics: None,
         }
     }
 
-    /// A daemon with the built-in providers for `config` (today: offline).
+    /// A daemon with the built-in providers for `config` and Prometheus metrics.
     pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
-        Daemon::builder(config, token, rt).build()
+        Daemon::builder(config, token, rt).metrics().build()
     }
 
     /// The shared state (tests and the status endpoint read it).
@@ -250,6 +271,13 @@ impl Daemon {
     pub async fn serve(&self, listener: Box<dyn Listener>) -> io::Result<()> {
         self.spawn_reaper();
         crate::server::accept_loop(self.shared.clone(), listener).await
+    }
+
+    /// Shut down gracefully (see `shutdown`): stop accepting, let calls in flight finish
+    /// within `grace`, stop the rest with `SERVICE_UNAVAILABLE`, deliver every terminal frame
+    /// to connected clients, close their sockets with 1001.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        shutdown::run(&self.shared, grace).await
     }
 
     /// Expire detached sessions periodically.

@@ -14,7 +14,8 @@
 //! - [`admission`]: where permits are taken; [`call`]: one call's deadline and ending;
 //! - [`tools`], [`provider`]: what a call runs, and the models behind it;
 //! - [`retry`]: retry policy and provider cooldowns; [`observe`]: hooks for witnesses;
-//! - [`health`]: permit books compared with live holders;
+//! - [`health`]: permit books compared with live holders; [`metrics`], [`http`]: what an
+//!   operator sees; [`shutdown`]: draining without losing work;
 //! - [`daemon`]: the shared state and how it is built.
 
 pub mod admission;
@@ -25,6 +26,8 @@ pub mod connection;
 pub mod daemon;
 pub mod error;
 pub mod health;
+pub mod http;
+pub mod metrics;
 pub mod observe;
 pub mod outbox;
 pub mod protocol;
@@ -33,6 +36,7 @@ pub mod retry;
 pub mod rt;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod tools;
 
 pub use config::Config;

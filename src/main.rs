@@ -4,17 +4,20 @@
 //! This file and `src/rt/tokio.rs` are the production side of the runtime seam: the only
 //! places that read the process environment, the real clock or OS signals.
 
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use exaid::auth::{self, TokenOrigin};
 use exaid::config::{Config, Layers};
 use exaid::rt::Rt;
-use exaid::rt::tokio::{TokioListener, TokioRuntime};
+use exaid::rt::tokio::{TokioListener, TokioRuntime, serve_http};
+use exaid::shutdown::Stage;
+use tokio::signal::unix::{SignalKind, signal};
 
 /// exaid: a daemon between AI coding clients and rate-limited LLM providers.
 #[derive(Debug, Parser)]
@@ -109,7 +112,7 @@ fn load_config(cli: &Cli) -> Result<exaid::config::Loaded, String> {
 }
 
 fn serve(config: Config) -> ExitCode {
-    init_tracing();
+    init_tracing(&config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,23 +154,62 @@ fn serve(config: Config) -> ExitCode {
         };
         let bound = exaid::rt::Listener::local_addr(&listener).unwrap_or(addr);
         log_startup(&config, bound, &origin);
+        let grace = Duration::from_millis(config.shutdown_grace_ms);
+        let http_port = config.http_port;
         let daemon = exaid::Daemon::new(config, token, rt);
+        if http_port != 0 {
+            let http_addr = SocketAddr::new(bound.ip(), http_port);
+            let shared = daemon.shared().clone();
+            let closed = async move { shared.lifecycle.reached(Stage::Closing).await };
+            match serve_http(http_addr, exaid::http::router(daemon.shared().clone()), closed).await {
+                Ok(bound) => println!("exaid http on http://{bound} (/healthz /readyz /status /metrics)"),
+                Err(err) => {
+                    eprintln!("exaid: cannot serve EXAI_HTTP_PORT={http_port} on {http_addr}: {err} (0 turns it off)");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         let serve = daemon.serve(Box::new(listener));
         tokio::select! {
             biased;
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted; exiting");
+            () = signalled() => {}
+            result = serve => {
+                if let Err(err) = result {
+                    eprintln!("exaid: listener failed: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        tracing::info!(grace_ms = grace.as_millis() as u64, "signal received: shutting down gracefully (a second signal exits at once)");
+        tokio::select! {
+            biased;
+            () = signalled() => {
+                eprintln!("exaid: second signal: exiting now");
+                ExitCode::from(130)
+            }
+            report = daemon.shutdown(grace) => {
+                tracing::info!(calls_in_flight = report.calls_in_flight, calls_stopped = report.calls_stopped, "exaid stopped");
                 ExitCode::SUCCESS
             }
-            result = serve => match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("exaid: listener failed: {err}");
-                    ExitCode::FAILURE
-                }
-            },
         }
     })
+}
+
+/// SIGTERM or Ctrl-C (SIGINT).
+async fn signalled() {
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(err) => {
+            eprintln!("exaid: cannot watch SIGTERM ({err}); only Ctrl-C will stop it");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 fn resolve_token(config: &Config, rt: &Rt) -> Result<(String, TokenOrigin), String> {
@@ -205,11 +247,16 @@ fn log_startup(config: &Config, bound: std::net::SocketAddr, origin: &TokenOrigi
     }
 }
 
-fn init_tracing() {
+/// Human or JSON log lines (`EXAI_LOG_FORMAT`), filtered by `RUST_LOG` (default `info`).
+fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true)
-        .init();
+        .with_target(true);
+    if format == "json" {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
 }

@@ -61,6 +61,30 @@ pub trait Observer: Send + Sync + 'static {
     ) {
     }
 
+    /// A provider attempt ended after `elapsed`; `outcome` is `ok`, `rate_limited`, `quota` or
+    /// `error`.
+    fn provider_attempt_ended(
+        &self,
+        _session: &str,
+        _provider: &str,
+        _request_id: &str,
+        _elapsed: Duration,
+        _outcome: &'static str,
+    ) {
+    }
+
+    /// A call waited `waited` for a permit of `limit` and got it.
+    fn admission_waited(&self, _limit: &str, _waited: Duration) {}
+
+    /// A client resumed `session`; `frames_replayed` frames were sent again.
+    fn session_resumed(&self, _session: &str, _frames_replayed: u64) {}
+
+    /// Frames fell out of a session's outbox before delivery (announced as a gap).
+    fn gap_announced(&self, _session: &str, _frames_lost: u64) {}
+
+    /// Unacked frames were evicted from an outbox by a cap or the TTL.
+    fn frames_evicted(&self, _session: &str, _frames: u64) {}
+
     /// A session expired with no client attached; `calls_stopped` calls were cancelled.
     fn session_expired(&self, _session: &str, _calls_stopped: usize, _at: Instant) {}
 

@@ -43,6 +43,8 @@ pub struct Batch {
     pub gap: Option<Gap>,
     /// Frames after the cursor, in seq order.
     pub frames: Vec<(u64, Arc<str>)>,
+    /// Unacked frames the TTL pushed out while the batch was taken.
+    pub evicted: u64,
 }
 
 /// Outbox counters, for health and tests.
@@ -106,8 +108,9 @@ impl Outbox {
         }
     }
 
-    /// Stamp `frame` with the next seq, keep it, wake the writer. Returns the seq.
-    pub fn push(&self, frame: &ServerFrame, now: Instant) -> u64 {
+    /// Stamp `frame` with the next seq, keep it, wake the writer. Returns the seq and how
+    /// many unacked frames the caps or the TTL pushed out to make room.
+    pub fn push(&self, frame: &ServerFrame, now: Instant) -> (u64, u64) {
         let body = frame.to_json();
         debug_assert!(body.starts_with('{') && body.len() > 2);
         let seq = {
@@ -122,15 +125,17 @@ impl Outbox {
                 text,
                 pushed_at: now,
             });
-            self.enforce_caps(&mut state, now);
+            let evicted = self.enforce_caps(&mut state, now);
             assert!(state.frames.len() <= self.frames_max);
-            seq
+            (seq, evicted)
         };
         self.notify.notify_one();
         seq
     }
 
-    fn enforce_caps(&self, state: &mut State, now: Instant) {
+    /// Evict what is over a cap or past the TTL; returns how many frames went.
+    fn enforce_caps(&self, state: &mut State, now: Instant) -> u64 {
+        let mut evicted = 0;
         while let Some(oldest) = state.frames.front() {
             let too_many = state.frames.len() > self.frames_max;
             // The newest frame always stays, even if it alone is over the byte cap: the
@@ -140,18 +145,23 @@ impl Outbox {
             if !(too_many || too_big || too_old) {
                 break;
             }
-            let evicted = state.frames.pop_front().expect("front exists");
-            state.bytes -= evicted.text.len();
+            let oldest = state.frames.pop_front().expect("front exists");
+            state.bytes -= oldest.text.len();
             state.evicted_total += 1;
+            evicted += 1;
         }
+        evicted
     }
 
     /// Frames with seq greater than `after_seq`, and the gap before them if some were lost.
     pub fn frames_after(&self, after_seq: u64, now: Instant) -> Batch {
         let mut state = self.state.lock().expect("outbox lock");
-        self.enforce_caps(&mut state, now);
+        let evicted = self.enforce_caps(&mut state, now);
         let last_seq = state.next_seq - 1;
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            evicted,
+            ..Batch::default()
+        };
         if after_seq >= last_seq {
             return batch;
         }
@@ -228,8 +238,8 @@ mod tests {
     fn frames_are_stamped_and_replayed_in_order() {
         let outbox = Outbox::new(8, 1 << 20, Duration::from_secs(300));
         let now = Instant::EPOCH;
-        assert_eq!(outbox.push(&pong("a"), now), 1);
-        assert_eq!(outbox.push(&pong("b"), now), 2);
+        assert_eq!(outbox.push(&pong("a"), now).0, 1);
+        assert_eq!(outbox.push(&pong("b"), now).0, 2);
         let batch = outbox.frames_after(0, now);
         assert_eq!(batch.gap, None);
         assert_eq!(batch.frames.len(), 2);

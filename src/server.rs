@@ -5,11 +5,20 @@ use std::sync::Arc;
 
 use crate::daemon::Shared;
 use crate::rt::Listener;
+use crate::shutdown::Stage;
 
 /// Accept connections until the listener fails, each served on its own task.
 pub async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>) -> io::Result<()> {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            () = shared.lifecycle.reached(Stage::Draining) => {
+                tracing::info!("stopped accepting connections");
+                return Ok(());
+            }
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             // Out of file descriptors and similar: log, keep serving those already connected.
             Err(err) if is_transient(&err) => {

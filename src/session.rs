@@ -119,7 +119,10 @@ impl Session {
 
     /// Push a frame into the outbox.
     pub fn push(&self, frame: &ServerFrame, now: Instant) -> u64 {
-        let seq = self.outbox.push(frame, now);
+        let (seq, evicted) = self.outbox.push(frame, now);
+        if evicted > 0 {
+            self.observer.frames_evicted(&self.id, evicted);
+        }
         self.observer
             .frame_pushed(&self.id, seq, frame, now, self.outbox.stats());
         seq

@@ -31,7 +31,9 @@ fn command(home: &std::path::Path) -> Command {
         .env_clear()
         .env("HOME", home)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // Tests share the machine: never depend on the fixed default HTTP port being free.
+        .env("EXAI_HTTP_PORT", "0");
     command
 }
 

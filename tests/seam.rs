@@ -36,6 +36,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
         "std::env::var",
         "configuration arrives through config::Layers",
     ),
+    (
+        "watch::",
+        "tokio's watch picks a notifier with its own thread-local RNG: use an atomic and a Notify",
+    ),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -48,3 +48,16 @@ fn seed_rate_limit_storm_15_health_during_a_permit_handoff() {
 fn seed_mixed_soak_6_repeat_after_finish_is_answered_from_the_result_cache() {
     replay("mixed-soak", 6, &["finished_result_repeated"]);
 }
+
+/// tokio's `watch` woke connections through notifiers picked by a process-wide RNG, so the
+/// second run of a seed in one process closed the clients in another order. The lifecycle
+/// now uses an atomic and a `Notify`.
+#[test]
+fn seed_shutdown_1_wakes_connections_in_the_same_order_every_run() {
+    let scenario = scenario::find("shutdown").unwrap();
+    let first = run(scenario, 1);
+    let second = run(scenario, 1);
+    assert!(first.passed(), "{}", first.table);
+    assert_eq!(first.journal.lines(), second.journal.lines());
+    assert!(first.journal.coverage.contains("closed_going_away"));
+}

@@ -83,6 +83,11 @@ fn sweep_double_release_2025_10_21() {
 }
 
 #[test]
+fn sweep_shutdown() {
+    sweep_scenario("shutdown");
+}
+
+#[test]
 fn sweep_mixed_soak() {
     sweep_scenario("mixed-soak");
 }
@@ -96,6 +101,7 @@ fn every_scenario_is_swept() {
         "overload",
         "incident-2025-10-31",
         "double-release-2025-10-21",
+        "shutdown",
         "mixed-soak",
     ];
     let all: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();

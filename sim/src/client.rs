@@ -114,6 +114,14 @@ impl ClientState {
                 .all(|id| self.results.get(id).copied().unwrap_or(0) >= 1)
     }
 
+    /// Calls the daemon acknowledged (accepted or joined) without a result yet.
+    pub fn open_accepted_calls(&self) -> usize {
+        self.acked
+            .iter()
+            .filter(|id| !self.results.contains_key(*id))
+            .count()
+    }
+
     /// Calls sent without a result yet.
     pub fn open_calls(&self) -> usize {
         self.sent
@@ -241,7 +249,31 @@ pub async fn run_connection(
                     lock(&journal).record(format!("{} connection ended", spec.name));
                     return;
                 };
-                let Message::Text(body) = message else { continue };
+                let body = match message {
+                    Message::Text(body) => body,
+                    Message::Close(Some(frame)) if u16::from(frame.code) == 1001 => {
+                        let mut state = state.lock().expect("client lock");
+                        let mut journal = lock(&journal);
+                        journal.cover("closed_going_away");
+                        journal.record(format!("{} closed by the daemon: {}", spec.name, frame.reason));
+                        // Shutdown: every call the daemon accepted must be answered before the
+                        // close. A call still in flight on the wire was never accepted (no ack):
+                        // the client knows to send it again after the restart.
+                        let open = state.open_accepted_calls();
+                        if open > 0 {
+                            journal.violate(
+                                Invariant::ExactlyOnce,
+                                format!("{} was closed at shutdown with {open} accepted calls unanswered", spec.name),
+                            );
+                        }
+                        if state.open_calls() > 0 {
+                            journal.cover("unaccepted_call_in_flight_at_close");
+                        }
+                        state.done = true;
+                        return;
+                    }
+                    _ => continue,
+                };
                 let frame: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 let ack_seq = on_frame(&spec, &state, &journal, &frame);
                 if let Some(seq) = ack_seq {

@@ -64,6 +64,8 @@ pub struct SimObserver {
     /// Instants at which a call was refused after its queue timeout, and at which a call
     /// finished ok (for "acquisition timeout raced a release").
     queue_timeouts: Mutex<Vec<Instant>>,
+    /// Set when the daemon starts shutting down.
+    draining: std::sync::atomic::AtomicBool,
     /// Where each accepted call's deadline is sent, so a health check can land on it.
     deadlines: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Instant>>>,
 }
@@ -78,7 +80,14 @@ impl SimObserver {
             terminal_instants: Mutex::new(Vec::new()),
             queue_timeouts: Mutex::new(Vec::new()),
             deadlines: Mutex::new(None),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The daemon begins to shut down now.
+    pub fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Receive every accepted call's deadline from now on.
@@ -256,7 +265,13 @@ impl Observer for SimObserver {
                 ));
                 journal.count(format!("ended {code}"), 1);
                 let message = error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
+                let draining = self.draining.load(std::sync::atomic::Ordering::SeqCst);
                 match code {
+                    "OK" if draining => journal.cover("finished_while_draining"),
+                    "SERVICE_UNAVAILABLE" if message.contains("accepts no new calls") => {
+                        journal.cover("refused_while_draining")
+                    }
+                    "SERVICE_UNAVAILABLE" => journal.cover("stopped_at_shutdown"),
                     "OK" => journal.cover("call_ok"),
                     "TIMEOUT" => journal.cover("deadline_hit"),
                     "CANCELLED" if message.contains("session expired") => {
@@ -311,7 +326,8 @@ impl Observer for SimObserver {
                                 | "TOOL_NOT_FOUND"
                                 | "INVALID_REQUEST"
                                 | "PROTOCOL_ERROR"
-                        );
+                        ) || (code == "SERVICE_UNAVAILABLE"
+                            && message.contains("accepts no new calls"));
                         if !refused_before_acceptance || *ok {
                             journal.violate(
                                 Invariant::ExactlyOnce,

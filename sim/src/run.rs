@@ -186,6 +186,18 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         daemon_node.spawn(async move { deadline_checker(rt, deadlines, health, journal).await });
     }
 
+    // Shutdown, if planned: on the daemon's node, like a SIGTERM handler.
+    if let Some((at_ms, grace_ms)) = plan.shutdown {
+        let (shared, journal, observer) = (shared.clone(), journal.clone(), observer.clone());
+        daemon_node.spawn(async move {
+            madsim::time::sleep(Duration::from_millis(at_ms)).await;
+            lock(&journal).record(format!("shutdown begins, grace {grace_ms} ms"));
+            observer.set_draining();
+            let report = exaid::shutdown::run(&shared, Duration::from_millis(grace_ms)).await;
+            lock(&journal).record(format!("shutdown done: {report:?}"));
+        });
+    }
+
     // The clients, each on its own node; the supervisor kills and resumes them.
     let mut states: Vec<ClientRef> = Vec::new();
     for (index, spec) in plan.clients.iter().enumerate() {
@@ -230,15 +242,25 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     }
 
     // Liveness: faults stop; once the last retry-after has passed, a fresh call succeeds.
+    // (A daemon that was shut down is expected to refuse: nothing to check.)
     calm.store(true, Ordering::SeqCst);
     let wait_ms = witness.latest_block_end_ms().saturating_sub(now_ms()) + 1;
     madsim::time::sleep(Duration::from_millis(wait_ms)).await;
-    liveness(&handle, &journal, daemon_addr, plan.simple_timeout).await;
+    if plan.shutdown.is_none() {
+        liveness(&handle, &journal, daemon_addr, plan.simple_timeout).await;
+    }
 
     // Quiescence: every session expires, then nothing may be held.
     let ttl = Duration::from_millis(plan.config.session_ttl_ms);
     madsim::time::sleep(ttl + Duration::from_secs(2)).await;
-    quiescence(&shared, &witness, &observer, &journal, &health);
+    quiescence(
+        &shared,
+        &witness,
+        &observer,
+        &journal,
+        &health,
+        plan.shutdown.is_some(),
+    );
     let virtual_ms = now_ms();
     drop(shared);
     let journal = std::mem::take(&mut *lock(&journal));
@@ -441,6 +463,7 @@ fn quiescence(
     observer: &SimObserver,
     journal: &JournalRef,
     health: &Health,
+    was_shut_down: bool,
 ) {
     let snapshot = exaid::health::snapshot(shared);
     observer.check_all_ended();
@@ -462,7 +485,8 @@ fn quiescence(
             );
         }
     }
-    if snapshot.calls_running != 0 || snapshot.sessions != 0 {
+    // After a shutdown the sessions of closed clients wait out their TTL like any other.
+    if snapshot.calls_running != 0 || (snapshot.sessions != 0 && !was_shut_down) {
         journal.violate(
             Invariant::MemoryBounded,
             format!(

@@ -31,6 +31,8 @@ pub struct Plan {
     pub health_checks_ms: Vec<u64>,
     /// A label for the variant drawn (e.g. which semaphore mode), shown in the outcome table.
     pub variant: &'static str,
+    /// Shut the daemon down at this virtual ms, with this grace period (ms).
+    pub shutdown: Option<(u64, u64)>,
 }
 
 /// A named scenario.
@@ -55,7 +57,7 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-static SCENARIOS: [Scenario; 7] = [
+static SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "smoke",
         doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
@@ -138,6 +140,20 @@ static SCENARIOS: [Scenario; 7] = [
             "call_ok",
         ],
         plan: double_release_2025_10_21,
+    },
+    Scenario {
+        name: "shutdown",
+        doc: "SIGTERM in the middle of a workload: the daemon stops accepting, refuses new \
+              calls, lets calls in flight finish within the grace period, ends the rest with \
+              SERVICE_UNAVAILABLE, delivers every terminal frame, then closes sockets with 1001. \
+              No call ends in silence.",
+        must_reach: &[
+            "finished_while_draining",
+            "stopped_at_shutdown",
+            "refused_while_draining",
+            "closed_going_away",
+        ],
+        plan: shutdown,
     },
     Scenario {
         name: "mixed-soak",
@@ -286,6 +302,7 @@ fn plan(
         glm,
         clients,
         variant,
+        shutdown: None,
     }
 }
 
@@ -539,6 +556,29 @@ fn double_release_2025_10_21() -> Plan {
             "mode_global_limit"
         },
     )
+}
+
+fn shutdown() -> Plan {
+    let config = base_config();
+    let mix = Mix {
+        tools: MOSTLY_CHAT,
+        calls: (3, 12),
+        spread_ms: 10_000,
+        ..calm_mix()
+    };
+    let latency = (between(100, 1_000), between(1_000, 20_000));
+    let clients = clients(between(2, 6), &mix, config.session_ttl_ms);
+    let shutdown_at_ms = between(500, 8_000);
+    let grace_ms = [0, between(1, 3_000), between(3_000, 15_000)][thread_rng().gen_range(0..3)];
+    let mut planned = plan(
+        config,
+        Faults::healthy(latency),
+        Faults::healthy(latency),
+        clients,
+        "sigterm",
+    );
+    planned.shutdown = Some((shutdown_at_ms, grace_ms));
+    planned
 }
 
 fn mixed_soak() -> Plan {

@@ -87,3 +87,22 @@ impl Listener for TokioListener {
         self.inner.local_addr()
     }
 }
+
+/// Serve the operator's HTTP routes on `addr` until `shutdown` completes.
+pub async fn serve_http(
+    addr: SocketAddr,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<SocketAddr> {
+    let listener = ::tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    ::tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %err, "http server failed");
+        }
+    });
+    Ok(bound)
+}

@@ -1,0 +1,126 @@
+//! The operator's HTTP port: `/healthz`, `/readyz`, `/status`, `/metrics`.
+//!
+//! This module only builds the routes (axum handlers over the daemon's shared state); binding
+//! and serving them is the production side of the seam (`rt::tokio::serve_http`).
+//!
+//! - `/healthz`: the process is alive (always 200 while it can answer).
+//! - `/readyz`: 200 while the daemon accepts calls, 503 with the reason while it drains.
+//!   Running calls never make it unready: busy is not broken (the original's health check
+//!   called every running call a leak).
+//! - `/status`: JSON: limits with permits in use, holders and waiters, sessions, connections,
+//!   calls, provider cooldowns, uptime, version, and any broken invariant.
+//! - `/metrics`: Prometheus/OpenMetrics text.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::daemon::Shared;
+
+/// The routes, bound to the daemon.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.lifecycle.is_ready() {
+        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    } else {
+        let reason = format!("shutting down ({:?})", shared.lifecycle.stage()).to_lowercase();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": reason})),
+        )
+            .into_response()
+    }
+}
+
+/// The `/status` document.
+pub fn status_json(shared: &Shared) -> Value {
+    let health = crate::health::snapshot(shared);
+    let now = shared.rt.now();
+    let cooldowns: Vec<Value> = shared
+        .providers
+        .entries()
+        .iter()
+        .map(|entry| {
+            let left = entry
+                .cooldown
+                .active_until(now)
+                .map(|until| until.saturating_since(now).as_secs_f64());
+            json!({
+                "provider": entry.provider.name(),
+                "configured": entry.provider.is_configured(),
+                "cooling_down": left.is_some(),
+                "cooldown_remaining_secs": left.unwrap_or(0.0),
+            })
+        })
+        .collect();
+    let limits: Vec<Value> = health
+        .limits
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "limit": l.permits_max,
+                "in_use": l.permits_in_use,
+                "holders": l.holders,
+                "waiters": l.waiters,
+                "mismatch": l.mismatch(),
+                "refused_total": l.refused_total,
+            })
+        })
+        .collect();
+    json!({
+        "version": health.version,
+        "ready": shared.lifecycle.is_ready(),
+        "stage": format!("{:?}", shared.lifecycle.stage()).to_lowercase(),
+        "uptime_secs": health.uptime_secs,
+        "ok": health.ok,
+        "problems": health.problems,
+        "limits": limits,
+        "session_limits": health.session_limits,
+        "sessions": health.sessions,
+        "sessions_attached": health.sessions_attached,
+        "connections": health.connections,
+        "calls_running": health.calls_running,
+        "provider_cooldowns": cooldowns,
+    })
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(status_json(&shared))
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    match &shared.metrics {
+        Some(metrics) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            metrics.render(&shared),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are not kept by this daemon\n",
+        )
+            .into_response(),
+    }
+}
