@@ -243,10 +243,8 @@ impl Daemon {
     pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
         let kimi = HttpProvider::kimi(&config, rt.clone());
         let glm = HttpProvider::glm(&config, rt.clone());
-        let offline = OfflineProvider::new(
-            rt.clone(),
-            Duration::from_millis(config.offline_latency_ms),
-        );
+        let offline =
+            OfflineProvider::new(rt.clone(), Duration::from_millis(config.offline_latency_ms));
         Daemon::builder(config, token, rt)
             .provider(Arc::new(kimi))
             .provider(Arc::new(glm))

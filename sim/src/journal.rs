@@ -115,5 +115,7 @@ pub type JournalRef = Arc<Mutex<Journal>>;
 /// Lock the journal (the simulation is single-threaded: this never contends).
 /// After a panic the lock may be poisoned; the journal is still what was recorded.
 pub fn lock(journal: &JournalRef) -> std::sync::MutexGuard<'_, Journal> {
-    journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    journal
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -26,7 +26,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::config::{Config, Secret};
-use crate::provider::{ChatRequest, ChatResponse, ChunkSink, Provider, ProviderError, RateLimitKind};
+use crate::provider::{
+    ChatRequest, ChatResponse, ChunkSink, Provider, ProviderError, RateLimitKind,
+};
 use crate::rt::{BoxFuture, Rt};
 
 /// The longest provider message quoted in an error, in characters: enough to say what went
@@ -802,7 +804,10 @@ pub fn classify_failure(
     let provider_message = detail.as_ref().and_then(|d| d.message.as_deref());
 
     let is_quota = matches!(code, Some("1113" | "insufficient_quota"))
-        || matches!(kind, Some("insufficient_quota" | "exceeded_current_quota_error"));
+        || matches!(
+            kind,
+            Some("insufficient_quota" | "exceeded_current_quota_error")
+        );
     if is_quota {
         return ProviderError::RateLimited {
             retry_after: None,
@@ -1019,18 +1024,24 @@ mod tests {
         let error = classify_failure(429, None, None, "Too Many Requests", NOW_MS);
         assert_eq!(rate_limited(&error), (None, RateLimitKind::Frequency));
         let error = classify_failure(429, Some("9"), Some("120"), "{}", NOW_MS);
-        assert_eq!(
-            rate_limited(&error).0,
-            Some(Duration::from_millis(120))
-        );
+        assert_eq!(rate_limited(&error).0, Some(Duration::from_millis(120)));
     }
 
     #[test]
     fn glm_business_codes() {
         for (status, body) in [
-            (429, r#"{"error":{"code":"1302","message":"High concurrency"}}"#),
-            (429, r#"{"error":{"code":1302,"message":"High concurrency"}}"#),
-            (400, r#"{"error":{"code":"1302","message":"High concurrency"}}"#),
+            (
+                429,
+                r#"{"error":{"code":"1302","message":"High concurrency"}}"#,
+            ),
+            (
+                429,
+                r#"{"error":{"code":1302,"message":"High concurrency"}}"#,
+            ),
+            (
+                400,
+                r#"{"error":{"code":"1302","message":"High concurrency"}}"#,
+            ),
         ] {
             let error = classify_failure(status, Some("2"), None, body, NOW_MS);
             assert_eq!(
@@ -1049,8 +1060,14 @@ mod tests {
         );
         assert_eq!(rate_limited(&error), (None, RateLimitKind::Frequency));
         for (status, body) in [
-            (429, r#"{"error":{"code":"1113","message":"Your account is in arrears"}}"#),
-            (429, r#"{"error":{"code":1113,"message":"Your account is in arrears"}}"#),
+            (
+                429,
+                r#"{"error":{"code":"1113","message":"Your account is in arrears"}}"#,
+            ),
+            (
+                429,
+                r#"{"error":{"code":1113,"message":"Your account is in arrears"}}"#,
+            ),
             (402, r#"{"error":{"code":"1113","message":"arrears"}}"#),
             (200, r#"{"error":{"code":"1113","message":"arrears"}}"#),
         ] {
@@ -1110,7 +1127,10 @@ mod tests {
             r#"{"error":{"message":"busy","type":"server_error"}}"#,
             NOW_MS,
         );
-        assert_eq!(error, ProviderError::Overloaded("busy (server_error)".into()));
+        assert_eq!(
+            error,
+            ProviderError::Overloaded("busy (server_error)".into())
+        );
         assert!(error.is_retryable());
         let error = classify_failure(502, None, None, "<html>Bad Gateway</html>", NOW_MS);
         assert_eq!(
@@ -1188,7 +1208,10 @@ mod tests {
         assert_eq!(answer.text, "Hello");
         assert_eq!(answer.model, "kimi-k2");
         let error = completion_text(200, r#"{"choices":[]}"#, "asked", NOW_MS).unwrap_err();
-        assert!(matches!(error, ProviderError::Server { status: 200, .. }), "{error:?}");
+        assert!(
+            matches!(error, ProviderError::Server { status: 200, .. }),
+            "{error:?}"
+        );
         let error = completion_text(200, "not json", "asked", NOW_MS).unwrap_err();
         assert!(error.to_string().contains("not JSON"), "{error}");
         let error = completion_text(
@@ -1242,7 +1265,11 @@ mod tests {
         assert_eq!(whole.len(), 3);
         // Every split point, including inside a multi-byte character and between \r and \n.
         for cut in 0..=stream.len() {
-            assert_eq!(decode_all(&[&stream[..cut], &stream[cut..]]), whole, "cut {cut}");
+            assert_eq!(
+                decode_all(&[&stream[..cut], &stream[cut..]]),
+                whole,
+                "cut {cut}"
+            );
         }
         // One byte at a time.
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
@@ -1279,7 +1306,11 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}"#,
         ];
         for data in events {
-            assert!(!state.apply(SseEvent::Data(data.into()), &sink, NOW_MS).unwrap());
+            assert!(
+                !state
+                    .apply(SseEvent::Data(data.into()), &sink, NOW_MS)
+                    .unwrap()
+            );
         }
         assert!(state.finished);
         assert!(state.apply(SseEvent::Done, &sink, NOW_MS).unwrap());
