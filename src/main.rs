@@ -152,6 +152,7 @@ fn serve(config: Config) -> ExitCode {
         let bound = exaid::rt::Listener::local_addr(&listener).unwrap_or(addr);
         log_startup(&config, bound, &origin);
         let daemon = exaid::Daemon::new(config, token, rt);
+        log_providers(&daemon);
         let serve = daemon.serve(Box::new(listener));
         tokio::select! {
             biased;
@@ -203,6 +204,27 @@ fn log_startup(config: &Config, bound: std::net::SocketAddr, origin: &TokenOrigi
     for (key, value, source) in config.entries() {
         tracing::info!(target: "exaid::config", "{key} = {value} ({source})");
     }
+}
+
+/// Which providers serve, and what `auto` picks: the first question after "is it up?".
+fn log_providers(daemon: &exaid::Daemon) {
+    let providers = &daemon.shared().providers;
+    for entry in providers.entries() {
+        let provider = &entry.provider;
+        tracing::info!(
+            provider = provider.name(),
+            configured = provider.is_configured(),
+            default_model = provider.default_model(),
+            max_inflight = entry.limit.permits_max(),
+            "provider"
+        );
+    }
+    let auto = &providers.default_entry().provider;
+    tracing::info!(
+        provider = auto.name(),
+        model = auto.default_model(),
+        "model `auto` resolves to this provider"
+    );
 }
 
 fn init_tracing() {

@@ -317,7 +317,7 @@ async fn rate_limits_are_waited_out_as_the_provider_asks() {
     ];
     for (gap, asked) in gaps.iter().zip(asked) {
         assert!(
-            *gap >= asked && *gap < asked + Duration::from_millis(400),
+            *gap >= asked && *gap < asked + Duration::from_millis(500),
             "asked {asked:?}, waited {gap:?} (all gaps {gaps:?})"
         );
     }
@@ -555,5 +555,38 @@ async fn listmodels_shows_each_provider_and_whether_it_is_configured() {
             .contains("not configured"),
         "{refused}"
     );
+    assert!(mock.arrivals().is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_providers_are_transport_errors_that_never_show_the_key() {
+    // A port nothing listens on.
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    // A plain-HTTP server spoken to over TLS: the handshake fails (and rustls is exercised).
+    let mock = Mock::start(Vec::new()).await;
+    for (id, url) in [
+        ("closed", format!("http://{closed}/v1")),
+        ("tls", format!("https://{}/kimi/v1", mock.addr)),
+    ] {
+        let daemon = start(|c| {
+            c.kimi_api_url = url.clone();
+            c.kimi_api_key = Some(Secret::new(KEY));
+            c.retry_attempts_max = 2;
+            c.retry_backoff_base_ms = 50;
+        })
+        .await;
+        let (mut client, _) = Client::ready(daemon.addr).await;
+        let (result, took) = chat(&mut client, id, json!({"prompt": "hi"})).await;
+        assert_eq!(result["error"]["code"], "PROVIDER_ERROR", "{result}");
+        let message = result["error"]["message"].as_str().unwrap();
+        assert!(message.contains("transport error"), "{message}");
+        assert!(message.contains(&url), "{message}");
+        assert!(!result.to_string().contains(KEY), "{result}");
+        assert!(took < Duration::from_secs(2), "{id} took {took:?}");
+        wait_permits_back(&daemon.shared).await;
+    }
     assert!(mock.arrivals().is_empty());
 }

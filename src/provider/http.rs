@@ -399,7 +399,7 @@ impl Endpoint {
         ProviderError::Transport(self.redact(format!(
             "{what} {}: {}",
             self.url,
-            error_chain(&error)
+            error_chain(&error.without_url())
         )))
     }
 
@@ -752,6 +752,7 @@ struct ErrorBody {
     message: Option<String>,
 }
 
+/// The error object of a body, if it is JSON with an `error` (an object, or just a message).
 fn parse_error_body(body: &str) -> Option<ErrorBody> {
     let value: Value = serde_json::from_str(body.trim()).ok()?;
     let error = value.get("error")?;
