@@ -15,6 +15,7 @@ use crate::admission::{Admission, Limit};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::observe::{NoObserver, Observer};
+use crate::provider::http::HttpProvider;
 use crate::provider::offline::OfflineProvider;
 use crate::provider::{Provider, ProviderEntry, Providers};
 use crate::retry::{Cooldown, RetryPolicy};
@@ -257,9 +258,20 @@ impl Daemon {
         }
     }
 
-    /// A daemon with the built-in providers for `config` and Prometheus metrics.
+    /// A daemon with the production providers, in `listmodels` order: Kimi and GLM over HTTP
+    /// (always registered, so `listmodels` shows them, `configured: false` without their key),
+    /// then the offline provider; with Prometheus metrics. `auto` picks the first configured HTTP provider, else offline.
     pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
-        Daemon::builder(config, token, rt).metrics().build()
+        let kimi = HttpProvider::kimi(&config, rt.clone());
+        let glm = HttpProvider::glm(&config, rt.clone());
+        let offline =
+            OfflineProvider::new(rt.clone(), Duration::from_millis(config.offline_latency_ms));
+        Daemon::builder(config, token, rt)
+            .provider(Arc::new(kimi))
+            .provider(Arc::new(glm))
+            .provider(Arc::new(offline))
+            .metrics()
+            .build()
     }
 
     /// The shared state (tests and the status endpoint read it).

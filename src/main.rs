@@ -157,6 +157,7 @@ fn serve(config: Config) -> ExitCode {
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let http_port = config.http_port;
         let daemon = exaid::Daemon::new(config, token, rt);
+        log_providers(&daemon);
         if http_port != 0 {
             let http_addr = SocketAddr::new(bound.ip(), http_port);
             let shared = daemon.shared().clone();
@@ -245,6 +246,27 @@ fn log_startup(config: &Config, bound: std::net::SocketAddr, origin: &TokenOrigi
     for (key, value, source) in config.entries() {
         tracing::info!(target: "exaid::config", "{key} = {value} ({source})");
     }
+}
+
+/// Which providers serve, and what `auto` picks: the first question after "is it up?".
+fn log_providers(daemon: &exaid::Daemon) {
+    let providers = &daemon.shared().providers;
+    for entry in providers.entries() {
+        let provider = &entry.provider;
+        tracing::info!(
+            provider = provider.name(),
+            configured = provider.is_configured(),
+            default_model = provider.default_model(),
+            max_inflight = entry.limit.permits_max(),
+            "provider"
+        );
+    }
+    let auto = &providers.default_entry().provider;
+    tracing::info!(
+        provider = auto.name(),
+        model = auto.default_model(),
+        "model `auto` resolves to this provider"
+    );
 }
 
 /// Human or JSON log lines (`EXAI_LOG_FORMAT`), filtered by `RUST_LOG` (default `info`).

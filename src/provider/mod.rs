@@ -5,6 +5,7 @@
 //! it in production while the simulator plugs in simulated ones. The core's retry policy,
 //! deadline and admission code never knows which it talks to.
 
+pub mod http;
 pub mod offline;
 
 use std::fmt;
@@ -45,7 +46,8 @@ pub struct ChatRequest {
     pub model: String,
     /// The conversation.
     pub messages: Vec<ChatMessage>,
-    /// Sampling temperature, already clamped to what the provider accepts.
+    /// Sampling temperature as the client asked; each provider adapts it to what it accepts
+    /// (`http::request_body`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Cap on generated tokens.

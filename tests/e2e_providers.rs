@@ -1,0 +1,592 @@
+//! End-to-end tests of the HTTP providers on real tokio, over real HTTP and a real WebSocket.
+//!
+//! The test starts its own OpenAI-compatible mock provider (axum, 127.0.0.1:0), scripted per
+//! call, which records when each request arrived, how many were in flight at once, and
+//! whether a request was aborted (the handler future dropped because the client went away).
+//! The daemon's `kimi_api_url` / `glm_api_url` point at it with a test key; a WebSocket client
+//! drives the daemon exactly as an editor would.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use common::{Client, start, wait_permits_back};
+use exaid::config::{Config, Secret};
+use serde_json::{Value, json};
+
+/// The API key the daemon is given; the mock checks it arrives as a bearer token.
+const KEY: &str = "sk-test-0123456789abcdef";
+
+/// What the mock answers to one request.
+#[derive(Clone)]
+enum Reply {
+    /// A completion with this text: one JSON object, or (for a streaming request) one SSE
+    /// event and `[DONE]`.
+    Text(String),
+    /// The same, after a pause.
+    Slow(Duration, String),
+    /// An error: status, headers, body.
+    Status(u16, Vec<(&'static str, String)>, String),
+    /// Never answers.
+    Hang,
+    /// An SSE body written piece by piece, each after its pause.
+    Sse(Vec<(Duration, String)>),
+}
+
+/// One request as the mock saw it.
+#[derive(Clone, Debug)]
+struct Arrival {
+    /// When it arrived.
+    at: Instant,
+    /// The path it was sent to (tells Kimi from GLM).
+    path: String,
+    /// Its `Authorization` header.
+    authorization: String,
+    /// Its JSON body.
+    body: Value,
+}
+
+/// The mock's script and its observations.
+struct MockState {
+    /// Replies for the next requests, in order.
+    script: Mutex<VecDeque<Reply>>,
+    /// The reply once the script is used up.
+    fallback: Mutex<Reply>,
+    /// Every request, in arrival order.
+    arrivals: Mutex<Vec<Arrival>>,
+    /// Requests being handled now.
+    in_flight: AtomicUsize,
+    /// The most ever handled at once.
+    in_flight_max: AtomicUsize,
+    /// Requests whose handler was dropped before it answered.
+    aborted: AtomicUsize,
+}
+
+/// Counts a request in flight; on drop counts it out, and as aborted unless it answered.
+struct InFlight {
+    /// Whose counters.
+    state: Arc<MockState>,
+    /// Set when the handler produced its answer.
+    answered: bool,
+}
+
+impl InFlight {
+    fn enter(state: Arc<MockState>) -> InFlight {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.in_flight_max.fetch_max(now, Ordering::SeqCst);
+        InFlight {
+            state,
+            answered: false,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !self.answered {
+            self.state.aborted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A running mock provider.
+struct Mock {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// Its script and observations.
+    state: Arc<MockState>,
+}
+
+impl Mock {
+    async fn start(script: Vec<Reply>) -> Mock {
+        let state = Arc::new(MockState {
+            script: Mutex::new(script.into()),
+            fallback: Mutex::new(Reply::Text("fallback".into())),
+            arrivals: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            in_flight_max: AtomicUsize::new(0),
+            aborted: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/kimi/v1/chat/completions", post(chat_completions))
+            .route("/glm/v4/chat/completions", post(chat_completions))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Mock { addr, state }
+    }
+
+    fn kimi_url(&self) -> String {
+        format!("http://{}/kimi/v1", self.addr)
+    }
+
+    fn glm_url(&self) -> String {
+        format!("http://{}/glm/v4", self.addr)
+    }
+
+    fn arrivals(&self) -> Vec<Arrival> {
+        self.state.arrivals.lock().unwrap().clone()
+    }
+
+    fn set_fallback(&self, reply: Reply) {
+        *self.state.fallback.lock().unwrap() = reply;
+    }
+
+    /// Kimi configured against this mock (with defaults changed by the caller afterwards).
+    fn kimi(&self, config: &mut Config) {
+        config.kimi_api_url = self.kimi_url();
+        config.kimi_api_key = Some(Secret::new(KEY));
+        config.glm_api_url = self.glm_url();
+    }
+}
+
+fn completion(text: &str, model: &str) -> Value {
+    json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+    })
+}
+
+fn sse_response(pieces: Vec<(Duration, String)>) -> Response {
+    let stream = futures_util::stream::unfold(pieces.into_iter(), |mut pieces| async move {
+        let (pause, piece) = pieces.next()?;
+        tokio::time::sleep(pause).await;
+        Some((Ok::<_, Infallible>(piece), pieces))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn text_response(text: &str, request: &Value) -> Response {
+    let model = request["model"].as_str().unwrap_or("unknown");
+    if request["stream"] == true {
+        let delta = json!({"model": model, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]});
+        sse_response(vec![
+            (Duration::ZERO, format!("data: {delta}\n\n")),
+            (Duration::ZERO, "data: [DONE]\n\n".to_string()),
+        ])
+    } else {
+        axum::Json(completion(text, model)).into_response()
+    }
+}
+
+async fn chat_completions(
+    State(state): State<Arc<MockState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut guard = InFlight::enter(state.clone());
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.arrivals.lock().unwrap().push(Arrival {
+        at: Instant::now(),
+        path: uri.path().to_string(),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        body: request.clone(),
+    });
+    let reply = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| state.fallback.lock().unwrap().clone());
+    let response = match reply {
+        Reply::Text(text) => text_response(&text, &request),
+        Reply::Slow(pause, text) => {
+            tokio::time::sleep(pause).await;
+            text_response(&text, &request)
+        }
+        Reply::Status(status, headers, body) => {
+            let mut response = Response::builder()
+                .status(StatusCode::from_u16(status).unwrap())
+                .header(header::CONTENT_TYPE, "application/json");
+            for (name, value) in headers {
+                response = response.header(name, value);
+            }
+            response.body(Body::from(body)).unwrap()
+        }
+        Reply::Hang => std::future::pending().await,
+        Reply::Sse(pieces) => sse_response(pieces),
+    };
+    guard.answered = true;
+    response
+}
+
+fn rate_limited(headers: Vec<(&'static str, String)>) -> Reply {
+    Reply::Status(
+        429,
+        headers,
+        r#"{"error":{"message":"Rate limit reached","type":"rate_limit_reached_error"}}"#.into(),
+    )
+}
+
+/// Call `chat` and return its terminal frame and how long it took from the send.
+async fn chat(client: &mut Client, id: &str, arguments: Value) -> (Value, Duration) {
+    let sent = Instant::now();
+    client.call(id, "chat", arguments).await;
+    let result = client.result(id).await;
+    (result, sent.elapsed())
+}
+
+#[tokio::test]
+async fn chat_with_a_kimi_model_answers_with_the_providers_text() {
+    let mock = Mock::start(vec![Reply::Text("Hello from the mock".into())]).await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.provider_streaming = false;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, _) = chat(
+        &mut client,
+        "c1",
+        json!({"prompt": "hi", "model": "kimi-k2-turbo-preview", "temperature": 1.5}),
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["text"], "Hello from the mock");
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 1);
+    let request = &arrivals[0];
+    assert_eq!(request.path, "/kimi/v1/chat/completions");
+    assert_eq!(request.authorization, format!("Bearer {KEY}"));
+    assert_eq!(request.body["model"], "kimi-k2-turbo-preview");
+    assert_eq!(
+        request.body["messages"],
+        json!([{"role": "user", "content": "hi"}])
+    );
+    // Kimi accepts temperatures in [0, 1] only.
+    assert_eq!(request.body["temperature"], 1.0);
+    assert_eq!(request.body.get("stream"), None);
+    // `auto` is Kimi now, the first configured HTTP provider.
+    let (result, _) = chat(&mut client, "c2", json!({"prompt": "again"})).await;
+    assert_eq!(result["text"], "fallback", "{result}");
+    assert_eq!(mock.arrivals()[1].body["model"], "kimi-k2-0905-preview");
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_as_the_provider_asks() {
+    let mock = Mock::start(vec![
+        rate_limited(vec![("retry-after", "1".into())]),
+        rate_limited(vec![("retry-after", "1".into())]),
+        rate_limited(vec![("retry-after-ms", "300".into())]),
+        Reply::Text("finally".into()),
+    ])
+    .await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.simple_tool_timeout_ms = 10_000;
+        c.retry_attempts_max = 4;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, _) = chat(&mut client, "r1", json!({"prompt": "hi"})).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["text"], "finally");
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 4);
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1].at - w[0].at).collect();
+    let asked = [
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        Duration::from_millis(300),
+    ];
+    for (gap, asked) in gaps.iter().zip(asked) {
+        assert!(
+            *gap >= asked && *gap < asked + Duration::from_millis(500),
+            "asked {asked:?}, waited {gap:?} (all gaps {gaps:?})"
+        );
+    }
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn a_retry_after_past_the_deadline_fails_fast() {
+    let mock = Mock::start(vec![rate_limited(vec![("retry-after", "30".into())])]).await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.simple_tool_timeout_ms = 5_000;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, took) = chat(&mut client, "f1", json!({"prompt": "hi"})).await;
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["error"]["code"], "RATE_LIMITED", "{result}");
+    assert_eq!(result["error"]["retry_after_secs"], 30, "{result}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(mock.arrivals().len(), 1);
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn glm_arrears_are_never_retried() {
+    let mock = Mock::start(vec![Reply::Status(
+        429,
+        vec![("retry-after", "1".into())],
+        r#"{"error":{"code":"1113","message":"Your account is in arrears, please recharge and try again"}}"#
+            .into(),
+    )])
+    .await;
+    let daemon = start(|c| {
+        c.glm_api_url = mock.glm_url();
+        c.glm_api_key = Some(Secret::new(KEY));
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, took) = chat(
+        &mut client,
+        "g1",
+        json!({"prompt": "hi", "model": "glm-4.6"}),
+    )
+    .await;
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["error"]["code"], "PROVIDER_ERROR", "{result}");
+    assert!(
+        result["error"]["message"].as_str().unwrap().contains("glm"),
+        "{result}"
+    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // Give a (wrong) retry every chance to show up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 1, "{arrivals:?}");
+    assert_eq!(arrivals[0].path, "/glm/v4/chat/completions");
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn a_hanging_provider_times_out_at_the_deadline_and_the_request_is_aborted() {
+    let mock = Mock::start(vec![Reply::Hang]).await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.simple_tool_timeout_ms = 1_000;
+        c.kimi_timeout_ms = 2_000;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, took) = chat(&mut client, "h1", json!({"prompt": "hi"})).await;
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["error"]["code"], "TIMEOUT", "{result}");
+    assert!(
+        took >= Duration::from_millis(1_000) && took < Duration::from_millis(1_500),
+        "took {took:?}"
+    );
+    // The deadline dropped the attempt: the mock sees its request go away.
+    let mut aborted = 0;
+    for _ in 0..100 {
+        aborted = mock.state.aborted.load(Ordering::SeqCst);
+        if aborted == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(aborted, 1, "the provider never saw the request aborted");
+    assert_eq!(mock.state.in_flight.load(Ordering::SeqCst), 0);
+    assert_eq!(mock.arrivals().len(), 1);
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn an_attempt_timeout_is_retried_within_the_deadline() {
+    let mock = Mock::start(vec![Reply::Hang, Reply::Text("second try".into())]).await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.simple_tool_timeout_ms = 5_000;
+        c.kimi_timeout_ms = 1_000;
+        c.retry_backoff_base_ms = 50;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, took) = chat(&mut client, "t1", json!({"prompt": "hi"})).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["text"], "second try");
+    assert!(took < Duration::from_millis(2_000), "took {took:?}");
+    assert_eq!(mock.arrivals().len(), 2);
+    assert_eq!(mock.state.aborted.load(Ordering::SeqCst), 1);
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn the_provider_never_sees_more_than_its_limit() {
+    let mock = Mock::start(Vec::new()).await;
+    mock.set_fallback(Reply::Slow(Duration::from_millis(60), "done".into()));
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.kimi_max_inflight = 3;
+        c.session_max_inflight = 24;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    for i in 0..24 {
+        client
+            .call(
+                &format!("p{i}"),
+                "chat",
+                json!({"prompt": format!("call {i}")}),
+            )
+            .await;
+    }
+    let mut results = 0;
+    while results < 24 {
+        let frame = client.recv().await;
+        if frame["op"] == "call_tool_res" {
+            assert_eq!(frame["ok"], true, "{frame}");
+            assert_eq!(frame["text"], "done");
+            results += 1;
+        }
+    }
+    assert_eq!(mock.arrivals().len(), 24);
+    let most = mock.state.in_flight_max.load(Ordering::SeqCst);
+    assert!(most <= 3, "the provider saw {most} requests at once");
+    assert_eq!(most, 3, "the limit should be used fully");
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn streamed_chunks_arrive_as_progress_in_order() {
+    let pause = Duration::from_millis(20);
+    let delta =
+        |text: &str| format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}"#);
+    let mock = Mock::start(vec![Reply::Sse(vec![
+        (Duration::ZERO, ": keep-alive\n\n".into()),
+        (
+            pause,
+            r#"data: {"model":"kimi-k2-0905-preview","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#
+                .to_string()
+                + "\n\n",
+        ),
+        // A line split across two network chunks.
+        (pause, format!("data: {}\n\nda", delta("Hel"))),
+        (pause, format!("ta: {}\r\n\r\n", delta("lo, "))),
+        (
+            pause,
+            r#"data: {"choices":[{"index":0,"delta":{"content":"world"},"finish_reason":"stop"}]}"#
+                .to_string()
+                + "\n\n",
+        ),
+        (pause, "data: [DONE]\n\n".into()),
+    ])])
+    .await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.provider_streaming = true;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    client.call("s1", "chat", json!({"prompt": "hi"})).await;
+    let frames = client.until_result("s1").await;
+    let chunks: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["op"] == "progress" && f["phase"] == "streaming")
+        .map(|f| f["chunk"].as_str().unwrap())
+        .collect();
+    assert_eq!(chunks, vec!["Hel", "lo, ", "world"], "{frames:?}");
+    let result = frames.last().unwrap();
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["text"], "Hello, world");
+    assert_eq!(mock.arrivals()[0].body["stream"], true);
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn listmodels_shows_each_provider_and_whether_it_is_configured() {
+    let mock = Mock::start(Vec::new()).await;
+    let daemon = start(|c| mock.kimi(c)).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    client.call("lm", "listmodels", json!({})).await;
+    let result = client.result("lm").await;
+    assert_eq!(result["ok"], true, "{result}");
+    let listed: Value = serde_json::from_str(result["text"].as_str().unwrap()).unwrap();
+    let providers = listed["providers"].as_array().unwrap();
+    let names: Vec<&str> = providers
+        .iter()
+        .map(|p| p["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["kimi", "glm", "offline"]);
+    let config = Config::defaults();
+    assert_eq!(providers[0]["configured"], true);
+    assert_eq!(providers[0]["models"], json!(config.kimi_models));
+    assert_eq!(
+        providers[0]["default_model"],
+        config.kimi_models[0].as_str()
+    );
+    assert_eq!(providers[0]["max_inflight"], config.kimi_max_inflight);
+    assert_eq!(providers[1]["configured"], false);
+    assert_eq!(providers[1]["models"], json!(config.glm_models));
+    assert_eq!(providers[2]["configured"], true);
+    assert_eq!(listed["auto"]["provider"], "kimi");
+    assert_eq!(listed["auto"]["model"], config.kimi_models[0].as_str());
+    // A model of the unconfigured provider is refused up front, naming the fix.
+    let (refused, _) = chat(
+        &mut client,
+        "g",
+        json!({"prompt": "hi", "model": "glm-4.6"}),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "VALIDATION_ERROR", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not configured"),
+        "{refused}"
+    );
+    assert!(mock.arrivals().is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_providers_are_transport_errors_that_never_show_the_key() {
+    // A port nothing listens on.
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    // A plain-HTTP server spoken to over TLS: the handshake fails (and rustls is exercised).
+    let mock = Mock::start(Vec::new()).await;
+    for (id, url) in [
+        ("closed", format!("http://{closed}/v1")),
+        ("tls", format!("https://{}/kimi/v1", mock.addr)),
+    ] {
+        let daemon = start(|c| {
+            c.kimi_api_url = url.clone();
+            c.kimi_api_key = Some(Secret::new(KEY));
+            c.retry_attempts_max = 2;
+            c.retry_backoff_base_ms = 50;
+        })
+        .await;
+        let (mut client, _) = Client::ready(daemon.addr).await;
+        let (result, took) = chat(&mut client, id, json!({"prompt": "hi"})).await;
+        assert_eq!(result["error"]["code"], "PROVIDER_ERROR", "{result}");
+        let message = result["error"]["message"].as_str().unwrap();
+        assert!(message.contains("transport error"), "{message}");
+        assert!(message.contains(&url), "{message}");
+        assert!(!result.to_string().contains(KEY), "{result}");
+        assert!(took < Duration::from_secs(2), "{id} took {took:?}");
+        wait_permits_back(&daemon.shared).await;
+    }
+    assert!(mock.arrivals().is_empty());
+}
