@@ -211,6 +211,22 @@ pub struct Config {
     pub log_format: String,
     /// EXAI_SHUTDOWN_GRACE_SECS: how long calls in flight may finish at shutdown.
     pub shutdown_grace_ms: u64,
+    /// EXAI_WS_MAX_CONNECTIONS_PER_IP: simultaneous connections from one address.
+    pub max_connections_per_ip: u32,
+    /// EXAI_WS_SESSION_RATE: frames per second per session, on average.
+    pub session_rate_per_sec: u32,
+    /// EXAI_WS_SESSION_BURST: frames a session may send at once above its rate.
+    pub session_burst: u32,
+    /// EXAI_WS_IDLE_TIMEOUT_SECS: a connection silent this long is closed.
+    pub idle_timeout_ms: u64,
+    /// EXAI_WS_WRITE_TIMEOUT_SECS: a client not reading this long is disconnected.
+    pub write_timeout_ms: u64,
+    /// EXAI_WS_JSON_DEPTH_MAX: deepest JSON nesting in a frame.
+    pub json_depth_max: u32,
+    /// EXAI_WS_REQUEST_ID_BYTES_MAX: longest request id.
+    pub request_id_bytes_max: u32,
+    /// EXAI_ARG_STRING_CHARS_MAX: longest string in a call's arguments.
+    pub arg_string_chars_max: u32,
     /// EXAI_WS_MAX_CONNECTIONS: simultaneous WebSocket connections.
     pub max_connections: u32,
     /// EXAI_WS_MAX_SESSIONS: sessions kept (live or awaiting resume).
@@ -700,6 +716,54 @@ static KEYS: &[KeyDef] = &[
         "30",
         secs(0, 3_600_000),
         "On SIGTERM or Ctrl-C, how long calls in flight may take to finish before they end with SERVICE_UNAVAILABLE.",
+    ),
+    key(
+        "EXAI_WS_MAX_CONNECTIONS_PER_IP",
+        "10",
+        int(1, 1_000_000),
+        "Simultaneous WebSocket connections from one address; one noisy neighbour cannot take every slot.",
+    ),
+    key(
+        "EXAI_WS_SESSION_RATE",
+        "500",
+        int(1, 1_000_000),
+        "Frames per second one session may send, on average (token bucket); excess gets OVER_CAPACITY.",
+    ),
+    key(
+        "EXAI_WS_SESSION_BURST",
+        "1000",
+        int(1, 1_000_000),
+        "Frames one session may send at once above its rate; a client that keeps exceeding it is closed (1008).",
+    ),
+    key(
+        "EXAI_WS_IDLE_TIMEOUT_SECS",
+        "3600",
+        secs(1000, 86_400_000),
+        "A connection that sends no frame for this long is closed (4008); its session stays resumable.",
+    ),
+    key(
+        "EXAI_WS_WRITE_TIMEOUT_SECS",
+        "30",
+        secs(100, 3_600_000),
+        "A client that does not read what the daemon sends for this long is disconnected (4007); its session stays resumable.",
+    ),
+    key(
+        "EXAI_WS_JSON_DEPTH_MAX",
+        "64",
+        int(2, 128),
+        "Deepest JSON nesting accepted in a frame (serde_json itself stops at 128).",
+    ),
+    key(
+        "EXAI_WS_REQUEST_ID_BYTES_MAX",
+        "256",
+        int(1, 4096),
+        "Longest request_id; ids are map keys echoed on every frame of a call.",
+    ),
+    key(
+        "EXAI_ARG_STRING_CHARS_MAX",
+        "100000",
+        int(1, 10_000_000),
+        "Longest string anywhere in a call's arguments (a prompt, a file list entry), in characters.",
     ),
     key(
         "EXAI_WS_MAX_CONNECTIONS",
@@ -1322,6 +1386,14 @@ impl Config {
             http_port: v.num("EXAI_HTTP_PORT"),
             log_format: v.text("EXAI_LOG_FORMAT"),
             shutdown_grace_ms: v.num("EXAI_SHUTDOWN_GRACE_SECS"),
+            max_connections_per_ip: v.num("EXAI_WS_MAX_CONNECTIONS_PER_IP"),
+            session_rate_per_sec: v.num("EXAI_WS_SESSION_RATE"),
+            session_burst: v.num("EXAI_WS_SESSION_BURST"),
+            idle_timeout_ms: v.num("EXAI_WS_IDLE_TIMEOUT_SECS"),
+            write_timeout_ms: v.num("EXAI_WS_WRITE_TIMEOUT_SECS"),
+            json_depth_max: v.num("EXAI_WS_JSON_DEPTH_MAX"),
+            request_id_bytes_max: v.num("EXAI_WS_REQUEST_ID_BYTES_MAX"),
+            arg_string_chars_max: v.num("EXAI_ARG_STRING_CHARS_MAX"),
             max_connections: v.num("EXAI_WS_MAX_CONNECTIONS"),
             max_sessions: v.num("EXAI_WS_MAX_SESSIONS"),
             config_file: v.path("EXAI_CONFIG"),

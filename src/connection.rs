@@ -21,29 +21,32 @@ use crate::call::{self, Accepted};
 use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::reply::ServerInfo;
-use crate::protocol::{ClientFrame, Hello, ServerFrame, close_code, decode};
+use crate::protocol::{ClientFrame, DecodeError, Hello, ServerFrame, close_code, decode_with};
 use crate::rt::{BoxStream, Instant};
-use crate::session::{Begin, Session, StopReason};
+use crate::session::{Begin, Inbound, Session, StopReason};
 use crate::shutdown::Stage;
 use crate::tools::ToolKind;
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream<BoxStream>, Message>;
 type Source = futures_util::stream::SplitStream<WebSocketStream<BoxStream>>;
 
+/// Bytes written to the socket in one go.
+const WRITE_BUFFER_BYTES: usize = 128 * 1024;
+
 /// Longest close reason the WebSocket protocol allows, in bytes.
 const CLOSE_REASON_BYTES_MAX: usize = 123;
 
 /// Serve one accepted byte stream until it closes.
 pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
-    let Some(_slot) = shared.try_count_connection() else {
-        if let Some((mut sink, _)) = handshake(&shared, stream).await {
-            let reason = format!(
-                "too many connections (EXAI_WS_MAX_CONNECTIONS={})",
-                shared.config.max_connections
-            );
-            close(&mut sink, close_code::POLICY, &reason).await;
+    let _slot = match shared.try_count_connection(peer.ip()) {
+        Ok(slot) => slot,
+        Err(reason) => {
+            tracing::info!(%peer, "refused: {reason}");
+            if let Some((mut sink, _)) = handshake(&shared, stream).await {
+                close(&shared, &mut sink, close_code::POLICY, &reason).await;
+            }
+            return;
         }
-        return;
     };
     let Some((mut sink, mut source)) = handshake(&shared, stream).await else {
         return;
@@ -62,13 +65,13 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
             "bad token"
         };
         tracing::info!(%peer, "refused: {reason}");
-        close(&mut sink, close_code::BAD_TOKEN, reason).await;
+        close(&shared, &mut sink, close_code::BAD_TOKEN, reason).await;
         return;
     }
     let (session, resumed, resume_refused, mut cursor) = match open_session(&shared, &hello) {
         Ok(opened) => opened,
         Err(reason) => {
-            close(&mut sink, close_code::POLICY, &reason).await;
+            close(&shared, &mut sink, close_code::POLICY, &reason).await;
             return;
         }
     };
@@ -83,8 +86,9 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
         resume_refused,
     };
     tracing::info!(%peer, session = %session.id, resumed, "hello");
+    let mut ending = None;
     if sink.send(Message::text(ack.to_json())).await.is_ok() {
-        let ending = run(
+        ending = run(
             &shared,
             &session,
             &mut sink,
@@ -94,20 +98,28 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
             resumed,
         )
         .await;
-        if let Some((code, reason)) = ending {
-            close(&mut sink, code, &reason).await;
-        }
     }
+    // The session is free for a resume the moment this connection stops serving it.
     session.detach(generation, shared.rt.now());
+    if let Some((code, reason)) = ending {
+        close(&shared, &mut sink, code, &reason).await;
+        // Read what the peer still sends until it answers the close (or briefly): closing
+        // a socket with unread data resets it, and the close frame would be lost.
+        drain(&shared, &mut source).await;
+    }
     tracing::debug!(%peer, session = %session.id, "connection closed");
 }
 
 /// The WebSocket upgrade, with the frame-size limit applied.
 async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Source)> {
     let max_bytes = shared.config.max_frame_bytes;
+    // The write buffer is bounded too: a client that stops reading cannot make the daemon
+    // buffer without limit (its frames wait in the outbox, under the outbox caps).
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_bytes))
-        .max_frame_size(Some(max_bytes));
+        .max_frame_size(Some(max_bytes))
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(max_bytes.saturating_add(WRITE_BUFFER_BYTES * 2));
     let handshake_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
     let accept = tokio_tungstenite::accept_async_with_config(stream, Some(config));
     let give_up = shared.rt.sleep(handshake_timeout);
@@ -139,7 +151,7 @@ async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Op
             },
             () = &mut give_up => {
                 let reason = format!("no hello within {:.1} s (EXAI_WS_HELLO_TIMEOUT)", hello_timeout.as_secs_f64());
-                close(sink, close_code::HELLO_TIMEOUT, &reason).await;
+                close(shared, sink, close_code::HELLO_TIMEOUT, &reason).await;
                 return None;
             }
         }
@@ -148,6 +160,7 @@ async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Op
         Data::Text(text) => text,
         Data::Binary => {
             close(
+                shared,
                 sink,
                 close_code::BAD_JSON,
                 "hello must be a JSON text frame, got a binary frame",
@@ -156,20 +169,21 @@ async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Op
             return None;
         }
         Data::TooBig => {
-            close(sink, close_code::TOO_BIG, &too_big_reason(shared)).await;
+            close(shared, sink, close_code::TOO_BIG, &too_big_reason(shared)).await;
             return None;
         }
         Data::Closed | Data::Heartbeat => return None,
     };
-    match decode(&text) {
+    match decode_with(&text, &shared.decode_limits) {
         Ok(ClientFrame::Hello(hello)) => Some(hello),
         Ok(other) => {
             let reason = format!("first frame must be op \"hello\", got \"{}\"", other.op());
-            close(sink, close_code::NOT_HELLO, &reason).await;
+            close(shared, sink, close_code::NOT_HELLO, &reason).await;
             None
         }
         Err(err) if err.is_not_json() => {
             close(
+                shared,
                 sink,
                 close_code::BAD_JSON,
                 &format!("hello is not JSON: {}", err.message),
@@ -179,6 +193,7 @@ async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Op
         }
         Err(err) => {
             close(
+                shared,
                 sink,
                 close_code::NOT_HELLO,
                 &format!("not a valid hello: {}", err.message),
@@ -213,7 +228,7 @@ fn open_session(
     }
     let id = shared.random_hex(16);
     let resume_token = shared.random_hex(32);
-    match shared.sessions.create(id, resume_token) {
+    match shared.sessions.create(id, resume_token, shared.rt.now()) {
         Some(session) => Ok((session, false, resume_refused, 0)),
         None => Err(format!(
             "too many sessions (EXAI_WS_MAX_SESSIONS={})",
@@ -269,8 +284,8 @@ async fn run(
 ) -> Option<(u16, String)> {
     // Replay whatever the client has not seen yet (everything after `last_seq` on resume).
     let before = *cursor;
-    if flush(shared, session, sink, cursor).await.is_err() {
-        return None;
+    if let Err(ending) = flush_bounded(shared, session, sink, cursor).await {
+        return ending;
     }
     if resumed {
         shared
@@ -281,13 +296,15 @@ async fn run(
     let ping_every = Duration::from_millis(shared.config.ping_interval_ms);
     let ping_timeout = Duration::from_millis(shared.config.ping_timeout_ms);
     let mut keep_alive = KeepAlive::new(rt.now());
+    let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
+    let mut last_frame_at = rt.now();
     let mut ping_timer = rt.sleep(ping_every);
     loop {
         tokio::select! {
             biased;
             () = shared.lifecycle.reached(Stage::Closing) => {
                 // Every terminal frame is in the outbox by now: deliver, then say goodbye.
-                let _ = flush(shared, session, sink, cursor).await;
+                let _ = flush_bounded(shared, session, sink, cursor).await;
                 return Some((close_code::GOING_AWAY, "exaid is shutting down; resume after it restarts".to_string()));
             }
             () = kick.notified() => {
@@ -296,12 +313,20 @@ async fn run(
                 return Some((close_code::SUPERSEDED, "superseded: a newer connection resumed this session".to_string()));
             }
             () = session.outbox.notified() => {
-                if flush(shared, session, sink, cursor).await.is_err() {
-                    return None;
+                if let Err(ending) = flush_bounded(shared, session, sink, cursor).await {
+                    return ending;
                 }
             }
             () = &mut ping_timer => {
                 let now = rt.now();
+                let idle = now.saturating_since(last_frame_at);
+                if idle >= idle_timeout {
+                    let reason = format!(
+                        "idle for {:.0} s (EXAI_WS_IDLE_TIMEOUT_SECS); resume the session to continue",
+                        idle.as_secs_f64()
+                    );
+                    return Some((close_code::IDLE, reason));
+                }
                 match keep_alive.on_timer(now, ping_every, ping_timeout) {
                     Tick::Dead => {
                         let reason = format!(
@@ -311,23 +336,35 @@ async fn run(
                         return Some((close_code::PING_TIMEOUT, reason));
                     }
                     Tick::Ping(next) => {
-                        if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                            return None;
+                        let ping = async { sink.send(Message::Ping(Vec::new().into())).await };
+                        if let Err(ending) = bounded(shared, ping).await {
+                            return ending;
                         }
-                        ping_timer = rt.sleep_until(next);
+                        ping_timer = rt.sleep_until(next.min(last_frame_at + idle_timeout));
                     }
-                    Tick::Wait(next) => ping_timer = rt.sleep_until(next),
+                    Tick::Wait(next) => ping_timer = rt.sleep_until(next.min(last_frame_at + idle_timeout)),
                 }
             }
             data = next_data(source) => match data {
                 Data::Heartbeat => keep_alive.heard(rt.now()),
                 Data::Text(text) => {
-                    keep_alive.heard(rt.now());
-                    handle_text(shared, session, &text);
+                    let now = rt.now();
+                    keep_alive.heard(now);
+                    last_frame_at = now;
+                    match session.inbound(now, shared.config.session_burst) {
+                        Inbound::Close => return Some((close_code::POLICY, flood_reason(shared))),
+                        verdict => handle_text(shared, session, &text, verdict),
+                    }
                 }
                 Data::Binary => {
+                    let now = rt.now();
+                    keep_alive.heard(now);
+                    last_frame_at = now;
+                    if session.inbound(now, shared.config.session_burst) == Inbound::Close {
+                        return Some((close_code::POLICY, flood_reason(shared)));
+                    }
                     let error = CallError::new(ErrorCode::ProtocolError, "binary frames are not part of the protocol; send JSON text frames");
-                    session.push(&ServerFrame::Error { request_id: None, error }, shared.rt.now());
+                    session.push(&ServerFrame::Error { request_id: None, error }, now);
                 }
                 Data::TooBig => return Some((close_code::TOO_BIG, too_big_reason(shared))),
                 Data::Closed => return None,
@@ -386,6 +423,48 @@ impl KeepAlive {
     }
 }
 
+/// How a write that did not complete ends the connection: `None` when the socket failed
+/// (nothing to say), or a close code and reason when the client stopped reading.
+type Ending = Option<(u16, String)>;
+
+/// Run a write, but no longer than `EXAI_WS_WRITE_TIMEOUT_SECS`: a client that stops reading
+/// is disconnected with a reason instead of holding the connection (and its buffers) forever.
+async fn bounded<F>(shared: &Shared, write: F) -> Result<(), Ending>
+where
+    F: std::future::Future<Output = Result<(), WsError>>,
+{
+    let limit = Duration::from_millis(shared.config.write_timeout_ms);
+    let give_up = shared.rt.sleep(limit);
+    tokio::select! {
+        biased;
+        written = write => written.map_err(|_| None),
+        () = give_up => Err(Some((
+            close_code::SLOW_CONSUMER,
+            format!(
+                "slow consumer: frames not read for {:.1} s (EXAI_WS_WRITE_TIMEOUT_SECS); resume the session to continue",
+                limit.as_secs_f64()
+            ),
+        ))),
+    }
+}
+
+/// [`flush`] under the write timeout.
+async fn flush_bounded(
+    shared: &Shared,
+    session: &Session,
+    sink: &mut Sink,
+    cursor: &mut u64,
+) -> Result<(), Ending> {
+    bounded(shared, flush(shared, session, sink, cursor)).await
+}
+
+fn flood_reason(shared: &Shared) -> String {
+    format!(
+        "message rate exceeded again and again (EXAI_WS_SESSION_RATE={}/s, EXAI_WS_SESSION_BURST={})",
+        shared.config.session_rate_per_sec, shared.config.session_burst
+    )
+}
+
 /// Send every frame after `cursor`, announcing any gap first.
 async fn flush(
     shared: &Shared,
@@ -426,9 +505,44 @@ async fn flush(
 }
 
 /// Handle one text frame: decode, then act. Never awaits.
-fn handle_text(shared: &Arc<Shared>, session: &Arc<Session>, text: &str) {
+fn handle_text(shared: &Arc<Shared>, session: &Arc<Session>, text: &str, verdict: Inbound) {
     let now = shared.rt.now();
-    let frame = match decode(text) {
+    let decoded = decode_with(text, &shared.decode_limits);
+    // Over the rate: the frame is not handled, whatever it holds; the refusal names its
+    // request when one could be read, so a client waiting on that id is answered.
+    if let Inbound::Refuse(wait) = verdict {
+        let retry_after_secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+        let error = CallError::new(
+            ErrorCode::OverCapacity,
+            format!(
+                "message rate over EXAI_WS_SESSION_RATE ({}/s, burst {}): frame not handled; retry in {retry_after_secs} s",
+                shared.config.session_rate_per_sec, shared.config.session_burst
+            ),
+        )
+        .with_retry_after_secs(retry_after_secs);
+        let reply = match decoded {
+            Ok(ClientFrame::CallTool { request_id, .. }) => {
+                ServerFrame::call_failed(request_id, error)
+            }
+            Ok(ClientFrame::Cancel { request_id }) => ServerFrame::Error {
+                request_id: Some(request_id),
+                error,
+            },
+            Err(DecodeError {
+                op: Some(op),
+                request_id: Some(request_id),
+                ..
+            }) if op == "call_tool" => ServerFrame::call_failed(request_id, error),
+            Err(DecodeError { request_id, .. }) => ServerFrame::Error { request_id, error },
+            Ok(_) => ServerFrame::Error {
+                request_id: None,
+                error,
+            },
+        };
+        session.push(&reply, now);
+        return;
+    }
+    let frame = match decoded {
         Ok(frame) => frame,
         Err(err) => {
             let error = CallError::new(err.code, err.message);
@@ -525,6 +639,20 @@ fn start_call(
         session.push(&ServerFrame::call_failed(request_id, error), now);
         return;
     }
+    let arguments = serde_json::Value::Object(arguments);
+    let chars_max = shared.config.arg_string_chars_max as usize;
+    if let Some((path, chars)) = crate::tools::schema::longest_string_over(&arguments, chars_max) {
+        let error = CallError::new(
+            ErrorCode::ValidationError,
+            format!("argument {path} is {chars} characters, the limit is {chars_max} (EXAI_ARG_STRING_CHARS_MAX)"),
+        )
+        .with_details(serde_json::json!({ "field": path }));
+        session.push(&ServerFrame::call_failed(request_id, error), now);
+        return;
+    }
+    let serde_json::Value::Object(arguments) = arguments else {
+        unreachable!("built as an object just above");
+    };
     let Some(tool) = shared.tools.get(name).cloned() else {
         let error = CallError::new(
             ErrorCode::ToolNotFound,
@@ -603,8 +731,9 @@ fn too_big_reason(shared: &Shared) -> String {
     )
 }
 
-/// Send a close frame (reason cut to the protocol's limit) and stop.
-async fn close(sink: &mut Sink, code: u16, reason: &str) {
+/// Send a close frame (reason cut to the protocol's limit) and stop. Bounded in time: a peer
+/// that does not read cannot hold the task.
+async fn close(shared: &Shared, sink: &mut Sink, code: u16, reason: &str) {
     let mut cut = reason.len().min(CLOSE_REASON_BYTES_MAX);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
@@ -613,6 +742,34 @@ async fn close(sink: &mut Sink, code: u16, reason: &str) {
         code: CloseCode::from(code),
         reason: reason[..cut].to_string().into(),
     };
-    let _ = sink.send(Message::Close(Some(frame))).await;
-    let _ = sink.close().await;
+    let goodbye = async {
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = sink.close().await;
+    };
+    let give_up = shared.rt.sleep(CLOSE_TIMEOUT);
+    tokio::select! {
+        biased;
+        () = goodbye => {}
+        () = give_up => {}
+    }
 }
+
+/// Discard what the peer still sends, until it closes or `CLOSE_TIMEOUT` passes.
+async fn drain(shared: &Shared, source: &mut Source) {
+    let discard = async {
+        while let Some(Ok(message)) = source.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let give_up = shared.rt.sleep(CLOSE_TIMEOUT);
+    tokio::select! {
+        biased;
+        () = discard => {}
+        () = give_up => {}
+    }
+}
+
+/// How long a close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -55,6 +55,11 @@ pub struct Shared {
     pub started_at: Instant,
     /// WebSocket connections open now.
     connections: AtomicU32,
+    /// Connections open now per peer address (entries removed at zero, so it stays bounded
+    /// by the connection limit).
+    connections_per_ip: Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
+    /// Decoder limits from the configuration.
+    pub decode_limits: crate::protocol::DecodeLimits,
 }
 
 impl Shared {
@@ -78,16 +83,37 @@ impl Shared {
         self.connections.load(Ordering::SeqCst)
     }
 
-    /// Count a connection in, if under `EXAI_WS_MAX_CONNECTIONS`. The guard counts it out.
-    pub fn try_count_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
+    /// Count a connection from `ip` in, if under `EXAI_WS_MAX_CONNECTIONS` and
+    /// `EXAI_WS_MAX_CONNECTIONS_PER_IP`. The guard counts it out. `Err` names the limit.
+    pub fn try_count_connection(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+    ) -> Result<ConnectionSlot, String> {
         let before = self.connections.fetch_add(1, Ordering::SeqCst);
+        let from_ip = {
+            let mut per_ip = self.connections_per_ip.lock().expect("per-ip lock");
+            let count = per_ip.entry(ip).or_insert(0);
+            *count += 1;
+            *count
+        };
+        // From here the slot counts itself out when dropped, refused or not.
         let slot = ConnectionSlot {
             shared: self.clone(),
+            ip,
         };
         if before >= self.config.max_connections {
-            return None; // the slot drops here and uncounts itself
+            return Err(format!(
+                "too many connections (EXAI_WS_MAX_CONNECTIONS={})",
+                self.config.max_connections
+            ));
         }
-        Some(slot)
+        if from_ip > self.config.max_connections_per_ip {
+            return Err(format!(
+                "too many connections from one address (EXAI_WS_MAX_CONNECTIONS_PER_IP={})",
+                self.config.max_connections_per_ip
+            ));
+        }
+        Ok(slot)
     }
 }
 
@@ -95,11 +121,20 @@ impl Shared {
 pub struct ConnectionSlot {
     /// Whose counter.
     shared: Arc<Shared>,
+    /// The peer's address.
+    ip: std::net::IpAddr,
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+        let mut per_ip = self.shared.connections_per_ip.lock().expect("per-ip lock");
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -207,6 +242,8 @@ impl DaemonBuilder {
                 outbox_bytes_max: config.outbox_max_bytes,
                 ttl: Duration::from_millis(config.session_ttl_ms),
                 sessions_max: config.max_sessions as usize,
+                rate_per_sec: config.session_rate_per_sec,
+                burst: config.session_burst,
                 result_cache_max: config.result_cache_max as usize,
                 result_ttl: Duration::from_millis(config.result_ttl_ms),
             },
@@ -234,6 +271,11 @@ impl DaemonBuilder {
             rng: Mutex::new(rt.rng()),
             started_at: rt.now(),
             connections: AtomicU32::new(0),
+            connections_per_ip: Mutex::new(std::collections::HashMap::new()),
+            decode_limits: crate::protocol::DecodeLimits {
+                json_depth_max: config.json_depth_max as usize,
+                request_id_bytes_max: config.request_id_bytes_max as usize,
+            },
             token,
             config,
             rt,

@@ -32,6 +32,7 @@ pub mod observe;
 pub mod outbox;
 pub mod protocol;
 pub mod provider;
+pub mod rate;
 pub mod retry;
 pub mod rt;
 pub mod server;

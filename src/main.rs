@@ -145,6 +145,15 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        // A generated token lives in a file only this user can read: good for local clients,
+        // useless for remote ones. Listening beyond loopback takes a token set on purpose.
+        if !addr.ip().is_loopback() && config.ws_token.is_none() {
+            eprintln!(
+                "exaid: refusing to listen on {addr}, which is not a loopback address, without EXAI_WS_TOKEN: \
+                 set a token of your own for remote clients, or bind 127.0.0.1"
+            );
+            return ExitCode::from(2);
+        }
         let listener = match TokioListener::bind(addr).await {
             Ok(listener) => listener,
             Err(err) => {

@@ -51,8 +51,8 @@ struct FinishedCall {
 /// The session's calls: running ones, and recently finished ones by request id.
 #[derive(Default)]
 struct CallTable {
-    /// Calls running now.
-    running: HashMap<String, RunningCall>,
+    /// Calls running now (ordered: stopping them all must not depend on hash order).
+    running: BTreeMap<String, RunningCall>,
     /// Finished calls' terminal frames, for repeats.
     finished: HashMap<String, FinishedCall>,
     /// Finished request ids, oldest first (eviction order).
@@ -109,9 +109,42 @@ pub struct Session {
     acked_seq: AtomicU64,
     /// Told about every frame pushed.
     observer: Arc<dyn Observer>,
+    /// How fast the client may send frames.
+    inbound: Mutex<crate::rate::TokenBucket>,
+    /// Frames refused in a row by the bucket: a client that keeps flooding is closed.
+    refused_in_a_row: AtomicU64,
+}
+
+/// What the inbound bucket says about one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// Handle it.
+    Accept,
+    /// Refuse it: retry after this long.
+    Refuse(Duration),
+    /// Refused too often in a row: close the connection.
+    Close,
 }
 
 impl Session {
+    /// Count one frame from the client against its rate.
+    pub fn inbound(&self, now: Instant, burst: u32) -> Inbound {
+        match self.inbound.lock().expect("bucket lock").take(now) {
+            Ok(()) => {
+                self.refused_in_a_row.store(0, Ordering::SeqCst);
+                Inbound::Accept
+            }
+            Err(wait) => {
+                let refused = self.refused_in_a_row.fetch_add(1, Ordering::SeqCst) + 1;
+                if refused > burst as u64 {
+                    Inbound::Close
+                } else {
+                    Inbound::Refuse(wait)
+                }
+            }
+        }
+    }
+
     /// The secret resume token (only `hello_ack` may send it anywhere).
     pub fn resume_token(&self) -> &str {
         &self.resume_token
@@ -201,7 +234,7 @@ impl Session {
     pub fn stop_all_calls(&self, reason: StopReason) -> usize {
         let mut calls = self.calls.lock().expect("calls lock");
         let stopped = calls.running.len();
-        for (_, call) in calls.running.drain() {
+        for (_, call) in std::mem::take(&mut calls.running) {
             let _ = call.stop.send(reason);
         }
         stopped
@@ -314,6 +347,10 @@ pub struct SessionLimits {
     pub ttl: Duration,
     /// Sessions alive at once.
     pub sessions_max: usize,
+    /// Frames per second a session may send, on average.
+    pub rate_per_sec: u32,
+    /// Frames a session may send at once.
+    pub burst: u32,
     /// Finished results kept per session for repeated request ids.
     pub result_cache_max: usize,
     /// How long a finished result is kept.
@@ -346,7 +383,7 @@ impl SessionRegistry {
     }
 
     /// Create a session with the given random id and token. `None` when the registry is full.
-    pub fn create(&self, id: String, resume_token: String) -> Option<Arc<Session>> {
+    pub fn create(&self, id: String, resume_token: String, now: Instant) -> Option<Arc<Session>> {
         let limits = self.limits;
         let session = Arc::new(Session {
             limit: Limit::new("session", limits.inflight_max, limits.waiters_max),
@@ -367,6 +404,12 @@ impl SessionRegistry {
             }),
             acked_seq: AtomicU64::new(0),
             observer: self.observer.clone(),
+            inbound: Mutex::new(crate::rate::TokenBucket::new(
+                limits.rate_per_sec,
+                limits.burst,
+                now,
+            )),
+            refused_in_a_row: AtomicU64::new(0),
         });
         let mut sessions = self.sessions.lock().expect("sessions lock");
         if sessions.len() >= limits.sessions_max {

@@ -88,6 +88,11 @@ fn sweep_shutdown() {
 }
 
 #[test]
+fn sweep_hostile_client() {
+    sweep_scenario("hostile-client");
+}
+
+#[test]
 fn sweep_mixed_soak() {
     sweep_scenario("mixed-soak");
 }
@@ -102,6 +107,7 @@ fn every_scenario_is_swept() {
         "incident-2025-10-31",
         "double-release-2025-10-21",
         "shutdown",
+        "hostile-client",
         "mixed-soak",
     ];
     let all: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();

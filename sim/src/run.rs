@@ -198,6 +198,31 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         });
     }
 
+    // Hostile clients, each on its own node, killed when the workload is over.
+    let mut hostile_nodes = Vec::new();
+    for (index, (kind, at_ms)) in plan.hostiles.iter().copied().enumerate() {
+        let ip = format!("10.3.{}.{}", index / 200, 1 + index % 200);
+        let node = handle
+            .create_node()
+            .name(format!("hostile{index}"))
+            .ip(ip.parse().expect("ip"))
+            .build();
+        let journal = journal.clone();
+        let max_frame_bytes = plan.config.max_frame_bytes;
+        node.spawn(async move {
+            madsim::time::sleep(Duration::from_millis(at_ms)).await;
+            crate::hostile::run(
+                kind,
+                daemon_addr,
+                TOKEN.to_string(),
+                journal,
+                max_frame_bytes,
+            )
+            .await;
+        });
+        hostile_nodes.push(node.id());
+    }
+
     // The clients, each on its own node; the supervisor kills and resumes them.
     let mut states: Vec<ClientRef> = Vec::new();
     for (index, spec) in plan.clients.iter().enumerate() {
@@ -239,6 +264,10 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             }
             break;
         }
+    }
+
+    for node in hostile_nodes {
+        handle.kill(node);
     }
 
     // Liveness: faults stop; once the last retry-after has passed, a fresh call succeeds.

@@ -33,6 +33,8 @@ pub struct Plan {
     pub variant: &'static str,
     /// Shut the daemon down at this virtual ms, with this grace period (ms).
     pub shutdown: Option<(u64, u64)>,
+    /// Hostile clients and when (virtual ms) each starts.
+    pub hostiles: Vec<(crate::hostile::HostileKind, u64)>,
 }
 
 /// A named scenario.
@@ -57,7 +59,7 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-static SCENARIOS: [Scenario; 8] = [
+static SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "smoke",
         doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
@@ -154,6 +156,23 @@ static SCENARIOS: [Scenario; 8] = [
             "closed_going_away",
         ],
         plan: shutdown,
+    },
+    Scenario {
+        name: "hostile-client",
+        doc: "Floods, garbage, oversized frames, clients that never read and sockets that never \
+              say hello, beside well-behaved clients: every well-behaved call is answered once \
+              within its deadline, outboxes stay under their caps, each hostile client gets an \
+              error or a close code naming the limit.",
+        must_reach: &[
+            "hostile_flood_refused",
+            "hostile_flood_closed",
+            "hostile_garbage_answered",
+            "hostile_oversized_closed",
+            "hostile_no_hello_closed",
+            "hostile_never_reads",
+            "call_ok",
+        ],
+        plan: hostile_client,
     },
     Scenario {
         name: "mixed-soak",
@@ -303,6 +322,7 @@ fn plan(
         clients,
         variant,
         shutdown: None,
+        hostiles: Vec::new(),
     }
 }
 
@@ -578,6 +598,48 @@ fn shutdown() -> Plan {
         "sigterm",
     );
     planned.shutdown = Some((shutdown_at_ms, grace_ms));
+    planned
+}
+
+fn hostile_client() -> Plan {
+    use crate::hostile::HostileKind;
+    let mut config = base_config();
+    config.max_frame_bytes = 64 * 1024;
+    config.session_rate_per_sec = between(100, 400) as u32;
+    config.session_burst = between(100, 400) as u32;
+    config.hello_timeout_ms = between(1, 5) * 1000;
+    config.outbox_max_frames = between(32, 256) as u32;
+    let mix = Mix {
+        tools: MOSTLY_CHAT,
+        calls: (3, 10),
+        spread_ms: 10_000,
+        ..calm_mix()
+    };
+    let latency = (between(10, 500), between(500, 5_000));
+    let clients = clients(between(2, 4), &mix, config.session_ttl_ms);
+    let kinds = [
+        HostileKind::Flood,
+        HostileKind::Garbage,
+        HostileKind::Oversized,
+        HostileKind::NeverReads,
+        HostileKind::NoHello,
+    ];
+    let hostiles = (0..between(3, 8))
+        .map(|_| {
+            (
+                kinds[thread_rng().gen_range(0..kinds.len())],
+                between(0, 8_000),
+            )
+        })
+        .collect();
+    let mut planned = plan(
+        config,
+        Faults::healthy(latency),
+        Faults::healthy(latency),
+        clients,
+        "hostile",
+    );
+    planned.hostiles = hostiles;
     planned
 }
 

@@ -9,14 +9,28 @@ use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
 
-/// Longest accepted `request_id`, in bytes: ids are keys in per-session maps and echoed on
-/// every frame of the call, so they must stay small.
-pub const REQUEST_ID_BYTES_MAX: usize = 256;
-/// Longest accepted tool name, in bytes.
+/// Longest accepted tool name, in bytes: no tool name is longer, and it is echoed in errors.
 pub const TOOL_NAME_BYTES_MAX: usize = 128;
-/// Deepest accepted JSON nesting in a frame: serde_json itself stops at 128, and no real
-/// argument needs more than a handful of levels.
-pub const JSON_DEPTH_MAX: usize = 64;
+
+/// What the decoder accepts (from `EXAI_WS_JSON_DEPTH_MAX`, `EXAI_WS_REQUEST_ID_BYTES_MAX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Deepest JSON nesting: serde_json itself stops at 128, and no real argument needs more
+    /// than a handful of levels.
+    pub json_depth_max: usize,
+    /// Longest `request_id`, in bytes: ids are keys in per-session maps and echoed on every
+    /// frame of the call, so they must stay small.
+    pub request_id_bytes_max: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            json_depth_max: 64,
+            request_id_bytes_max: 256,
+        }
+    }
+}
 
 /// The first frame of every connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,8 +123,13 @@ impl DecodeError {
     }
 }
 
-/// Decode one text frame.
+/// Decode one text frame with the default limits.
 pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
+    decode_with(text, &DecodeLimits::default())
+}
+
+/// Decode one text frame.
+pub fn decode_with(text: &str, limits: &DecodeLimits) -> Result<ClientFrame, DecodeError> {
     let value: Value = serde_json::from_str(text).map_err(|err| DecodeError {
         request_id: None,
         op: None,
@@ -132,13 +151,14 @@ pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
         Some(Value::String(id)) if id.is_empty() => {
             return Err(invalid(None, None, "request_id must not be empty"));
         }
-        Some(Value::String(id)) if id.len() > REQUEST_ID_BYTES_MAX => {
+        Some(Value::String(id)) if id.len() > limits.request_id_bytes_max => {
             return Err(invalid(
                 None,
                 None,
                 format!(
-                    "request_id is {} bytes, the limit is {REQUEST_ID_BYTES_MAX}",
-                    id.len()
+                    "request_id is {} bytes, the limit is {} (EXAI_WS_REQUEST_ID_BYTES_MAX)",
+                    id.len(),
+                    limits.request_id_bytes_max
                 ),
             ));
         }
@@ -162,11 +182,14 @@ pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
         }
         None => return Err(invalid(request_id, None, "missing field \"op\"")),
     };
-    if depth > JSON_DEPTH_MAX {
+    if depth > limits.json_depth_max {
         return Err(invalid(
             request_id,
             Some(op),
-            format!("frame nests {depth} levels deep, the limit is {JSON_DEPTH_MAX}"),
+            format!(
+                "frame nests {depth} levels deep, the limit is {} (EXAI_WS_JSON_DEPTH_MAX)",
+                limits.json_depth_max
+            ),
         ));
     }
     let fail = |message: String| invalid(request_id.clone(), Some(op.clone()), message);

@@ -8,7 +8,7 @@
 pub mod frame;
 pub mod reply;
 
-pub use frame::{ClientFrame, DecodeError, Hello, decode};
+pub use frame::{ClientFrame, DecodeError, DecodeLimits, Hello, decode, decode_with};
 pub use reply::ServerFrame;
 
 /// WebSocket close codes the protocol uses, kept compatible with the original EXAI daemon.
@@ -25,6 +25,11 @@ pub mod close_code {
     pub const SUPERSEDED: u16 = 4004;
     /// The session named in a resume `hello` is unknown or expired.
     pub const SESSION_UNKNOWN: u16 = 4005;
+    /// The client stopped reading: what it was sent did not drain within
+    /// `EXAI_WS_WRITE_TIMEOUT_SECS` (its session stays resumable).
+    pub const SLOW_CONSUMER: u16 = 4007;
+    /// The connection sent nothing for `EXAI_WS_IDLE_TIMEOUT_SECS`.
+    pub const IDLE: u16 = 4008;
     /// The peer did not answer pings within `EXAI_WS_PING_TIMEOUT` (its session stays
     /// resumable).
     pub const PING_TIMEOUT: u16 = 4006;

@@ -276,6 +276,41 @@ fn violation(path: &str, message: String) -> Violation {
     }
 }
 
+/// The first string in `value` longer than `chars_max` characters: (path, length). A limit on
+/// every argument, whatever its schema says, so no tool can be handed an unbounded string.
+pub fn longest_string_over(value: &Value, chars_max: usize) -> Option<(String, usize)> {
+    let mut stack: Vec<(&Value, String)> = vec![(value, String::new())];
+    while let Some((value, path)) = stack.pop() {
+        match value {
+            // Bytes bound characters from above: only count when it could matter.
+            Value::String(text) if text.len() > chars_max => {
+                let chars = text.chars().count();
+                if chars > chars_max {
+                    let path = if path.is_empty() {
+                        "arguments".to_string()
+                    } else {
+                        path
+                    };
+                    return Some((path, chars));
+                }
+            }
+            Value::Array(items) => {
+                stack.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (v, format!("{path}[{i}]"))),
+                );
+            }
+            Value::Object(fields) => {
+                stack.extend(fields.iter().map(|(k, v)| (v, join(&path, k))));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +341,17 @@ mod tests {
         assert!(err.message.contains("not a known argument"));
         let err = validate(&schema, &json!({"prompt": 5})).unwrap_err();
         assert_eq!(err.message, "expected string, got a number");
+    }
+
+    #[test]
+    fn every_string_is_bounded() {
+        let value = json!({"a": "ok", "files": ["x", "0123456789"]});
+        assert_eq!(longest_string_over(&value, 10), None);
+        assert_eq!(
+            longest_string_over(&value, 9),
+            Some(("files[1]".to_string(), 10))
+        );
+        // Characters, not bytes.
+        assert_eq!(longest_string_over(&json!({"p": "ééé"}), 3), None);
     }
 }

@@ -1,0 +1,181 @@
+//! Hostile clients for the `hostile-client` scenario: each runs on its own sim node beside
+//! well-behaved clients and records what the daemon answered. The invariants are the usual
+//! ones, checked on the well-behaved clients (every call answered once, within its deadline)
+//! and on the daemon (outboxes under their caps, permits back at the end).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::journal::{JournalRef, lock};
+
+/// What a hostile client does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostileKind {
+    /// Says hello, then sends frames far faster than the session rate.
+    Flood,
+    /// Says hello, then sends malformed JSON, wrong types and binary frames.
+    Garbage,
+    /// Says hello, then sends a frame over `EXAI_WS_MAX_BYTES`.
+    Oversized,
+    /// Says hello, asks for many answers, and never reads one.
+    NeverReads,
+    /// Opens a WebSocket and never says hello.
+    NoHello,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<madsim::net::TcpStream>;
+
+async fn connect(daemon: SocketAddr) -> Option<Ws> {
+    for _ in 0..10_000 {
+        if let Ok(stream) = madsim::net::TcpStream::connect(daemon).await {
+            return tokio_tungstenite::client_async(format!("ws://{daemon}/"), stream)
+                .await
+                .ok()
+                .map(|(ws, _)| ws);
+        }
+        madsim::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// Read until the daemon closes; returns its close code (0 if the socket just ended) and how
+/// many frames carried each error code of interest.
+async fn read_to_close(ws: &mut Ws) -> (u16, u32, u32) {
+    let (mut over_capacity, mut errors) = (0, 0);
+    while let Some(message) = ws.next().await {
+        match message {
+            Ok(Message::Text(text)) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if frame["error"]["code"] == "OVER_CAPACITY" {
+                    over_capacity += 1;
+                } else if frame["error"]["code"].is_string() {
+                    errors += 1;
+                }
+            }
+            Ok(Message::Close(Some(frame))) => {
+                return (u16::from(frame.code), over_capacity, errors);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    (0, over_capacity, errors)
+}
+
+/// Run one hostile client.
+pub async fn run(
+    kind: HostileKind,
+    daemon: SocketAddr,
+    token: String,
+    journal: JournalRef,
+    max_frame_bytes: usize,
+) {
+    let Some(mut ws) = connect(daemon).await else {
+        return;
+    };
+    lock(&journal).record(format!("hostile {kind:?} connected"));
+    if kind == HostileKind::NoHello {
+        let (code, _, _) = read_to_close(&mut ws).await;
+        let mut journal = lock(&journal);
+        journal.record(format!("hostile NoHello closed {code}"));
+        if code == 4002 {
+            journal.cover("hostile_no_hello_closed");
+        }
+        return;
+    }
+    let hello = json!({"op": "hello", "token": token}).to_string();
+    if ws.send(Message::text(hello)).await.is_err() {
+        return;
+    }
+    match kind {
+        HostileKind::Flood => {
+            for i in 0..5_000u32 {
+                let frame = if i % 2 == 0 {
+                    format!("{{flood {i}")
+                } else {
+                    json!({"op": "ping"}).to_string()
+                };
+                if ws.feed(Message::text(frame)).await.is_err() {
+                    break;
+                }
+            }
+            let _ = ws.flush().await;
+            let (code, over_capacity, _) = read_to_close(&mut ws).await;
+            let mut journal = lock(&journal);
+            journal.record(format!(
+                "hostile Flood closed {code} after {over_capacity} refusals"
+            ));
+            if over_capacity > 0 {
+                journal.cover("hostile_flood_refused");
+            }
+            if code == 1008 {
+                journal.cover("hostile_flood_closed");
+            }
+        }
+        HostileKind::Garbage => {
+            let garbage = [
+                "{not json".to_string(),
+                "[1,2,3]".to_string(),
+                json!({"op": 7}).to_string(),
+                json!({"op": "call_tool", "request_id": {"x": 1}, "name": "chat"}).to_string(),
+                json!({"op": "call_tool", "request_id": "g", "name": "chat", "arguments": "nope"})
+                    .to_string(),
+                json!({"op": "teleport", "request_id": "g2"}).to_string(),
+                format!("{}{}", "[".repeat(300), "]".repeat(300)),
+            ];
+            for text in &garbage {
+                let _ = ws.send(Message::text(text.clone())).await;
+            }
+            let _ = ws.send(Message::binary(vec![0u8, 159, 146, 150])).await;
+            let _ = ws
+                .send(Message::text(
+                    json!({"op": "ping", "request_id": "still-alive"}).to_string(),
+                ))
+                .await;
+            let mut errors = 0;
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Text(text) = message {
+                    let frame: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    if frame["error"]["code"].is_string() {
+                        errors += 1;
+                    }
+                    if frame["op"] == "pong" {
+                        break;
+                    }
+                }
+            }
+            let mut journal = lock(&journal);
+            journal.record(format!("hostile Garbage got {errors} errors, then a pong"));
+            if errors as usize == garbage.len() + 1 {
+                journal.cover("hostile_garbage_answered");
+            }
+        }
+        HostileKind::Oversized => {
+            let _ = ws
+                .send(Message::text("x".repeat(max_frame_bytes + 1)))
+                .await;
+            let (code, _, _) = read_to_close(&mut ws).await;
+            let mut journal = lock(&journal);
+            journal.record(format!("hostile Oversized closed {code}"));
+            if code == 1009 {
+                journal.cover("hostile_oversized_closed");
+            }
+        }
+        HostileKind::NeverReads => {
+            for i in 0..300u32 {
+                let frame = json!({"op": "list_tools", "request_id": format!("n{i}")}).to_string();
+                if ws.send(Message::text(frame)).await.is_err() {
+                    break;
+                }
+            }
+            lock(&journal).cover("hostile_never_reads");
+            // Never read: hold the socket until the node is killed.
+            std::future::pending::<()>().await;
+        }
+        HostileKind::NoHello => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,272 @@
+//! A battery of hostile inputs, end to end on real tokio. After every one, the daemon still
+//! serves a normal client; every violation gets an error frame or a close code naming the
+//! limit.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Client, Event, TOKEN, start};
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// A normal client still gets a normal answer.
+async fn still_serves(addr: SocketAddr) {
+    let (mut client, _) = Client::ready(addr).await;
+    client.call("ok", "version", json!({})).await;
+    let result = client.result("ok").await;
+    assert_eq!(result["ok"], true, "the daemon stopped serving: {result}");
+}
+
+#[tokio::test]
+async fn oversized_and_binary_frames() {
+    let daemon = start(|c| c.max_frame_bytes = 4096).await;
+    // Oversized before hello.
+    let mut client = Client::connect(daemon.addr).await;
+    client.send_text(&"x".repeat(10_000)).await;
+    let (code, reason) = client.expect_close().await;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.contains("EXAI_WS_MAX_BYTES"));
+    still_serves(daemon.addr).await;
+    // Binary before hello: not JSON.
+    let mut client = Client::connect(daemon.addr).await;
+    client
+        .ws
+        .send(Message::binary(vec![0u8; 64]))
+        .await
+        .unwrap();
+    assert_eq!(client.expect_close().await.0, 4000);
+    // Binary after hello: an error frame, and the connection goes on.
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    client
+        .ws
+        .send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(client.recv().await["error"]["code"], "PROTOCOL_ERROR");
+    client.call("after", "version", json!({})).await;
+    assert_eq!(client.result("after").await["ok"], true);
+    still_serves(daemon.addr).await;
+}
+
+#[tokio::test]
+async fn deep_nesting_wrong_types_and_long_strings() {
+    let daemon = start(|_| {}).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    // Deeper than serde_json's own recursion limit: not even JSON to us.
+    let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
+    client.send_text(&deep).await;
+    assert_eq!(client.recv().await["error"]["code"], "PROTOCOL_ERROR");
+    // Deeper than EXAI_WS_JSON_DEPTH_MAX but valid JSON: refused, naming the limit and request.
+    let nested = format!(
+        r#"{{"op":"call_tool","request_id":"deep","name":"chat","arguments":{{"x":{}1{}}}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    client.send_text(&nested).await;
+    let refused = client.recv().await;
+    assert_eq!(refused["request_id"], "deep");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EXAI_WS_JSON_DEPTH_MAX"),
+        "{refused}"
+    );
+    // Wrong types everywhere.
+    for frame in [
+        json!({"op": 5}),
+        json!({"op": "call_tool", "request_id": {"a": 1}, "name": "chat"}),
+        json!({"op": "call_tool", "request_id": "t", "name": ["chat"]}),
+        json!({"op": "call_tool", "request_id": "t", "name": "chat", "arguments": [1, 2]}),
+        json!({"op": "ack", "seq": -1}),
+        json!({"op": "cancel"}),
+        json!("just a string"),
+        json!(null),
+    ] {
+        client.send(frame.clone()).await;
+        let reply = client.recv().await;
+        assert!(reply["error"]["code"].is_string(), "{frame} got {reply}");
+    }
+    // A request id over its limit.
+    client
+        .send(json!({"op": "ping", "request_id": "r".repeat(1000)}))
+        .await;
+    let reply = client.recv().await;
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EXAI_WS_REQUEST_ID_BYTES_MAX")
+    );
+    // A prompt over 100,000 characters.
+    client
+        .call("long", "chat", json!({"prompt": "p".repeat(100_001)}))
+        .await;
+    let reply = client.result("long").await;
+    assert_eq!(reply["error"]["code"], "VALIDATION_ERROR");
+    assert_eq!(reply["error"]["details"]["field"], "prompt");
+    client.call("fine", "version", json!({})).await;
+    assert_eq!(client.result("fine").await["ok"], true);
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_closes_only_that_connection() {
+    let daemon = start(|_| {}).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let raw = Frame::message(vec![0xffu8, 0xfe, 0x7b], OpCode::Data(Data::Text), true);
+    let _ = client.ws.send(Message::Frame(raw)).await;
+    match client.next_event().await {
+        Event::Closed(code, _) => {
+            assert!(code == 1007 || code == 1006 || code == 1005, "code {code}")
+        }
+        Event::Frame(frame) => assert!(frame["error"]["code"].is_string(), "{frame}"),
+    }
+    still_serves(daemon.addr).await;
+}
+
+#[tokio::test]
+async fn a_flood_is_refused_then_closed_and_others_are_served() {
+    let daemon = start(|c| {
+        c.session_rate_per_sec = 50;
+        c.session_burst = 100;
+    })
+    .await;
+    let (mut flooder, _) = Client::ready(daemon.addr).await;
+    for i in 0..400 {
+        if flooder
+            .ws
+            .send(Message::text(format!("{{garbage {i}")))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut over_capacity = 0;
+    let (code, reason) = loop {
+        match flooder.next_event().await {
+            Event::Frame(frame) => {
+                if frame["error"]["code"] == "OVER_CAPACITY" {
+                    over_capacity += 1;
+                    assert!(frame["error"]["retry_after_secs"].as_u64().unwrap() >= 1);
+                    assert!(
+                        frame["error"]["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("EXAI_WS_SESSION_RATE")
+                    );
+                }
+            }
+            Event::Closed(code, reason) => break (code, reason),
+        }
+    };
+    assert!(
+        over_capacity > 0,
+        "excess frames are refused with OVER_CAPACITY first"
+    );
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("EXAI_WS_SESSION_RATE"), "{reason}");
+    still_serves(daemon.addr).await;
+}
+
+#[tokio::test]
+async fn sockets_that_never_say_hello_are_closed_and_others_are_served() {
+    let daemon = start(|c| {
+        c.hello_timeout_ms = 300;
+        c.max_connections_per_ip = 100;
+    })
+    .await;
+    // Raw TCP that never even upgrades, and WebSockets that never say hello.
+    let mut raw = Vec::new();
+    for _ in 0..10 {
+        let mut stream = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        raw.push(stream);
+    }
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(Client::connect(daemon.addr).await);
+    }
+    still_serves(daemon.addr).await;
+    for mut client in silent {
+        assert_eq!(client.expect_close().await.0, 4002);
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        exaid::health::snapshot(&daemon.shared).connections,
+        0,
+        "every idle socket was let go"
+    );
+    drop(raw);
+    still_serves(daemon.addr).await;
+}
+
+#[tokio::test]
+async fn connections_per_address_are_limited_with_1008() {
+    let daemon = start(|c| c.max_connections_per_ip = 2).await;
+    let (_a, _) = Client::ready(daemon.addr).await;
+    let (_b, _) = Client::ready(daemon.addr).await;
+    let mut third = Client::connect(daemon.addr).await;
+    let (code, reason) = third.expect_close().await;
+    assert_eq!(code, 1008);
+    assert!(
+        reason.contains("EXAI_WS_MAX_CONNECTIONS_PER_IP"),
+        "{reason}"
+    );
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    still_serves(daemon.addr).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_and_can_resume() {
+    let daemon = start(|c| {
+        c.write_timeout_ms = 500;
+        c.session_rate_per_sec = 100_000;
+        c.session_burst = 100_000;
+        c.outbox_max_frames = 256;
+    })
+    .await;
+    let (mut reader, hello) = Client::ready(daemon.addr).await;
+    // Ask for far more than the socket buffers hold, and never read.
+    for i in 0..3_000 {
+        let frame = json!({"op": "list_tools", "request_id": format!("l{i}")});
+        if reader
+            .ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut detached = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if exaid::health::snapshot(&daemon.shared).sessions_attached == 0 {
+            detached = true;
+            break;
+        }
+    }
+    assert!(detached, "a client that does not read must be disconnected");
+    let outbox = daemon.shared.sessions.all()[0].outbox.stats();
+    assert!(outbox.frames <= 256, "the outbox cap holds: {outbox:?}");
+    drop(reader);
+    // The session is still there to resume.
+    let mut again = Client::connect(daemon.addr).await;
+    again
+        .send(
+            json!({"op": "hello", "token": TOKEN, "session_id": hello["session_id"],
+                     "resume_token": hello["resume_token"], "last_seq": 0}),
+        )
+        .await;
+    let ack = again.recv().await;
+    assert_eq!(ack["resumed"], true, "{ack}");
+    still_serves(daemon.addr).await;
+}
