@@ -13,6 +13,7 @@
 //! - [`session`], [`outbox`]: what outlives a connection, and seq-stamped delivery;
 //! - [`admission`]: where permits are taken; [`call`]: one call's deadline and ending;
 //! - [`tools`], [`provider`]: what a call runs, and the models behind it;
+//! - [`conversation`]: what a `continuation_id` remembers, bounded;
 //! - [`retry`]: retry policy and provider cooldowns; [`observe`]: hooks for witnesses;
 //! - [`health`]: permit books compared with live holders;
 //! - [`daemon`]: the shared state and how it is built.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod call;
 pub mod config;
 pub mod connection;
+pub mod conversation;
 pub mod daemon;
 pub mod error;
 pub mod health;

@@ -21,4 +21,3 @@ pub mod rt;
 pub mod run;
 pub mod scenario;
 pub mod sweep;
-pub mod workflow_tool;
