@@ -146,7 +146,9 @@ static SCENARIOS: [Scenario; 7] = [
               cancels and bursts, over a longer workload, with multi-step workflow sessions (the \
               client sends each step with the continuation_id of the last, may be killed between \
               steps and goes on after resuming; the final analysis covers every step) and \
-              consensus calls consulting two providers, each consultation admitted on its own.",
+              consensus calls consulting two providers, each consultation admitted on its own; \
+              sometimes conversation memory is tight, so history is dropped (and must be \
+              announced) and conversations are evicted (and must be refused).",
         must_reach: &[
             "retry_after_honored",
             "disconnect_during_call",
@@ -159,6 +161,8 @@ static SCENARIOS: [Scenario; 7] = [
             "disconnect_mid_workflow",
             "workflow_step_after_resume",
             "consensus_answered",
+            "history_truncated_announced",
+            "continuation_refused",
         ],
         plan: mixed_soak,
     },
@@ -646,5 +650,12 @@ fn mixed_soak() -> Plan {
     kimi.calm.hang = u32::from(chance(0.5));
     let glm = storm_faults();
     let clients = clients(between(3, 8), &mix, config.session_ttl_ms);
-    plan(config, kimi, glm, clients, "mixed")
+    let mut planned = plan(config, kimi, glm, clients, "mixed");
+    // Sometimes memory is tight: conversations are evicted and their oldest turns dropped,
+    // which answers must announce (and a continuation_id evicted must be refused).
+    if chance(0.3) {
+        planned.config.conversations_max = between(1, 6) as u32;
+        planned.config.conversation_turns_max = between(2, 6) as u32;
+    }
+    planned
 }
