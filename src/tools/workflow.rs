@@ -355,11 +355,16 @@ pub fn record(shared: &Shared, input: &StepInput) -> Result<(String, History), C
     Ok((id, history))
 }
 
-/// What an investigation has gathered, over its recorded steps.
+/// What an investigation has gathered, over its recorded steps (sets: a file named in
+/// several steps counts once, in a stable order).
 struct Consolidated {
+    /// Every file examined.
     files_checked: BTreeSet<String>,
+    /// Every file that matters.
     relevant_files: BTreeSet<String>,
+    /// Every function or place that matters.
     relevant_context: BTreeSet<String>,
+    /// Every issue reported, in step order.
     issues: Vec<Value>,
 }
 
