@@ -20,7 +20,7 @@ use crate::error::{CallError, ErrorCode};
 use crate::observe::PauseReason;
 use crate::protocol::ServerFrame;
 use crate::provider::{
-    ChatRequest, ChatResponse, ChunkSink, ProviderEntry, ProviderError, RateLimitKind,
+    ChatRequest, ChatResponse, ChunkSink, ProviderEntry, ProviderError, RateLimitKind, Resolved,
 };
 use crate::rt::{Instant, Rt};
 use crate::session::{Session, StopReason};
@@ -201,6 +201,46 @@ impl CallCtx {
                 .provider_pause(&name, &self.request_id, pause, reason, now);
             rt.sleep(pause).await;
         }
+    }
+
+    /// One consultation of `resolved`'s model by a call that holds no permits of its own
+    /// (`consensus`, which asks several models): take the session, global and provider
+    /// permits in that fixed order, waiting at most the queue timeout (and never past the
+    /// call's deadline), run [`CallCtx::complete`], and give the permits back before the
+    /// answer returns. Each consultation is admitted on its own, so asking five models never
+    /// holds five provider permits at once.
+    pub async fn consult(
+        &self,
+        resolved: &Resolved,
+        request: ChatRequest,
+    ) -> Result<ChatResponse, CallError> {
+        let rt = &self.shared.rt;
+        let limits = [
+            self.session.limit.clone(),
+            self.shared.admission.global.clone(),
+            resolved.entry.limit.clone(),
+        ];
+        let give_up_at = self
+            .deadline
+            .min(rt.now() + self.shared.admission.queue_timeout);
+        let phase = self.phase.clone();
+        let on_wait = move |limit: &Arc<admission::Limit>| {
+            phase.set(Phase::Queued {
+                limit: limit.clone(),
+            })
+        };
+        let observer = self.shared.observer.clone();
+        let on_waited = move |limit: &admission::Limit, waited: Duration| {
+            observer.admission_waited(limit.name(), waited)
+        };
+        let hooks = admission::WaitHooks {
+            on_wait: &on_wait,
+            on_waited: &on_waited,
+        };
+        let permits = admission::admit(rt, &limits, give_up_at, &hooks).await?;
+        let result = self.complete(&resolved.entry, request).await;
+        drop(permits);
+        result
     }
 
     /// Streamed text becomes progress frames with `phase: "streaming"` and the chunk.

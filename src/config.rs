@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::tools::profile::{ALWAYS_ON, BUILTIN_TOOL_NAMES, PROFILE_NAMES, Profile};
+
 // ---------------------------------------------------------------------------
 // Public types
 // ---------------------------------------------------------------------------
@@ -231,6 +233,22 @@ pub struct Config {
     pub max_connections: u32,
     /// EXAI_WS_MAX_SESSIONS: sessions kept (live or awaiting resume).
     pub max_sessions: u32,
+    /// EXAI_CONVERSATIONS_MAX: conversations (continuation ids) kept at once.
+    pub conversations_max: u32,
+    /// EXAI_CONVERSATION_TURNS_MAX: turns kept per conversation.
+    pub conversation_turns_max: u32,
+    /// EXAI_CONVERSATION_BYTES_MAX: bytes kept per conversation.
+    pub conversation_bytes_max: usize,
+    /// EXAI_CONVERSATION_TTL_SECS: how long an untouched conversation is kept.
+    pub conversation_ttl_ms: u64,
+    /// EXAI_CONSENSUS_MODELS_MAX: models one consensus call may consult.
+    pub consensus_models_max: u32,
+    /// TOOL_PROFILE: which set of built-in tools is served.
+    pub tool_profile: Profile,
+    /// ENABLED_TOOLS: if not empty, exactly these tools (plus version and listmodels).
+    pub enabled_tools: Vec<String>,
+    /// DISABLED_TOOLS: tools removed from the profile or ENABLED_TOOLS.
+    pub disabled_tools: Vec<String>,
     /// EXAI_CONFIG: the config file main was told to read (informational here;
     /// main resolves it before calling `load`).
     pub config_file: Option<PathBuf>,
@@ -386,8 +404,14 @@ enum Kind {
     List { max_items: usize },
     /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
     Bool,
-    /// One of a fixed set of words (case-insensitive; stored lowercase).
-    Choice(&'static [&'static str]),
+    /// One of fixed names, case-insensitive (stored lower case).
+    Choice { choices: &'static [&'static str] },
+    /// Comma-separated names from a fixed set, case-insensitive (stored lower case); empty
+    /// means none. An unknown name is an error that names it.
+    Names {
+        known: &'static [&'static str],
+        max_items: usize,
+    },
 }
 
 impl Kind {
@@ -426,7 +450,11 @@ impl Kind {
                 format!("expected a comma-separated list of 1 to {max_items} non-empty items")
             }
             Kind::Bool => "expected true or false (also 1/0, yes/no, on/off)".to_string(),
-            Kind::Choice(choices) => format!("expected one of: {}", choices.join(", ")),
+            Kind::Choice { choices } => format!("expected one of {}", choices.join(", ")),
+            Kind::Names { known, max_items } => format!(
+                "expected a comma-separated list of at most {max_items} tool names (or empty for none) from: {}",
+                known.join(", ")
+            ),
         }
     }
 }
@@ -708,7 +736,9 @@ static KEYS: &[KeyDef] = &[
     key(
         "EXAI_LOG_FORMAT",
         "human",
-        Kind::Choice(&["human", "json"]),
+        Kind::Choice {
+            choices: &["human", "json"],
+        },
         "Log lines for people (human) or for log collectors (json); filter with RUST_LOG.",
     ),
     key(
@@ -777,6 +807,66 @@ static KEYS: &[KeyDef] = &[
         int(1, 1_000_000),
         "Sessions kept, live or awaiting resume; bounds memory held for absent clients.",
     ),
+    key(
+        "EXAI_CONVERSATIONS_MAX",
+        "256",
+        int(1, 100_000),
+        "Conversations (continuation ids) kept at once; past it the least recently used is evicted, so memory stays bounded.",
+    ),
+    key(
+        "EXAI_CONVERSATION_TURNS_MAX",
+        "50",
+        int(2, 10_000),
+        "Turns kept per conversation; past it the oldest are dropped, and tools say so in their output.",
+    ),
+    key(
+        "EXAI_CONVERSATION_BYTES_MAX",
+        "1048576",
+        Kind::Int {
+            min: 4096,
+            max: 1_073_741_824,
+            unit: "bytes",
+        },
+        "Bytes kept per conversation; past it the oldest turns are dropped (announced), bounding memory and prompt size.",
+    ),
+    key(
+        "EXAI_CONVERSATION_TTL_SECS",
+        "10800",
+        secs(1000, 604_800_000),
+        "How long an untouched conversation is kept; a continuation_id older than this is refused with a clear error.",
+    ),
+    key(
+        "EXAI_CONSENSUS_MODELS_MAX",
+        "5",
+        int(1, 32),
+        "Models one consensus call may consult (each consultation is admitted on its own); bounds one call's cost.",
+    ),
+    key(
+        "TOOL_PROFILE",
+        "full",
+        Kind::Choice {
+            choices: PROFILE_NAMES,
+        },
+        "Which built-in tools are served: lean (everyday tools), standard (lean plus consensus, docgen, precommit, secaudit, tracer) or full (every tool); name shared with the original.",
+    ),
+    key(
+        "ENABLED_TOOLS",
+        "",
+        Kind::Names {
+            known: BUILTIN_TOOL_NAMES,
+            max_items: 64,
+        },
+        "If set, exactly these tools are served (TOOL_PROFILE is ignored); version and listmodels are always on.",
+    ),
+    key(
+        "DISABLED_TOOLS",
+        "",
+        Kind::Names {
+            known: BUILTIN_TOOL_NAMES,
+            max_items: 64,
+        },
+        "Tools removed from the profile or ENABLED_TOOLS; version and listmodels cannot be removed.",
+    ),
     KeyDef {
         file_ok: false,
         ..key(
@@ -832,8 +922,8 @@ enum Value {
     List(Vec<String>),
 }
 
-/// Parses `raw` according to `kind`. The error is the "expected ..." text; it never
-/// contains the value itself.
+/// Parses `raw` according to `kind`. The error is the "expected ..." text (for `Names`,
+/// preceded by the unknown names); it never contains a secret.
 fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
     let s = raw.trim();
     let fail = || kind.expected();
@@ -898,19 +988,48 @@ fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
             }
             Ok(Value::List(items))
         }
-        Kind::Choice(choices) => {
-            let lower = s.to_ascii_lowercase();
-            if choices.contains(&lower.as_str()) {
-                Ok(Value::Text(lower))
-            } else {
-                Err(fail())
-            }
-        }
         Kind::Bool => match s.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(Value::Num(1)),
             "false" | "0" | "no" | "off" => Ok(Value::Num(0)),
             _ => Err(fail()),
         },
+        Kind::Choice { choices } => {
+            let lower = s.to_ascii_lowercase();
+            if !choices.contains(&lower.as_str()) {
+                return Err(fail());
+            }
+            Ok(Value::Text(lower))
+        }
+        Kind::Names { known, max_items } => {
+            if s.is_empty() {
+                return Ok(Value::List(Vec::new()));
+            }
+            let items: Vec<String> = s
+                .split(',')
+                .map(|i| i.trim().to_ascii_lowercase())
+                .filter(|i| !i.is_empty())
+                .collect();
+            if items.len() > max_items {
+                return Err(fail());
+            }
+            let unknown: Vec<&str> = items
+                .iter()
+                .map(String::as_str)
+                .filter(|i| !known.contains(i))
+                .collect();
+            if !unknown.is_empty() {
+                let shown: Vec<String> = unknown
+                    .iter()
+                    .map(|u| format!("{:?}", u.chars().take(64).collect::<String>()))
+                    .collect();
+                return Err(format!(
+                    "unknown tool name(s) {}; {}",
+                    shown.join(", "),
+                    fail()
+                ));
+            }
+            Ok(Value::List(items))
+        }
     }
 }
 
@@ -971,6 +1090,7 @@ fn show_value(kind: Kind, value: &Value) -> String {
     match (kind, value) {
         (Kind::Secs { .. }, Value::Num(ms)) => fmt_secs(*ms),
         (Kind::Bool, Value::Num(n)) => (*n != 0).to_string(),
+        (_, Value::List(items)) if items.is_empty() => "<none>".to_string(),
         (_, Value::List(items)) => items.join(","),
         (_, Value::Num(n)) => n.to_string(),
         (_, Value::Text(s)) => s.clone(),
@@ -1333,6 +1453,13 @@ impl Config {
         }
         let config = Config::from_values(&values);
         config.check_relations()?;
+        for name in &config.disabled_tools {
+            if ALWAYS_ON.contains(&name.as_str()) {
+                warnings.push(format!(
+                    "DISABLED_TOOLS names {name}, which is always on (ignored)"
+                ));
+            }
+        }
         Ok(Loaded { config, warnings })
     }
 
@@ -1396,6 +1523,14 @@ impl Config {
             arg_string_chars_max: v.num("EXAI_ARG_STRING_CHARS_MAX"),
             max_connections: v.num("EXAI_WS_MAX_CONNECTIONS"),
             max_sessions: v.num("EXAI_WS_MAX_SESSIONS"),
+            conversations_max: v.num("EXAI_CONVERSATIONS_MAX"),
+            conversation_turns_max: v.num("EXAI_CONVERSATION_TURNS_MAX"),
+            conversation_bytes_max: v.num("EXAI_CONVERSATION_BYTES_MAX"),
+            conversation_ttl_ms: v.num("EXAI_CONVERSATION_TTL_SECS"),
+            consensus_models_max: v.num("EXAI_CONSENSUS_MODELS_MAX"),
+            tool_profile: Profile::from_name(&v.text("TOOL_PROFILE")).unwrap_or(Profile::Full),
+            enabled_tools: v.list("ENABLED_TOOLS"),
+            disabled_tools: v.list("DISABLED_TOOLS"),
             config_file: v.path("EXAI_CONFIG"),
             env_file: v
                 .path("EXAI_ENV_FILE")
@@ -1546,6 +1681,18 @@ mod tests {
         assert_eq!(c.result_ttl_ms, 300_000);
         assert_eq!(c.max_connections, 1000);
         assert_eq!(c.max_sessions, 10_000);
+        assert_eq!(
+            (
+                c.conversations_max,
+                c.conversation_turns_max,
+                c.conversation_bytes_max,
+                c.conversation_ttl_ms,
+                c.consensus_models_max
+            ),
+            (256, 50, 1_048_576, 10_800_000, 5)
+        );
+        assert_eq!(c.tool_profile, Profile::Full);
+        assert!(c.enabled_tools.is_empty() && c.disabled_tools.is_empty());
         assert_eq!(c.config_file, None);
         assert_eq!(c.env_file, PathBuf::from(".env"));
         assert!(c.entries().iter().all(|(_, _, s)| s == "default"));
@@ -1998,6 +2145,46 @@ mod tests {
         );
         let e = c.entries();
         assert!(e.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn tool_profile_and_tool_lists() {
+        let c = Config::load(&flags(&[
+            ("TOOL_PROFILE", " Lean "),
+            ("ENABLED_TOOLS", "chat, Debug"),
+            ("DISABLED_TOOLS", ""),
+        ]))
+        .expect("load")
+        .config;
+        assert_eq!(c.tool_profile, Profile::Lean);
+        assert_eq!(c.enabled_tools, ["chat", "debug"]);
+        assert!(c.disabled_tools.is_empty());
+        let shown: BTreeMap<_, _> = c.entries().into_iter().map(|(k, v, _)| (k, v)).collect();
+        assert_eq!(shown["TOOL_PROFILE"], "lean");
+        assert_eq!(shown["DISABLED_TOOLS"], "<none>");
+
+        let e = load_err(&flags(&[("TOOL_PROFILE", "huge")]));
+        assert_eq!(e.key(), "TOOL_PROFILE");
+        assert!(
+            e.to_string()
+                .ends_with("expected one of lean, standard, full"),
+            "{e}"
+        );
+        let e = load_err(&Layers {
+            env: pairs(&[("DISABLED_TOOLS", "chat,teleport,Warp")]),
+            ..Layers::default()
+        });
+        let msg = e.to_string();
+        assert_eq!(e.key(), "DISABLED_TOOLS");
+        assert!(
+            msg.contains("(from environment): unknown tool name(s) \"teleport\", \"warp\""),
+            "{msg}"
+        );
+        let loaded = Config::load(&flags(&[("DISABLED_TOOLS", "version")])).expect("load");
+        assert_eq!(
+            loaded.warnings,
+            ["DISABLED_TOOLS names version, which is always on (ignored)"]
+        );
     }
 
     #[test]

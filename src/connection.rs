@@ -654,12 +654,18 @@ fn start_call(
         unreachable!("built as an object just above");
     };
     let Some(tool) = shared.tools.get(name).cloned() else {
+        let canonical = crate::tools::ToolRegistry::canonical(name);
+        let why = if crate::tools::profile::BUILTIN_TOOL_NAMES.contains(&canonical.as_str()) {
+            format!(
+                "tool \"{name}\" is disabled here (TOOL_PROFILE={}, ENABLED_TOOLS, DISABLED_TOOLS)",
+                shared.config.tool_profile.name()
+            )
+        } else {
+            format!("no tool named \"{name}\"")
+        };
         let error = CallError::new(
             ErrorCode::ToolNotFound,
-            format!(
-                "no tool named \"{name}\"; available: {}",
-                shared.tools.names().join(", ")
-            ),
+            format!("{why}; available: {}", shared.tools.names().join(", ")),
         );
         session.push(&ServerFrame::call_failed(request_id, error), now);
         return;

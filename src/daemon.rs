@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 use crate::admission::{Admission, Limit};
 use crate::config::Config;
+use crate::conversation::{ConversationLimits, ConversationStore};
 use crate::metrics::Metrics;
 use crate::observe::{NoObserver, Observer};
 use crate::provider::http::HttpProvider;
@@ -22,7 +23,7 @@ use crate::retry::{Cooldown, RetryPolicy};
 use crate::rt::{Instant, Listener, Rng, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
 use crate::shutdown::{self, Lifecycle, ShutdownReport};
-use crate::tools::{Tool, ToolRegistry};
+use crate::tools::{Tool, ToolRegistry, profile};
 
 /// Everything connections and calls share.
 pub struct Shared {
@@ -40,6 +41,8 @@ pub struct Shared {
     pub tools: ToolRegistry,
     /// Sessions by id.
     pub sessions: SessionRegistry,
+    /// Conversation memory, by `continuation_id`.
+    pub conversations: ConversationStore,
     /// How provider errors are retried.
     pub retry: RetryPolicy,
     /// Told about calls, frames and provider attempts.
@@ -165,7 +168,7 @@ pub struct DaemonBuilder {
     rt: Rt,
     /// Providers, in `listmodels` order.
     providers: Vec<Arc<dyn Provider>>,
-    /// Tools beyond the built-in set.
+    /// Tools beyond the built-in set (always served, whatever the profile).
     extra_tools: Vec<Arc<dyn Tool>>,
     /// The witness.
     observer: Arc<dyn Observer>,
@@ -249,8 +252,22 @@ impl DaemonBuilder {
             },
             observer.clone(),
         );
-        let mut tools = ToolRegistry::builtin_tools();
+        let selected = profile::selected(
+            config.tool_profile,
+            &config.enabled_tools,
+            &config.disabled_tools,
+        );
+        let mut tools: Vec<Arc<dyn Tool>> = ToolRegistry::builtin_tools()
+            .into_iter()
+            .filter(|tool| selected.contains(tool.name()))
+            .collect();
         tools.extend(extra_tools);
+        let conversations = ConversationStore::new(ConversationLimits {
+            conversations_max: config.conversations_max as usize,
+            turns_max: config.conversation_turns_max as usize,
+            bytes_max: config.conversation_bytes_max,
+            ttl: Duration::from_millis(config.conversation_ttl_ms),
+        });
         let shared = Shared {
             admission: Admission::new(
                 config.global_max_inflight,
@@ -260,6 +277,7 @@ impl DaemonBuilder {
             providers: Providers::new(entries),
             tools: ToolRegistry::new(tools),
             sessions,
+            conversations,
             retry: RetryPolicy {
                 attempts_max: config.retry_attempts_max,
                 backoff_base: Duration::from_millis(config.retry_backoff_base_ms),

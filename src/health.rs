@@ -34,6 +34,8 @@ pub struct Health {
     pub connections: u32,
     /// Calls accepted and not yet ended.
     pub calls_running: usize,
+    /// Conversations kept in memory (bounded by `EXAI_CONVERSATIONS_MAX`).
+    pub conversations: usize,
     /// Human sentences, one per broken invariant (empty when `ok`).
     pub problems: Vec<String>,
 }
@@ -112,6 +114,7 @@ fn take(shared: &Shared) -> Health {
         sessions_attached: attached,
         connections: shared.connections(),
         calls_running,
+        conversations: shared.conversations.len(),
         problems,
     }
 }

@@ -13,6 +13,7 @@
 //! - [`session`], [`outbox`]: what outlives a connection, and seq-stamped delivery;
 //! - [`admission`]: where permits are taken; [`call`]: one call's deadline and ending;
 //! - [`tools`], [`provider`]: what a call runs, and the models behind it;
+//! - [`conversation`]: what a `continuation_id` remembers, bounded;
 //! - [`retry`]: retry policy and provider cooldowns; [`observe`]: hooks for witnesses;
 //! - [`health`]: permit books compared with live holders; [`metrics`], [`http`]: what an
 //!   operator sees; [`shutdown`]: draining without losing work;
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod call;
 pub mod config;
 pub mod connection;
+pub mod conversation;
 pub mod daemon;
 pub mod error;
 pub mod health;

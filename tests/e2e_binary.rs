@@ -83,7 +83,29 @@ async fn serves_a_chat_call_on_embedded_defaults() {
         .await;
     let result = client.result("b1").await;
     assert_eq!(result["ok"], true, "{result}");
-    assert!(result["text"].as_str().unwrap().starts_with("[offline]"));
+    let output: serde_json::Value = serde_json::from_str(result["text"].as_str().unwrap()).unwrap();
+    assert!(
+        output["content"].as_str().unwrap().starts_with("[offline]"),
+        "{output}"
+    );
+    assert_eq!(output["metadata"]["offline"], true);
+    // A workflow tool works out of the box too.
+    client
+        .call(
+            "b2",
+            "debug",
+            json!({"step": "why", "step_number": 1, "total_steps": 1,
+                   "next_step_required": false, "findings": "from outside"}),
+        )
+        .await;
+    let result = client.result("b2").await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert!(
+        result["text"]
+            .as_str()
+            .unwrap()
+            .contains("calling_expert_analysis")
+    );
 }
 
 #[test]
@@ -120,6 +142,18 @@ fn config_prints_every_value_with_its_source() {
             && line("EXAI_WS_GLOBAL_MAX_INFLIGHT").contains("flag")
     );
     assert!(line("EXAI_WS_PORT").contains("8079") && line("EXAI_WS_PORT").contains("default"));
+    for key in [
+        "EXAI_CONVERSATIONS_MAX",
+        "EXAI_CONVERSATION_TURNS_MAX",
+        "EXAI_CONVERSATION_BYTES_MAX",
+        "EXAI_CONVERSATION_TTL_SECS",
+        "EXAI_CONSENSUS_MODELS_MAX",
+        "ENABLED_TOOLS",
+        "DISABLED_TOOLS",
+    ] {
+        line(key);
+    }
+    assert!(line("TOOL_PROFILE").contains("full"), "{text}");
     assert!(!text.contains("from-dotenv-secret"), "secrets never print");
 }
 
@@ -135,4 +169,17 @@ fn a_bad_value_stops_start_up_naming_key_value_and_source() {
     assert!(stderr.contains("EXAI_WS_SESSION_MAX_INFLIGHT"), "{stderr}");
     assert!(stderr.contains("lots"), "{stderr}");
     assert!(stderr.contains("environment"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_tool_name_stops_start_up_naming_it() {
+    let home = tempfile::tempdir().unwrap();
+    let output = command(home.path())
+        .env("DISABLED_TOOLS", "chat,teleport")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("DISABLED_TOOLS"), "{stderr}");
+    assert!(stderr.contains("\"teleport\""), "{stderr}");
 }

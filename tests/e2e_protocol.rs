@@ -101,10 +101,18 @@ async fn chat_is_answered_by_the_offline_provider() {
     assert_eq!(frames[0]["timeout"], 60.0);
     let result = frames.last().unwrap();
     assert_eq!(result["ok"], true, "{result}");
-    let text = result["text"].as_str().unwrap();
+    // The text is the original's tool output: a JSON object with the answer in `content`.
+    let output: Value = serde_json::from_str(result["text"].as_str().unwrap()).unwrap();
+    assert_eq!(output["status"], "continuation_available");
+    assert_eq!(output["content_type"], "text");
+    assert_eq!(output["metadata"]["tool_name"], "chat");
+    assert_eq!(output["metadata"]["provider_used"], "offline");
+    assert!(output["continuation_offer"]["continuation_id"].is_string());
+    let text = output["content"].as_str().unwrap();
     assert!(text.starts_with("[offline]"), "{text}");
     assert!(text.contains("What is exaid?"), "{text}");
     assert_eq!(result["outputs"][0]["type"], "text");
+    assert_eq!(result["outputs"][0]["text"], result["text"]);
     // Every frame of the session carries an increasing seq.
     let seqs: Vec<u64> = frames.iter().map(|f| f["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
@@ -443,16 +451,21 @@ async fn same_request_id_while_running_is_joined() {
 async fn local_tools_answer() {
     let daemon = start(|_| {}).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
+    // Local tools answer in the tool-output shape, with a JSON document as content.
+    let document = |result: &Value| -> Value {
+        let output: Value = serde_json::from_str(result["text"].as_str().unwrap()).unwrap();
+        assert_eq!(output["status"], "success", "{output}");
+        assert_eq!(output["content_type"], "json");
+        serde_json::from_str(output["content"].as_str().unwrap()).unwrap()
+    };
     for tool in ["version", "listmodels", "status"] {
         client.call(tool, tool, json!({})).await;
         let result = client.result(tool).await;
         assert_eq!(result["ok"], true, "{result}");
-        let parsed: Value = serde_json::from_str(result["text"].as_str().unwrap()).unwrap();
-        assert!(parsed.is_object());
+        assert!(document(&result).is_object());
     }
     client.call("lm", "listmodels", json!({})).await;
-    let result = client.result("lm").await;
-    let parsed: Value = serde_json::from_str(result["text"].as_str().unwrap()).unwrap();
+    let parsed = document(&client.result("lm").await);
     // Kimi and GLM are always listed; with no key they are not configured and `auto` is offline.
     let providers: Vec<(&str, bool)> = parsed["providers"]
         .as_array()
@@ -470,5 +483,9 @@ async fn local_tools_answer() {
         vec![("kimi", false), ("glm", false), ("offline", true)]
     );
     assert_eq!(parsed["auto"]["provider"], "offline");
+    assert_eq!(
+        parsed["providers"][2]["models"],
+        json!(["exaid-offline", "exaid-offline-mini"])
+    );
     let _ = TOKEN;
 }

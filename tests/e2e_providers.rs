@@ -25,6 +25,20 @@ use common::{Client, start, wait_permits_back};
 use exaid::config::{Config, Secret};
 use serde_json::{Value, json};
 
+/// The model's text inside a successful call's tool output (the original's JSON shape:
+/// `status`, `content`, `content_type`, `metadata`...).
+fn answer(result: &Value) -> String {
+    let text = result["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text: {result}"));
+    let output: Value =
+        serde_json::from_str(text).unwrap_or_else(|_| panic!("tool output is JSON: {text}"));
+    output["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no content: {output}"))
+        .to_string()
+}
+
 /// The API key the daemon is given; the mock checks it arrives as a bearer token.
 const KEY: &str = "sk-test-0123456789abcdef";
 
@@ -267,7 +281,7 @@ async fn chat_with_a_kimi_model_answers_with_the_providers_text() {
     )
     .await;
     assert_eq!(result["ok"], true, "{result}");
-    assert_eq!(result["text"], "Hello from the mock");
+    assert_eq!(answer(&result), "Hello from the mock");
     let arrivals = mock.arrivals();
     assert_eq!(arrivals.len(), 1);
     let request = &arrivals[0];
@@ -283,7 +297,7 @@ async fn chat_with_a_kimi_model_answers_with_the_providers_text() {
     assert_eq!(request.body.get("stream"), None);
     // `auto` is Kimi now, the first configured HTTP provider.
     let (result, _) = chat(&mut client, "c2", json!({"prompt": "again"})).await;
-    assert_eq!(result["text"], "fallback", "{result}");
+    assert_eq!(answer(&result), "fallback", "{result}");
     assert_eq!(mock.arrivals()[1].body["model"], "kimi-k2-0905-preview");
     wait_permits_back(&daemon.shared).await;
 }
@@ -306,7 +320,7 @@ async fn rate_limits_are_waited_out_as_the_provider_asks() {
     let (mut client, _) = Client::ready(daemon.addr).await;
     let (result, _) = chat(&mut client, "r1", json!({"prompt": "hi"})).await;
     assert_eq!(result["ok"], true, "{result}");
-    assert_eq!(result["text"], "finally");
+    assert_eq!(answer(&result), "finally");
     let arrivals = mock.arrivals();
     assert_eq!(arrivals.len(), 4);
     let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1].at - w[0].at).collect();
@@ -423,7 +437,7 @@ async fn an_attempt_timeout_is_retried_within_the_deadline() {
     let (mut client, _) = Client::ready(daemon.addr).await;
     let (result, took) = chat(&mut client, "t1", json!({"prompt": "hi"})).await;
     assert_eq!(result["ok"], true, "{result}");
-    assert_eq!(result["text"], "second try");
+    assert_eq!(answer(&result), "second try");
     assert!(took < Duration::from_millis(2_000), "took {took:?}");
     assert_eq!(mock.arrivals().len(), 2);
     assert_eq!(mock.state.aborted.load(Ordering::SeqCst), 1);
@@ -455,7 +469,7 @@ async fn the_provider_never_sees_more_than_its_limit() {
         let frame = client.recv().await;
         if frame["op"] == "call_tool_res" {
             assert_eq!(frame["ok"], true, "{frame}");
-            assert_eq!(frame["text"], "done");
+            assert_eq!(answer(&frame), "done");
             results += 1;
         }
     }
@@ -507,7 +521,7 @@ async fn streamed_chunks_arrive_as_progress_in_order() {
     assert_eq!(chunks, vec!["Hel", "lo, ", "world"], "{frames:?}");
     let result = frames.last().unwrap();
     assert_eq!(result["ok"], true, "{result}");
-    assert_eq!(result["text"], "Hello, world");
+    assert_eq!(answer(result), "Hello, world");
     assert_eq!(mock.arrivals()[0].body["stream"], true);
     wait_permits_back(&daemon.shared).await;
 }
@@ -520,7 +534,7 @@ async fn listmodels_shows_each_provider_and_whether_it_is_configured() {
     client.call("lm", "listmodels", json!({})).await;
     let result = client.result("lm").await;
     assert_eq!(result["ok"], true, "{result}");
-    let listed: Value = serde_json::from_str(result["text"].as_str().unwrap()).unwrap();
+    let listed: Value = serde_json::from_str(&answer(&result)).unwrap();
     let providers = listed["providers"].as_array().unwrap();
     let names: Vec<&str> = providers
         .iter()

@@ -16,6 +16,24 @@ fn redact(mut frame: Value) -> Value {
     if frame["op"] == "hello_ack" {
         frame["server"]["version"] = json!("[version]");
     }
+    if frame["op"] == "call_tool_res" && frame["ok"] == true {
+        // The conversation id is random: redact it inside the tool output, then pin the rest.
+        let text = frame["text"].as_str().unwrap_or("");
+        let mut output: Value = serde_json::from_str(text).expect("tool output is JSON");
+        if output.get("continuation_offer").is_some() {
+            output["continuation_offer"]["continuation_id"] = json!("[redacted]");
+            let note = output["continuation_offer"]["note"].as_str().unwrap_or("");
+            let id = text
+                .split("\"continuation_id\": \"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("");
+            output["continuation_offer"]["note"] = json!(note.replace(id, "[redacted]"));
+        }
+        let redacted = serde_json::to_string_pretty(&output).unwrap();
+        frame["text"] = json!(redacted);
+        frame["outputs"][0]["text"] = json!(redacted);
+    }
     if frame["op"] == "list_tools_res" {
         // The schemas have their own tests; the transcript pins the names.
         let names: Vec<Value> = frame["tools"]

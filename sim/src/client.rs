@@ -5,7 +5,14 @@
 //!
 //! The client checks what only a client can see: every frame's seq is exactly one more than
 //! the last (a `gap` frame excepted), nothing is received twice across a resume, and every
-//! call it sent ends with exactly one `call_tool_res` carrying its own answer.
+//! call it sent ends with exactly one `call_tool_res` carrying its own answer (the tool
+//! output's `content` names the question, or every step of a workflow session).
+//!
+//! Workflow sessions are caller-driven, as with a real agent: the client sends step 1, takes
+//! the `continuation_id` from its result, waits a moment (the agent's own work), and sends
+//! the next step, up to the final one. The client may be killed between steps; it resumes
+//! its session and goes on with the same conversation, and the final analysis must cover
+//! every step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,6 +25,18 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::journal::{Invariant, JournalRef, lock, now_ms};
 
+/// What an ok answer must show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A model's answer: the tool output's `content` contains every one of these (the
+    /// question's marker; for a workflow's final step, every step's).
+    Answer(Vec<String>),
+    /// An intermediate workflow step: this status and a continuation offer.
+    Pause(String),
+    /// A local tool's JSON document.
+    Local,
+}
+
 /// One call a client will make.
 #[derive(Debug, Clone)]
 pub struct CallSpec {
@@ -25,14 +44,35 @@ pub struct CallSpec {
     pub request_id: String,
     /// The tool.
     pub tool: String,
-    /// The arguments (`prompt` names the request id, so answers can be checked).
+    /// The arguments (they name the request id, so answers can be checked).
     pub arguments: Value,
-    /// When to send it, virtual ms since the run began.
+    /// When to send it, virtual ms since the run began (ignored for a call sent `after`).
     pub send_at_ms: u64,
     /// When to cancel it, if ever.
     pub cancel_at_ms: Option<u64>,
     /// When to send the same request id again, if ever.
     pub duplicate_at_ms: Option<u64>,
+    /// A later workflow step: sent this many ms after the named call's ok result, with that
+    /// result's `continuation_id` (never sent if that call failed).
+    pub after: Option<(String, u64)>,
+    /// What its ok answer must show.
+    pub expect: Expect,
+}
+
+impl CallSpec {
+    /// A call answered by a model whose answer must quote `question <request_id>`.
+    pub fn question(request_id: String, tool: &str, arguments: Value, send_at_ms: u64) -> CallSpec {
+        CallSpec {
+            expect: Expect::Answer(vec![format!("question {request_id}")]),
+            request_id,
+            tool: tool.to_string(),
+            arguments,
+            send_at_ms,
+            cancel_at_ms: None,
+            duplicate_at_ms: None,
+            after: None,
+        }
+    }
 }
 
 /// A client's script.
@@ -61,6 +101,9 @@ impl ClientSpec {
     fn actions(&self) -> Vec<(u64, Action)> {
         let mut actions = Vec::new();
         for (index, call) in self.calls.iter().enumerate() {
+            if call.after.is_some() {
+                continue; // sent when the step before it is answered
+            }
             actions.push((call.send_at_ms, Action::Send(index)));
             if let Some(at) = call.cancel_at_ms {
                 actions.push((at, Action::Cancel(call.request_id.clone())));
@@ -103,11 +146,23 @@ pub struct ClientState {
     pub connections: u32,
     /// Results that came back `ok`.
     pub ok_results: u32,
+    /// The `continuation_id` of each ok workflow result, by request id.
+    continuations: BTreeMap<String, String>,
+    /// Later workflow steps due to be sent: (virtual ms, call index), earliest first.
+    ready: Vec<(u64, usize)>,
+    /// Later workflow steps that will never be sent (an earlier step failed).
+    skipped: BTreeSet<String>,
 }
 
 impl ClientState {
-    fn finished(&self, actions_total: usize) -> bool {
+    fn finished(&self, spec: &ClientSpec, actions_total: usize) -> bool {
         self.actions_done >= actions_total
+            && self.ready.is_empty()
+            && spec.calls.iter().all(|c| {
+                c.after.is_none()
+                    || self.sent.contains(&c.request_id)
+                    || self.skipped.contains(&c.request_id)
+            })
             && self
                 .sent
                 .iter()
@@ -119,6 +174,23 @@ impl ClientState {
         self.acked
             .iter()
             .filter(|id| !self.results.contains_key(*id))
+            .count()
+    }
+
+    /// Workflow conversations this client holds a `continuation_id` of.
+    pub fn continuations_held(&self) -> usize {
+        self.continuations.len()
+    }
+
+    /// Workflow steps waiting for an earlier step or for their send time.
+    pub fn steps_pending(&self, spec: &ClientSpec) -> usize {
+        spec.calls
+            .iter()
+            .filter(|c| {
+                c.after.is_some()
+                    && !self.sent.contains(&c.request_id)
+                    && !self.skipped.contains(&c.request_id)
+            })
             .count()
     }
 
@@ -227,11 +299,12 @@ pub async fn run_connection(
         resend_unacknowledged(&spec, &state, &journal, &mut sink).await;
     }
     loop {
-        let (next_action_at, finished) = {
+        let (next_action_at, next_step_at, finished) = {
             let state = state.lock().expect("client lock");
             (
                 actions.get(state.actions_done).map(|(at, _)| *at),
-                state.finished(actions.len()),
+                state.ready.first().map(|(at, _)| *at),
+                state.finished(&spec, actions.len()),
             )
         };
         if finished && replay_done {
@@ -240,7 +313,10 @@ pub async fn run_connection(
             lock(&journal).record(format!("{} done", spec.name));
             break;
         }
-        let wake_at = next_action_at.unwrap_or(u64::MAX).max(now_ms());
+        let wake_at = next_action_at
+            .unwrap_or(u64::MAX)
+            .min(next_step_at.unwrap_or(u64::MAX))
+            .max(now_ms());
         let sleep_ms = wake_at.saturating_sub(now_ms()).min(1000);
         tokio::select! {
             biased;
@@ -287,7 +363,10 @@ pub async fn run_connection(
                 }
             }
             () = madsim::time::sleep(Duration::from_millis(sleep_ms)) => {
-                if next_action_at.is_some_and(|at| at <= now_ms()) && replay_done {
+                if next_step_at.is_some_and(|at| at <= now_ms()) && replay_done {
+                    let (_, index) = state.lock().expect("client lock").ready.remove(0);
+                    send_step(&spec, &state, &journal, &mut sink, index, resume).await;
+                } else if next_action_at.is_some_and(|at| at <= now_ms()) && replay_done {
                     let action = actions[state.lock().expect("client lock").actions_done].1.clone();
                     perform(&spec, &state, &journal, &mut sink, action).await;
                     state.lock().expect("client lock").actions_done += 1;
@@ -326,20 +405,58 @@ async fn resend_unacknowledged(
     };
     for index in lost {
         let call = &spec.calls[index];
-        *state
-            .lock()
-            .expect("client lock")
-            .sends
-            .entry(call.request_id.clone())
-            .or_insert(0) += 1;
+        let frame = {
+            let mut state = state.lock().expect("client lock");
+            *state.sends.entry(call.request_id.clone()).or_insert(0) += 1;
+            call_frame(call, &state)
+        };
         lock(journal).record(format!("{} resends {}", spec.name, call.request_id));
         lock(journal).cover("resent_after_resume");
-        let _ = sink.send(text(call_frame(call))).await;
+        let _ = sink.send(text(frame)).await;
     }
 }
 
-fn call_frame(call: &CallSpec) -> Value {
-    json!({"op": "call_tool", "request_id": call.request_id, "name": call.tool, "arguments": call.arguments})
+/// The `call_tool` frame of `call`; a later workflow step carries the `continuation_id` its
+/// earlier step returned.
+fn call_frame(call: &CallSpec, state: &ClientState) -> Value {
+    let mut arguments = call.arguments.clone();
+    if let Some(id) = call
+        .after
+        .as_ref()
+        .and_then(|(before, _)| state.continuations.get(before))
+    {
+        arguments["continuation_id"] = json!(id);
+    }
+    json!({"op": "call_tool", "request_id": call.request_id, "name": call.tool, "arguments": arguments})
+}
+
+/// Send the later workflow step `index` (its earlier step was answered).
+async fn send_step(
+    spec: &ClientSpec,
+    state: &ClientRef,
+    journal: &JournalRef,
+    sink: &mut Sink,
+    index: usize,
+    resumed_connection: bool,
+) {
+    let call = &spec.calls[index];
+    let frame = {
+        let mut state = state.lock().expect("client lock");
+        state.sent.insert(call.request_id.clone());
+        *state.sends.entry(call.request_id.clone()).or_insert(0) += 1;
+        call_frame(call, &state)
+    };
+    {
+        let mut journal = lock(journal);
+        journal.record(format!(
+            "{} sends step {} {}",
+            spec.name, call.request_id, call.tool
+        ));
+        if resumed_connection {
+            journal.cover("workflow_step_after_resume");
+        }
+    }
+    let _ = sink.send(text(frame)).await;
 }
 
 async fn perform(
@@ -352,16 +469,17 @@ async fn perform(
     match action {
         Action::Send(index) => {
             let call = &spec.calls[index];
-            {
+            let frame = {
                 let mut state = state.lock().expect("client lock");
                 state.sent.insert(call.request_id.clone());
                 *state.sends.entry(call.request_id.clone()).or_insert(0) += 1;
-            }
+                call_frame(call, &state)
+            };
             lock(journal).record(format!(
                 "{} sends {} {}",
                 spec.name, call.request_id, call.tool
             ));
-            let _ = sink.send(text(call_frame(call))).await;
+            let _ = sink.send(text(frame)).await;
         }
         Action::Cancel(request_id) => {
             lock(journal).record(format!("{} cancels {request_id}", spec.name));
@@ -371,14 +489,13 @@ async fn perform(
         }
         Action::Duplicate(index) => {
             let call = &spec.calls[index];
-            *state
-                .lock()
-                .expect("client lock")
-                .sends
-                .entry(call.request_id.clone())
-                .or_insert(0) += 1;
+            let frame = {
+                let mut state = state.lock().expect("client lock");
+                *state.sends.entry(call.request_id.clone()).or_insert(0) += 1;
+                call_frame(call, &state)
+            };
             lock(journal).record(format!("{} repeats {}", spec.name, call.request_id));
-            let _ = sink.send(text(call_frame(call))).await;
+            let _ = sink.send(text(frame)).await;
         }
     }
 }
@@ -438,20 +555,21 @@ fn on_frame(
                     ),
                 );
             }
-            if frame["ok"] == true {
+            let first_result = *count == 1;
+            let refused_conversation = frame["error"]["details"]["field"] == "continuation_id";
+            if refused_conversation {
+                journal.cover("continuation_refused");
+            }
+            let index = spec.calls.iter().position(|c| c.request_id == request_id);
+            let ok = frame["ok"] == true;
+            if ok {
                 state.ok_results += 1;
-                let answer = frame["text"].as_str().unwrap_or("");
-                let expected = format!("question {request_id}");
-                let local = answer.starts_with('{'); // version/status/listmodels answer in JSON
-                if !local && !answer.contains(&expected) {
-                    journal.violate(
-                        Invariant::ExactlyOnce,
-                        format!(
-                            "{} got someone else's answer for {request_id}: {answer}",
-                            spec.name
-                        ),
-                    );
+                if let Some(call) = index.map(|i| &spec.calls[i]) {
+                    check_answer(spec, call, frame, &mut state, &mut journal);
                 }
+            }
+            if first_result {
+                schedule_next_steps(spec, &request_id, ok, &mut state, &mut journal);
             }
         }
         "cancelled" => journal.cover("cancel_won_the_race"),
@@ -471,4 +589,108 @@ fn on_frame(
         return Some(state.last_seq);
     }
     None
+}
+
+/// Check an ok answer against what its call expects; remember a workflow's
+/// `continuation_id`.
+fn check_answer(
+    spec: &ClientSpec,
+    call: &CallSpec,
+    frame: &Value,
+    state: &mut ClientState,
+    journal: &mut crate::journal::Journal,
+) {
+    let text = frame["text"].as_str().unwrap_or("");
+    let output: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let content = output["content"].as_str().unwrap_or("");
+    let status = output["status"].as_str().unwrap_or("");
+    let mut wrong = |why: String| {
+        journal.violate(
+            Invariant::ExactlyOnce,
+            format!(
+                "{} got a wrong answer for {}: {why}",
+                spec.name, call.request_id
+            ),
+        );
+    };
+    match &call.expect {
+        Expect::Local => {
+            if output["content_type"] != "json" {
+                wrong(format!("expected a JSON document: {text}"));
+            }
+        }
+        Expect::Pause(expected) => {
+            if status != expected {
+                wrong(format!("expected status {expected}: {text}"));
+            } else {
+                journal.cover("workflow_paused");
+            }
+        }
+        Expect::Answer(markers) => {
+            let missing: Vec<&String> = markers.iter().filter(|m| !content.contains(*m)).collect();
+            // Earlier steps may be gone only if the answer says history was dropped; the
+            // answered call's own marker is always there.
+            let own_missing = markers.last().is_some_and(|own| missing.contains(&own));
+            let announced = output
+                .get("history_truncated")
+                .is_some_and(Value::is_string);
+            if own_missing || (!missing.is_empty() && !announced) {
+                wrong(format!("its content lacks {missing:?}: {text}"));
+            } else if !missing.is_empty() {
+                journal.cover("history_truncated_announced");
+            } else if markers.len() > 1 {
+                journal.cover("workflow_completed");
+            }
+            if call.tool == "consensus" {
+                journal.cover("consensus_answered");
+            }
+        }
+    }
+    if let Some(id) = output["continuation_offer"]["continuation_id"].as_str() {
+        state
+            .continuations
+            .insert(call.request_id.clone(), id.to_string());
+    }
+}
+
+/// After the first result of `request_id`: its later workflow steps become due (after the
+/// agent's pause), or, if it failed, will never be sent (nor anything after them).
+fn schedule_next_steps(
+    spec: &ClientSpec,
+    request_id: &str,
+    ok: bool,
+    state: &mut ClientState,
+    journal: &mut crate::journal::Journal,
+) {
+    let mut failed: Vec<String> = Vec::new();
+    if !ok {
+        failed.push(request_id.to_string());
+    }
+    for (index, call) in spec.calls.iter().enumerate() {
+        let Some((before, delay_ms)) = &call.after else {
+            continue;
+        };
+        if before != request_id || state.sent.contains(&call.request_id) {
+            continue;
+        }
+        if ok && state.continuations.contains_key(request_id) {
+            state.ready.push((now_ms() + delay_ms, index));
+            state.ready.sort_unstable();
+        } else {
+            failed.push(request_id.to_string());
+        }
+    }
+    // Skip the chain after a failed step, transitively.
+    while let Some(failed_id) = failed.pop() {
+        for call in &spec.calls {
+            let follows = call
+                .after
+                .as_ref()
+                .is_some_and(|(before, _)| *before == failed_id);
+            if follows && state.skipped.insert(call.request_id.clone()) {
+                journal.record(format!("{} skips {}", spec.name, call.request_id));
+                failed.push(call.request_id.clone());
+            }
+        }
+    }
 }

@@ -93,7 +93,9 @@ pub async fn run(
     }
     match kind {
         HostileKind::Flood => {
-            for i in 0..5_000u32 {
+            // Twice the largest burst the scenario draws (400), plus room: enough to be refused
+            // and then closed, without burning wall time on frames that prove nothing more.
+            for i in 0..1_200u32 {
                 let frame = if i % 2 == 0 {
                     format!("{{flood {i}")
                 } else {
@@ -166,7 +168,8 @@ pub async fn run(
             }
         }
         HostileKind::NeverReads => {
-            for i in 0..300u32 {
+            // Each tool list is tens of kilobytes: more than the outbox caps the scenario draws.
+            for i in 0..80u32 {
                 let frame = json!({"op": "list_tools", "request_id": format!("n{i}")}).to_string();
                 if ws.send(Message::text(frame)).await.is_err() {
                     break;

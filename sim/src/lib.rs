@@ -22,4 +22,3 @@ pub mod rt;
 pub mod run;
 pub mod scenario;
 pub mod sweep;
-pub mod workflow_tool;

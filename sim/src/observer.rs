@@ -12,6 +12,7 @@ use exaid::observe::{Observer, PauseReason};
 use exaid::outbox::OutboxStats;
 use exaid::protocol::ServerFrame;
 use exaid::rt::Instant;
+use exaid::tools::{ToolKind, ToolRegistry};
 
 use crate::journal::{Invariant, JournalRef, lock};
 
@@ -68,6 +69,8 @@ pub struct SimObserver {
     draining: std::sync::atomic::AtomicBool,
     /// Where each accepted call's deadline is sent, so a health check can land on it.
     deadlines: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Instant>>>,
+    /// Each served tool's kind, from the daemon's registry: which deadline a call must get.
+    tool_kinds: Mutex<BTreeMap<String, ToolKind>>,
 }
 
 impl SimObserver {
@@ -81,6 +84,17 @@ impl SimObserver {
             queue_timeouts: Mutex::new(Vec::new()),
             deadlines: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
+            tool_kinds: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Learn every served tool's kind from the daemon's registry (before calls arrive).
+    pub fn learn_tools(&self, registry: &ToolRegistry) {
+        let mut kinds = self.tool_kinds.lock().expect("observer lock");
+        for name in registry.names() {
+            if let Some(kind) = registry.kind_of(name) {
+                kinds.insert(name.to_string(), kind);
+            }
         }
     }
 
@@ -164,10 +178,24 @@ impl Observer for SimObserver {
         let mut journal = lock(&self.journal);
         journal.record(format!("accept {} {request_id} {tool}", short(session)));
         journal.count("calls accepted", 1);
-        let expected = if tool.starts_with("sim_workflow") || tool == "debug" || tool == "analyze" {
-            self.expect.workflow_timeout
-        } else {
-            self.expect.simple_timeout
+        let kind = self
+            .tool_kinds
+            .lock()
+            .expect("observer lock")
+            .get(tool)
+            .copied();
+        let expected = match kind {
+            Some(ToolKind::Workflow) => self.expect.workflow_timeout,
+            Some(ToolKind::Simple) => self.expect.simple_timeout,
+            None => {
+                journal.violate(
+                    Invariant::DeadlineHonored,
+                    format!(
+                        "call {request_id} accepted for {tool}, which the registry does not know"
+                    ),
+                );
+                self.expect.simple_timeout
+            }
         };
         if let Some(tx) = self.deadlines.lock().expect("observer lock").as_ref() {
             let _ = tx.send(deadline);

@@ -23,7 +23,6 @@ use crate::observer::{Expectations, SimObserver};
 use crate::provider::{SimProvider, Witness};
 use crate::rt::{SimListener, SimRuntime};
 use crate::scenario::{GLM_MODELS, KIMI_MODELS, Plan, Scenario};
-use crate::workflow_tool::SimWorkflow;
 
 /// The daemon's simulated address.
 pub const DAEMON_ADDR: &str = "10.0.0.1:8079";
@@ -158,9 +157,10 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             let daemon = exaid::Daemon::builder(config, TOKEN.to_string(), rt)
                 .provider(Arc::new(kimi))
                 .provider(Arc::new(glm))
-                .tool(Arc::new(SimWorkflow::new()))
-                .observer(observer)
+                .observer(observer.clone())
                 .build();
+            // Which deadline each tool must get is the daemon's own registry's answer.
+            observer.learn_tools(&daemon.shared().tools);
             let listener = SimListener::bind(daemon_addr)
                 .await
                 .expect("bind in the simulator");
@@ -316,8 +316,20 @@ fn workload_limit_ms(plan: &Plan) -> u64 {
         .filter_map(|c| Some(c.disconnect_at_ms? + c.resume_after_ms?))
         .max()
         .unwrap_or(0);
+    // Later workflow steps wait for the agent's pause after each earlier step.
+    let steps_delay = plan
+        .clients
+        .iter()
+        .map(|c| {
+            c.calls
+                .iter()
+                .filter_map(|call| call.after.as_ref().map(|(_, ms)| *ms))
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
     let deadline = plan.simple_timeout.max(plan.workflow_timeout).as_millis() as u64;
-    last_send.max(last_return) + deadline + 60_000
+    last_send.max(last_return) + steps_delay + deadline + 60_000
 }
 
 async fn drive_client(
@@ -359,6 +371,9 @@ async fn drive_client(
         journal.count("disconnects", 1);
         if state.open_calls() > 0 {
             journal.cover("disconnect_during_call");
+        }
+        if state.steps_pending(&spec) > 0 && state.continuations_held() > 0 {
+            journal.cover("disconnect_mid_workflow");
         }
         handle.kill(node.id());
         if spec.resume_after_ms.is_none() {
@@ -434,6 +449,15 @@ fn check_health(health: &Health, journal: &JournalRef, why: &str) {
             format!("{} sessions alive", snapshot.sessions),
         );
     }
+    if snapshot.conversations > shared.config.conversations_max as usize {
+        journal.violate(
+            Invariant::MemoryBounded,
+            format!(
+                "{} conversations kept, EXAI_CONVERSATIONS_MAX {}",
+                snapshot.conversations, shared.config.conversations_max
+            ),
+        );
+    }
     if snapshot.calls_running > 0 {
         journal.cover("health_during_call");
     }
@@ -447,14 +471,12 @@ async fn liveness(
 ) {
     let spec = Arc::new(ClientSpec {
         name: "liveness".to_string(),
-        calls: vec![CallSpec {
-            request_id: "live-1".to_string(),
-            tool: "chat".to_string(),
-            arguments: json!({"prompt": "question live-1"}),
-            send_at_ms: now_ms(),
-            cancel_at_ms: None,
-            duplicate_at_ms: None,
-        }],
+        calls: vec![CallSpec::question(
+            "live-1".to_string(),
+            "chat",
+            json!({"prompt": "question live-1"}),
+            now_ms(),
+        )],
         disconnect_at_ms: None,
         resume_after_ms: None,
         ack_every_frames: 1,

@@ -9,7 +9,7 @@ use exaid::config::{Config, Layers};
 use madsim::rand::{Rng, thread_rng};
 use serde_json::json;
 
-use crate::client::{CallSpec, ClientSpec};
+use crate::client::{CallSpec, ClientSpec, Expect};
 use crate::provider::{Faults, Weights};
 
 /// Everything one run will do, drawn from its seed.
@@ -110,7 +110,8 @@ static SCENARIOS: [Scenario; 9] = [
     },
     Scenario {
         name: "incident-2025-10-31",
-        doc: "The seed incident: a workflow tool waits on a rate-limited Kimi that retries \
+        doc: "The seed incident: a workflow tool (the final step of a `debug` investigation, whose \
+              expert analysis asks the provider) waits on a rate-limited Kimi that retries \
               (0.8 s, 1.6 s) or hangs; the editor disconnects mid-wait and resumes; health \
               checks land on the same instants as completions and deadlines. The timeout comes \
               from .env (WORKFLOW_TOOL_TIMEOUT_SECS=180) and must be the one honored.",
@@ -177,7 +178,12 @@ static SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "mixed-soak",
         doc: "Everything at once: storms, hangs, disconnects with and without resume, duplicates, \
-              cancels and bursts, over a longer workload.",
+              cancels and bursts, over a longer workload, with multi-step workflow sessions (the \
+              client sends each step with the continuation_id of the last, may be killed between \
+              steps and goes on after resuming; the final analysis covers every step) and \
+              consensus calls consulting two providers, each consultation admitted on its own; \
+              sometimes conversation memory is tight, so history is dropped (and must be \
+              announced) and conversations are evicted (and must be refused).",
         must_reach: &[
             "retry_after_honored",
             "disconnect_during_call",
@@ -185,6 +191,13 @@ static SCENARIOS: [Scenario; 9] = [
             "call_cancelled",
             "deadline_hit",
             "call_ok",
+            "workflow_paused",
+            "workflow_completed",
+            "disconnect_mid_workflow",
+            "workflow_step_after_resume",
+            "consensus_answered",
+            "history_truncated_announced",
+            "continuation_refused",
         ],
         plan: mixed_soak,
     },
@@ -243,6 +256,61 @@ fn pick_tool(tools: &[(&'static str, u32)]) -> &'static str {
     tools[0].0
 }
 
+/// Workflow tools a simulated agent drives step by step (each ends with an expert analysis).
+pub const WORKFLOW_TOOLS: [&str; 8] = [
+    "debug",
+    "analyze",
+    "codereview",
+    "thinkdeep",
+    "secaudit",
+    "precommit",
+    "refactor",
+    "testgen",
+];
+
+/// Steps one simulated workflow session takes, at most.
+const SESSION_STEPS_MAX: u64 = 4;
+
+/// The calls of one workflow session of `tool`: step 1 at `send_at_ms`, each later step a
+/// moment (the agent's own work) after the previous one is answered, carrying its
+/// `continuation_id`. Every step's findings name its request id; the final step's answer
+/// must cover them all.
+fn workflow_session(base_id: &str, tool: &str, model: &str, send_at_ms: u64) -> Vec<CallSpec> {
+    let steps = between(1, SESSION_STEPS_MAX);
+    let ids: Vec<String> = (1..=steps).map(|n| format!("{base_id}-s{n}")).collect();
+    ids.iter()
+        .enumerate()
+        .map(|(index, request_id)| {
+            let number = index as u64 + 1;
+            let last = number == steps;
+            let arguments = json!({
+                "step": format!("step {number} of {tool} for {base_id}"),
+                "step_number": number,
+                "total_steps": steps,
+                "next_step_required": !last,
+                "findings": format!("question {request_id}"),
+                "relevant_files": [format!("src/{base_id}.rs")],
+                "model": model,
+            });
+            let expect = if last {
+                Expect::Answer(ids.iter().map(|id| format!("question {id}")).collect())
+            } else {
+                Expect::Pause(format!("pause_for_{tool}"))
+            };
+            CallSpec {
+                request_id: request_id.clone(),
+                tool: tool.to_string(),
+                arguments,
+                send_at_ms,
+                cancel_at_ms: None,
+                duplicate_at_ms: None,
+                after: (index > 0).then(|| (ids[index - 1].clone(), between(100, 5_000))),
+                expect,
+            }
+        })
+        .collect()
+}
+
 fn clients(count: u64, mix: &Mix, ttl_ms: u64) -> Vec<ClientSpec> {
     let models: Vec<&str> = KIMI_MODELS
         .iter()
@@ -253,32 +321,50 @@ fn clients(count: u64, mix: &Mix, ttl_ms: u64) -> Vec<ClientSpec> {
     (0..count)
         .map(|c| {
             let name = format!("client{c}");
-            let calls = (0..between(mix.calls.0, mix.calls.1))
-                .map(|i| {
-                    let request_id = format!("c{c}-r{i}");
-                    let tool = pick_tool(mix.tools);
-                    let model = models[thread_rng().gen_range(0..models.len())];
-                    let arguments = match tool {
-                        "chat" | "sim_workflow" => {
-                            json!({"prompt": format!("question {request_id}"), "model": model})
-                        }
-                        _ => json!({}),
-                    };
-                    let send_at_ms = between(1, mix.spread_ms.max(1));
-                    let cancel_at_ms = chance(mix.cancel.0)
-                        .then(|| send_at_ms + between(mix.cancel.1, mix.cancel.2));
-                    let duplicate_at_ms =
-                        chance(mix.duplicate).then(|| send_at_ms + between(0, 2_000));
-                    CallSpec {
-                        request_id,
-                        tool: tool.to_string(),
-                        arguments,
-                        send_at_ms,
-                        cancel_at_ms,
-                        duplicate_at_ms,
-                    }
-                })
-                .collect();
+            let mut calls = Vec::new();
+            for i in 0..between(mix.calls.0, mix.calls.1) {
+                let request_id = format!("c{c}-r{i}");
+                let tool = pick_tool(mix.tools);
+                let model = models[thread_rng().gen_range(0..models.len())];
+                let send_at_ms = between(1, mix.spread_ms.max(1));
+                if tool == "workflow" {
+                    let tool = WORKFLOW_TOOLS[thread_rng().gen_range(0..WORKFLOW_TOOLS.len())];
+                    calls.extend(workflow_session(&request_id, tool, model, send_at_ms));
+                    continue;
+                }
+                let (arguments, expect) = match tool {
+                    "chat" => (
+                        json!({"prompt": format!("question {request_id}"), "model": model}),
+                        Expect::Answer(vec![format!("question {request_id}")]),
+                    ),
+                    "consensus" => (
+                        json!({
+                            "step": format!("question {request_id}"),
+                            "step_number": 1, "total_steps": 1, "next_step_required": false,
+                            "findings": "the client's own view",
+                            "models": [
+                                {"model": KIMI_MODELS[0], "stance": "for"},
+                                {"model": GLM_MODELS[0], "stance": "against"},
+                            ],
+                        }),
+                        Expect::Answer(vec![format!("question {request_id}")]),
+                    ),
+                    _ => (json!({}), Expect::Local),
+                };
+                let cancel_at_ms =
+                    chance(mix.cancel.0).then(|| send_at_ms + between(mix.cancel.1, mix.cancel.2));
+                let duplicate_at_ms = chance(mix.duplicate).then(|| send_at_ms + between(0, 2_000));
+                calls.push(CallSpec {
+                    request_id,
+                    tool: tool.to_string(),
+                    arguments,
+                    send_at_ms,
+                    cancel_at_ms,
+                    duplicate_at_ms,
+                    after: None,
+                    expect,
+                });
+            }
             let disconnect_at_ms =
                 chance(mix.disconnect).then(|| between(100, mix.spread_ms + 20_000));
             let resume_after_ms = (disconnect_at_ms.is_some() && chance(mix.resume.0))
@@ -327,9 +413,12 @@ fn plan(
 }
 
 const CHAT_ONLY: &[(&str, u32)] = &[("chat", 1)];
-const MOSTLY_CHAT: &[(&str, u32)] = &[
-    ("chat", 8),
-    ("sim_workflow", 2),
+const MOSTLY_CHAT: &[(&str, u32)] = &[("chat", 8), ("workflow", 2), ("status", 1), ("version", 1)];
+/// The soak's mix: multi-step workflow sessions and consensus calls among the chats.
+const SOAK_MIX: &[(&str, u32)] = &[
+    ("chat", 7),
+    ("workflow", 3),
+    ("consensus", 1),
     ("status", 1),
     ("version", 1),
 ];
@@ -492,17 +581,18 @@ fn incident_2025_10_31() -> Plan {
         retry_after_ms: (800, 1_600),
     };
     let glm = Faults::healthy((100, 1_000));
+    // The editor's calls: the final step of a `debug` investigation, whose expert analysis
+    // waits on the rate-limited Kimi under the workflow deadline.
     let calls = (0..between(1, 3))
         .map(|i| {
             let request_id = format!("editor-r{i}");
-            CallSpec {
-                arguments: json!({"prompt": format!("question {request_id}"), "model": KIMI_MODELS[0]}),
-                request_id,
-                tool: "sim_workflow".to_string(),
-                send_at_ms: between(1, 2_000),
-                cancel_at_ms: None,
-                duplicate_at_ms: None,
-            }
+            let arguments = json!({
+                "step": "Why does the daemon time out at 300 s?",
+                "step_number": 1, "total_steps": 1, "next_step_required": false,
+                "findings": format!("question {request_id}"),
+                "model": KIMI_MODELS[0],
+            });
+            CallSpec::question(request_id, "debug", arguments, between(1, 2_000))
         })
         .collect();
     let editor = ClientSpec {
@@ -546,14 +636,12 @@ fn double_release_2025_10_21() -> Plan {
         .map(|i| {
             let request_id = format!("stress-r{i}");
             let send_at_ms = 1 + (i / 3) * 10;
+            let arguments =
+                json!({"prompt": format!("question {request_id}"), "model": KIMI_MODELS[0]});
             CallSpec {
-                arguments: json!({"prompt": format!("question {request_id}"), "model": KIMI_MODELS[0]}),
-                request_id,
-                tool: "chat".to_string(),
-                send_at_ms,
                 // Some cancels land exactly when the result does.
                 cancel_at_ms: chance(0.2).then(|| send_at_ms + latency_ms * between(0, 2)),
-                duplicate_at_ms: None,
+                ..CallSpec::question(request_id, "chat", arguments, send_at_ms)
             }
         })
         .collect();
@@ -652,7 +740,7 @@ fn mixed_soak() -> Plan {
     config.simple_tool_timeout_ms = between(20, 60) * 1000;
     config.session_ttl_ms = between(30, 300) * 1000;
     let mix = Mix {
-        tools: MOSTLY_CHAT,
+        tools: SOAK_MIX,
         cancel: (0.1, 0, 5_000),
         duplicate: 0.1,
         disconnect: 0.4,
@@ -664,5 +752,12 @@ fn mixed_soak() -> Plan {
     kimi.calm.hang = u32::from(chance(0.5));
     let glm = storm_faults();
     let clients = clients(between(3, 8), &mix, config.session_ttl_ms);
-    plan(config, kimi, glm, clients, "mixed")
+    let mut planned = plan(config, kimi, glm, clients, "mixed");
+    // Sometimes memory is tight: conversations are evicted and their oldest turns dropped,
+    // which answers must announce (and a continuation_id evicted must be refused).
+    if chance(0.3) {
+        planned.config.conversations_max = between(1, 6) as u32;
+        planned.config.conversation_turns_max = between(2, 6) as u32;
+    }
+    planned
 }

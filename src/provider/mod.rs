@@ -213,6 +213,7 @@ pub struct Providers {
 }
 
 /// A model resolved to its provider.
+#[derive(Clone)]
 pub struct Resolved {
     /// The provider entry.
     pub entry: Arc<ProviderEntry>,

@@ -11,10 +11,16 @@ use crate::rt::{BoxFuture, Rt};
 
 /// The provider's name.
 pub const NAME: &str = "offline";
-/// Its one model.
+/// Its default model.
 pub const MODEL: &str = "exaid-offline";
-/// How much of the prompt the answer quotes back.
-const QUOTE_CHARS_MAX: usize = 200;
+/// Its second model, so tools that consult several models (`consensus`) work offline too.
+pub const MODEL_MINI: &str = "exaid-offline-mini";
+/// How much of the last prompt the answer quotes back (enough for a workflow summary).
+const QUOTE_CHARS_MAX: usize = 2_000;
+/// How much of each earlier message the answer quotes back.
+const EARLIER_QUOTE_CHARS_MAX: usize = 200;
+/// How many earlier messages the answer lists (the most recent ones).
+const EARLIER_MESSAGES_MAX: usize = 16;
 
 /// The offline provider.
 pub struct OfflineProvider {
@@ -23,7 +29,7 @@ pub struct OfflineProvider {
     /// How long each answer takes (`EXAI_OFFLINE_LATENCY_MS`): lets a user or a test see
     /// progress frames, deadlines and cancels without a real provider.
     latency: Duration,
-    /// `[MODEL]`.
+    /// `[MODEL, MODEL_MINI]`.
     models: Vec<String>,
 }
 
@@ -33,27 +39,39 @@ impl OfflineProvider {
         OfflineProvider {
             rt,
             latency,
-            models: vec![MODEL.to_string()],
+            models: vec![MODEL.to_string(), MODEL_MINI.to_string()],
         }
     }
 }
 
-/// The deterministic answer to a request: labelled, quoting the last user message, with a
-/// stable fingerprint of the whole conversation so a client can tell answers apart.
-pub fn answer(request: &ChatRequest) -> String {
-    let last_user = request
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .map(|m| m.content.as_str())
-        .unwrap_or("");
-    let quoted: String = last_user.chars().take(QUOTE_CHARS_MAX).collect();
-    let ellipsis = if last_user.chars().count() > QUOTE_CHARS_MAX {
+/// `text` cut to `max` characters, quoted, with `...` when cut.
+fn quote(text: &str, max: usize) -> String {
+    let cut: String = text.chars().take(max).collect();
+    let ellipsis = if text.chars().count() > max {
         "..."
     } else {
         ""
     };
+    format!("\"{cut}{ellipsis}\"")
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+/// The deterministic answer to a request: labelled offline and with the model, quoting the
+/// last user message and the start of each earlier message (so a caller can see what the
+/// "model" was shown: continued conversations, workflow summaries), with a stable
+/// fingerprint of the whole conversation so a client can tell answers apart.
+pub fn answer(request: &ChatRequest) -> String {
+    let last_user_index = request.messages.iter().rposition(|m| m.role == Role::User);
+    let last_user = last_user_index
+        .map(|i| request.messages[i].content.as_str())
+        .unwrap_or("");
     // FNV-1a over every message: deterministic across runs and platforms.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for message in &request.messages {
@@ -62,14 +80,39 @@ pub fn answer(request: &ChatRequest) -> String {
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    format!(
-        "[offline] This answer comes from exaid's built-in offline provider, not a language model: \
+    let mut text = format!(
+        "[offline] Model {}: this answer comes from exaid's built-in offline provider, not a language model: \
          no provider is configured.\n\
-         Received {} message(s); last prompt ({} chars): \"{quoted}{ellipsis}\"\n\
-         Fingerprint: {hash:016x}",
+         Received {} message(s); last prompt ({} chars): {}",
+        request.model,
         request.messages.len(),
         last_user.chars().count(),
-    )
+        quote(last_user, QUOTE_CHARS_MAX),
+    );
+    let earlier: Vec<(usize, &crate::provider::ChatMessage)> = request
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != last_user_index)
+        .collect();
+    if !earlier.is_empty() {
+        text.push_str("\nEarlier messages:");
+        let skipped = earlier.len().saturating_sub(EARLIER_MESSAGES_MAX);
+        if skipped > 0 {
+            text.push_str(&format!("\n  ({skipped} earlier not shown)"));
+        }
+        for (index, message) in earlier.iter().skip(skipped) {
+            text.push_str(&format!(
+                "\n  {}. {} ({} chars): {}",
+                index + 1,
+                role_name(message.role),
+                message.content.chars().count(),
+                quote(&message.content, EARLIER_QUOTE_CHARS_MAX)
+            ));
+        }
+    }
+    text.push_str(&format!("\nFingerprint: {hash:016x}"));
+    text
 }
 
 impl Provider for OfflineProvider {
@@ -101,7 +144,7 @@ impl Provider for OfflineProvider {
             }
             Ok(ChatResponse {
                 text: answer(&request),
-                model: MODEL.to_string(),
+                model: request.model.clone(),
             })
         })
     }

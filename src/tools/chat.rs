@@ -1,4 +1,6 @@
-//! `chat`: one question to a model, answered in one provider round trip.
+//! `chat`: one question to a model, answered in one provider round trip, with conversation
+//! memory: a `continuation_id` brings the conversation's earlier turns (from any tool) to the
+//! model, and every answer offers a `continuation_id` to go on.
 
 use std::sync::Arc;
 
@@ -7,9 +9,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::call::CallCtx;
+use crate::conversation::Turn;
 use crate::daemon::Shared;
 use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, Role};
+use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
 
 /// Arguments of `chat`. Unknown extra arguments are accepted and ignored, so clients of the
@@ -35,6 +39,11 @@ pub struct ChatArgs {
     #[serde(default)]
     #[schemars(length(max = 100000))]
     pub system_prompt: Option<String>,
+    /// Continue this conversation (from any tool's `continuation_offer`): its earlier turns
+    /// are sent to the model as context.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 128))]
+    pub continuation_id: Option<String>,
 }
 
 /// The `chat` tool.
@@ -65,7 +74,8 @@ impl Tool for Chat {
 
     fn description(&self) -> &'static str {
         "General chat with a model: ask a question, brainstorm, get a second opinion. \
-         Answered in one provider round trip under the simple-tool deadline."
+         Pass a continuation_id to continue a conversation (from chat or any workflow tool); \
+         every answer offers one. Answered in one provider round trip under the simple-tool deadline."
     }
 
     fn kind(&self) -> ToolKind {
@@ -85,16 +95,30 @@ impl Tool for Chat {
         let resolved = shared
             .providers
             .resolve(args.model.as_deref().unwrap_or("auto"))?;
-        let mut messages = Vec::with_capacity(2);
+        // Refuse an unknown conversation now, before admission.
+        let earlier = match &args.continuation_id {
+            Some(id) => Some(shared.conversations.snapshot(id, shared.rt.now())?),
+            None => None,
+        };
+        let mut messages = Vec::new();
         if let Some(system) = args.system_prompt.filter(|s| !s.trim().is_empty()) {
             messages.push(ChatMessage {
                 role: Role::System,
                 content: system,
             });
         }
+        if let Some(snapshot) = &earlier {
+            if let Some(note) = snapshot.history.truncation_note() {
+                messages.push(ChatMessage {
+                    role: Role::System,
+                    content: format!("Note: {note}."),
+                });
+            }
+            messages.extend(snapshot.turns.iter().map(Turn::to_message));
+        }
         messages.push(ChatMessage {
             role: Role::User,
-            content: args.prompt,
+            content: args.prompt.clone(),
         });
         let request = ChatRequest {
             model: resolved.model.clone(),
@@ -103,12 +127,37 @@ impl Tool for Chat {
             max_tokens: args.max_tokens,
         };
         let entry = resolved.entry.clone();
+        let continuation_id = args.continuation_id;
+        let prompt = args.prompt;
         Ok(Prepared {
             provider: Some(resolved),
             run: Box::new(move |ctx: CallCtx| {
                 Box::pin(async move {
                     let response = ctx.complete(&entry, request).await?;
-                    Ok(response.text)
+                    let shared = &ctx.shared;
+                    let now = shared.rt.now();
+                    let id = shared.conversations.open(
+                        continuation_id.as_deref(),
+                        || shared.random_hex(16),
+                        now,
+                    )?;
+                    let history = shared.conversations.append(
+                        &id,
+                        vec![
+                            Turn::text(Role::User, "chat", prompt),
+                            Turn::text(Role::Assistant, "chat", response.text.clone()),
+                        ],
+                        now,
+                    )?;
+                    Ok(ToolOutput::new(
+                        "chat",
+                        "continuation_available",
+                        response.text,
+                        ContentType::Text,
+                    )
+                    .model(entry.provider.name(), &response.model)
+                    .continuation(&id, history)
+                    .render())
                 })
             }),
         })

@@ -10,14 +10,17 @@ use serde_json::{Map, Value, json};
 use crate::call::CallCtx;
 use crate::daemon::Shared;
 use crate::error::CallError;
+use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
 
 /// Arguments of the local tools: none.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct NoArgs {}
 
-fn pretty(value: &Value) -> String {
-    serde_json::to_string_pretty(value).expect("JSON values always serialize")
+/// The tool output around a JSON document: `content_type` "json", `content` the document.
+fn envelope(tool: &str, value: &Value) -> String {
+    let document = serde_json::to_string_pretty(value).expect("JSON values always serialize");
+    ToolOutput::new(tool, "success", document, ContentType::Json).render()
 }
 
 fn local(text: String) -> Prepared {
@@ -93,13 +96,18 @@ impl Tool for Version {
             .iter()
             .map(|e| json!({ "name": e.provider.name(), "configured": e.provider.is_configured() }))
             .collect();
-        Ok(local(pretty(&json!({
-            "name": "exaid",
-            "version": env!("CARGO_PKG_VERSION"),
-            "protocol": 1,
-            "default_provider": shared.providers.default_entry().provider.name(),
-            "providers": providers,
-        }))))
+        Ok(local(envelope(
+            self.name(),
+            &json!({
+                "name": "exaid",
+                "version": env!("CARGO_PKG_VERSION"),
+                "protocol": 1,
+                "default_provider": shared.providers.default_entry().provider.name(),
+                "providers": providers,
+                "tool_profile": shared.config.tool_profile.name(),
+                "tools": shared.tools.names(),
+            }),
+        )))
     }
 }
 
@@ -137,10 +145,13 @@ impl Tool for ListModels {
                 })
             })
             .collect();
-        Ok(local(pretty(&json!({
-            "auto": { "provider": default.provider.name(), "model": default.provider.default_model() },
-            "providers": providers,
-        }))))
+        Ok(local(envelope(
+            self.name(),
+            &json!({
+                "auto": { "provider": default.provider.name(), "model": default.provider.default_model() },
+                "providers": providers,
+            }),
+        )))
     }
 }
 
@@ -169,7 +180,8 @@ impl Tool for Status {
             run: Box::new(move |ctx: CallCtx| {
                 Box::pin(async move {
                     let health = crate::health::snapshot(&ctx.shared);
-                    Ok(pretty(
+                    Ok(envelope(
+                        "status",
                         &serde_json::to_value(&health).expect("health serializes"),
                     ))
                 })

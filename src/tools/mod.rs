@@ -5,9 +5,16 @@
 //! call is refused at once and admission knows which provider limit to take. The returned
 //! [`Prepared::run`] then runs in the call's own task, under its deadline and permits.
 
+pub mod challenge;
 pub mod chat;
+pub mod consensus;
 pub mod info;
+pub mod investigate;
+pub mod output;
+pub mod planner;
+pub mod profile;
 pub mod schema;
+pub mod workflow;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -112,26 +119,42 @@ impl ToolRegistry {
         ToolRegistry { tools: by_name }
     }
 
-    /// The built-in tool set.
+    /// The built-in tool set (every name in [`profile::BUILTIN_TOOL_NAMES`]); the profile
+    /// decides which of them a daemon serves.
     pub fn builtin_tools() -> Vec<Arc<dyn Tool>> {
-        vec![
+        let mut tools: Vec<Arc<dyn Tool>> = vec![
             Arc::new(chat::Chat::new()),
+            Arc::new(challenge::Challenge::new()),
+            Arc::new(consensus::Consensus::new()),
+            planner::tool(),
             Arc::new(info::Version::new()),
             Arc::new(info::ListModels::new()),
             Arc::new(info::Status::new()),
-        ]
+        ];
+        tools.extend(investigate::tools());
+        tools
+    }
+
+    /// A tool name as clients may send it, reduced to its canonical form: lower case, the
+    /// original's suffixes removed.
+    pub fn canonical(name: &str) -> String {
+        let mut base = name.to_ascii_lowercase();
+        for suffix in NAME_SUFFIXES {
+            if let Some(stripped) = base.strip_suffix(suffix) {
+                base = stripped.to_string();
+            }
+        }
+        base
     }
 
     /// Find a tool by name, case-insensitively, ignoring the original's suffixes.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
-        let lower = name.to_ascii_lowercase();
-        let mut base = lower.as_str();
-        for suffix in NAME_SUFFIXES {
-            if let Some(stripped) = base.strip_suffix(suffix) {
-                base = stripped;
-            }
-        }
-        self.tools.get(base)
+        self.tools.get(Self::canonical(name).as_str())
+    }
+
+    /// The kind of an enabled tool (which deadline its calls get).
+    pub fn kind_of(&self, name: &str) -> Option<ToolKind> {
+        self.get(name).map(|tool| tool.kind())
     }
 
     /// What `list_tools` shows.
@@ -149,5 +172,49 @@ impl ToolRegistry {
     /// Names of every tool, in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.tools.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_tools_match_the_profile_names_and_kinds() {
+        let registry = ToolRegistry::new(ToolRegistry::builtin_tools());
+        assert_eq!(registry.names(), profile::BUILTIN_TOOL_NAMES);
+        let simple = ["challenge", "chat", "listmodels", "status", "version"];
+        for name in registry.names() {
+            let expected = if simple.contains(&name) {
+                ToolKind::Simple
+            } else {
+                ToolKind::Workflow
+            };
+            assert_eq!(registry.kind_of(name), Some(expected), "{name}");
+            let tool = registry.get(name).unwrap();
+            assert_eq!(tool.input_schema()["type"], "object", "{name}");
+        }
+        let debug = registry.get("debug_EXAI-WS").unwrap().input_schema();
+        let required: Vec<&str> = debug["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for field in [
+            "step",
+            "step_number",
+            "total_steps",
+            "next_step_required",
+            "findings",
+        ] {
+            assert!(required.contains(&field), "{required:?}");
+        }
+        assert!(debug["properties"]["hypothesis"].is_object());
+        let review = registry.get("codereview").unwrap().input_schema();
+        assert!(review["properties"]["review_type"].is_object(), "{review}");
+        let planner = registry.get("planner").unwrap().input_schema();
+        assert!(planner["properties"].get("findings").is_none());
+        assert!(planner["properties"]["branch_id"].is_object());
     }
 }

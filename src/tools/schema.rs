@@ -4,7 +4,8 @@
 //! schema is what the arguments are checked against here, so what `list_tools` promises and
 //! what a call is held to cannot drift apart. This covers the subset of JSON Schema that the
 //! generated schemas use (type, properties, required, additionalProperties, minimum/maximum,
-//! minLength/maxLength, enum, items, minItems/maxItems, local `$ref`); other keywords are
+//! minLength/maxLength, enum, const, anyOf/oneOf, items, minItems/maxItems, local `$ref`);
+//! other keywords are
 //! ignored. Typed decoding with serde follows and catches anything this subset lets through.
 
 use serde_json::{Map, Value};
@@ -66,6 +67,11 @@ fn check(
             ));
         }
     }
+    if let Some(expected) = rules.get("const") {
+        if value != expected {
+            return Err(violation(path, format!("must be {expected}")));
+        }
+    }
     if let Some(Value::Array(allowed)) = rules.get("enum") {
         if !allowed.contains(value) {
             let choices: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
@@ -91,6 +97,17 @@ fn check(
                 }
             }
             if !matched {
+                // A choice among constants (an enum with documented variants) says so.
+                let constants: Option<Vec<String>> = options
+                    .iter()
+                    .map(|o| o.get("const").map(Value::to_string))
+                    .collect();
+                if let Some(constants) = constants.filter(|c| !c.is_empty()) {
+                    return Err(violation(
+                        path,
+                        format!("must be one of {}", constants.join(", ")),
+                    ));
+                }
                 return Err(first_error
                     .unwrap_or_else(|| violation(path, "matches no allowed form".to_string())));
             }
@@ -341,6 +358,18 @@ mod tests {
         assert!(err.message.contains("not a known argument"));
         let err = validate(&schema, &json!({"prompt": 5})).unwrap_err();
         assert_eq!(err.message, "expected string, got a number");
+        let choice = json!({
+            "type": "object",
+            "properties": {"stance": {"anyOf": [{"$ref": "#/$defs/S"}, {"type": "null"}]}},
+            "$defs": {"S": {"oneOf": [
+                {"const": "for", "type": "string"}, {"const": "against", "type": "string"}
+            ]}}
+        });
+        assert!(validate(&choice, &json!({"stance": "for"})).is_ok());
+        assert!(validate(&choice, &json!({"stance": null})).is_ok());
+        let err = validate(&choice, &json!({"stance": "maybe"})).unwrap_err();
+        assert_eq!(err.path, "stance");
+        assert_eq!(err.message, "must be one of \"for\", \"against\"");
     }
 
     #[test]

@@ -1,0 +1,558 @@
+//! Conversation memory: what a `continuation_id` remembers.
+//!
+//! Why: clients continue a conversation across calls and across tools (a `chat` after a
+//! `debug` investigation sees the investigation), and workflow tools keep their steps here
+//! between the caller's calls, as the original did. The original kept threads in an unbounded
+//! dictionary; here everything is bounded: conversations kept (`EXAI_CONVERSATIONS_MAX`,
+//! least recently used evicted first), turns and bytes per conversation
+//! (`EXAI_CONVERSATION_TURNS_MAX`, `EXAI_CONVERSATION_BYTES_MAX`, oldest turns dropped first)
+//! and idle time (`EXAI_CONVERSATION_TTL_SECS`). Nothing is dropped silently: every
+//! conversation counts the turns it lost, and tools say so in their output.
+//!
+//! Time comes from the caller (the runtime seam), ids from the daemon's seeded generator, so
+//! the store behaves identically under the simulator. It is a `BTreeMap` behind one lock:
+//! iteration order is stable and every operation is short.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{CallError, ErrorCode};
+use crate::provider::{ChatMessage, Role};
+use crate::rt::Instant;
+
+/// The store's bounds, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationLimits {
+    /// Conversations kept at once (`EXAI_CONVERSATIONS_MAX`).
+    pub conversations_max: usize,
+    /// Turns kept per conversation (`EXAI_CONVERSATION_TURNS_MAX`).
+    pub turns_max: usize,
+    /// Bytes kept per conversation (`EXAI_CONVERSATION_BYTES_MAX`); a single turn larger
+    /// than this is kept alone (it is itself bounded by the frame size limit).
+    pub bytes_max: usize,
+    /// How long an untouched conversation is kept (`EXAI_CONVERSATION_TTL_SECS`).
+    pub ttl: Duration,
+}
+
+/// A workflow issue as the caller reported it (`issues_found` items).
+pub type IssueRecord = Value;
+
+/// One step of a workflow investigation, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    /// The workflow tool that recorded it: steps of one tool form one investigation.
+    pub tool: &'static str,
+    /// Its number, 1-based.
+    pub step_number: u32,
+    /// The caller's estimate of steps in all, when it was recorded.
+    pub total_steps: u32,
+    /// What the caller did or plans in this step.
+    pub step: String,
+    /// What the caller found.
+    pub findings: String,
+    /// Files the caller looked at.
+    pub files_checked: Vec<String>,
+    /// Files that matter to the answer.
+    pub relevant_files: Vec<String>,
+    /// Functions, methods or places that matter.
+    pub relevant_context: Vec<String>,
+    /// Issues found, as reported (objects with severity and description).
+    pub issues_found: Vec<IssueRecord>,
+    /// How sure the caller was (`exploring` ... `certain`), if said.
+    pub confidence: Option<String>,
+    /// The caller's current theory, if any.
+    pub hypothesis: Option<String>,
+    /// Tool-specific options sent with the step (e.g. consensus models), as JSON.
+    pub options: Value,
+}
+
+impl StepRecord {
+    /// The step as one text block, for a model's context.
+    pub fn render(&self) -> String {
+        let mut text = format!(
+            "[{} step {} of {}]\nStep: {}",
+            self.tool, self.step_number, self.total_steps, self.step
+        );
+        if !self.findings.is_empty() {
+            text.push_str(&format!("\nFindings: {}", self.findings));
+        }
+        if let Some(hypothesis) = &self.hypothesis {
+            text.push_str(&format!("\nHypothesis: {hypothesis}"));
+        }
+        if let Some(confidence) = &self.confidence {
+            text.push_str(&format!("\nConfidence: {confidence}"));
+        }
+        for (label, items) in [
+            ("Files checked", &self.files_checked),
+            ("Relevant files", &self.relevant_files),
+            ("Relevant context", &self.relevant_context),
+        ] {
+            if !items.is_empty() {
+                text.push_str(&format!("\n{label}: {}", items.join(", ")));
+            }
+        }
+        for issue in &self.issues_found {
+            text.push_str(&format!("\nIssue: {}", describe_issue(issue)));
+        }
+        text
+    }
+}
+
+/// An issue object as one line: `[SEVERITY] description`, or its JSON if it has neither.
+pub fn describe_issue(issue: &Value) -> String {
+    let severity = issue.get("severity").and_then(Value::as_str);
+    let description = issue.get("description").and_then(Value::as_str);
+    match (severity, description) {
+        (Some(severity), Some(description)) => {
+            format!("[{}] {description}", severity.to_ascii_uppercase())
+        }
+        (None, Some(description)) => description.to_string(),
+        _ => issue.to_string(),
+    }
+}
+
+/// What a turn holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnBody {
+    /// Plain text: a prompt or a model's answer.
+    Text(String),
+    /// A workflow step (boxed: a step is much larger than a string handle).
+    Step(Box<StepRecord>),
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Turn {
+    /// Who said it: the caller (`User`) or a model (`Assistant`).
+    pub role: Role,
+    /// The tool the turn came through.
+    pub tool: &'static str,
+    /// What was said.
+    pub body: TurnBody,
+}
+
+impl Turn {
+    /// A text turn.
+    pub fn text(role: Role, tool: &'static str, content: String) -> Turn {
+        Turn {
+            role,
+            tool,
+            body: TurnBody::Text(content),
+        }
+    }
+
+    /// The turn as a chat message for a model.
+    pub fn to_message(&self) -> ChatMessage {
+        let content = match &self.body {
+            TurnBody::Text(text) if self.role == Role::User && self.tool != "chat" => {
+                format!("[{}] {text}", self.tool)
+            }
+            TurnBody::Text(text) => text.clone(),
+            TurnBody::Step(step) => step.render(),
+        };
+        ChatMessage {
+            role: self.role,
+            content,
+        }
+    }
+
+    /// The step, if the turn is one.
+    pub fn step(&self) -> Option<&StepRecord> {
+        match &self.body {
+            TurnBody::Step(step) => Some(step),
+            TurnBody::Text(_) => None,
+        }
+    }
+
+    /// Bytes the turn costs against `EXAI_CONVERSATION_BYTES_MAX`: its text, or its step
+    /// serialized (what it would take to send it anywhere).
+    fn bytes(&self) -> usize {
+        match &self.body {
+            TurnBody::Text(text) => text.len(),
+            TurnBody::Step(step) => serde_json::to_string(step).map_or(0, |s| s.len()),
+        }
+    }
+}
+
+/// One conversation.
+#[derive(Debug, Clone)]
+struct Conversation {
+    /// Turns, oldest first.
+    turns: VecDeque<Turn>,
+    /// Sum of the turns' bytes.
+    bytes: usize,
+    /// Turns dropped to stay within the turn and byte limits, ever.
+    turns_dropped: u64,
+    /// Last time a call read or wrote it: the TTL runs from here.
+    touched_at: Instant,
+}
+
+impl Conversation {
+    fn new(now: Instant) -> Conversation {
+        Conversation {
+            turns: VecDeque::new(),
+            bytes: 0,
+            turns_dropped: 0,
+            touched_at: now,
+        }
+    }
+
+    fn push(&mut self, turn: Turn, limits: &ConversationLimits) {
+        self.bytes += turn.bytes();
+        self.turns.push_back(turn);
+        while self.turns.len() > limits.turns_max
+            || (self.bytes > limits.bytes_max && self.turns.len() > 1)
+        {
+            let Some(oldest) = self.turns.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(oldest.bytes());
+            self.turns_dropped += 1;
+        }
+    }
+
+    fn history(&self, limits: &ConversationLimits) -> History {
+        History {
+            turns: self.turns.len(),
+            turns_max: limits.turns_max,
+            bytes: self.bytes,
+            turns_dropped: self.turns_dropped,
+        }
+    }
+}
+
+/// A conversation's size after an operation: what a tool reports to its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct History {
+    /// Turns kept now.
+    pub turns: usize,
+    /// Turns a conversation may keep.
+    pub turns_max: usize,
+    /// Bytes kept now.
+    pub bytes: usize,
+    /// Turns dropped (oldest first) to stay within the limits, ever.
+    pub turns_dropped: u64,
+}
+
+impl History {
+    /// Turns that can still be added before the oldest start being dropped.
+    pub fn remaining_turns(&self) -> usize {
+        self.turns_max.saturating_sub(self.turns)
+    }
+
+    /// Whether older turns were dropped: tools must say so.
+    pub fn truncated(&self) -> bool {
+        self.turns_dropped > 0
+    }
+
+    /// The sentence a tool shows when history was dropped, if it was.
+    pub fn truncation_note(&self) -> Option<String> {
+        self.truncated().then(|| {
+            format!(
+                "{} earlier turn(s) of this conversation were dropped to stay within \
+                 EXAI_CONVERSATION_TURNS_MAX ({}) / EXAI_CONVERSATION_BYTES_MAX; the model did not see them",
+                self.turns_dropped, self.turns_max
+            )
+        })
+    }
+}
+
+/// A copy of a conversation's turns, for building a request.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Turns, oldest first.
+    pub turns: Vec<Turn>,
+    /// Its size.
+    pub history: History,
+}
+
+impl Snapshot {
+    /// The steps of `tool`'s investigation, in step order (one per step number, the latest
+    /// recorded wins: recording replaces).
+    pub fn steps_of(&self, tool: &str) -> Vec<StepRecord> {
+        let mut steps: Vec<StepRecord> = self
+            .turns
+            .iter()
+            .filter_map(Turn::step)
+            .filter(|s| s.tool == tool)
+            .cloned()
+            .collect();
+        steps.sort_by_key(|s| s.step_number);
+        steps
+    }
+}
+
+/// All conversations.
+pub struct ConversationStore {
+    /// The bounds.
+    limits: ConversationLimits,
+    /// Conversations by id. A `BTreeMap`: eviction scans in a stable order.
+    conversations: Mutex<BTreeMap<String, Conversation>>,
+}
+
+impl ConversationStore {
+    /// An empty store with these bounds.
+    pub fn new(limits: ConversationLimits) -> ConversationStore {
+        assert!(limits.conversations_max > 0 && limits.turns_max > 0);
+        ConversationStore {
+            limits,
+            conversations: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The bounds.
+    pub fn limits(&self) -> ConversationLimits {
+        self.limits
+    }
+
+    /// Conversations kept now (expired ones not yet swept included).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Conversation>> {
+        self.conversations.lock().expect("conversation store lock")
+    }
+
+    /// A copy of conversation `id`, touching it; `VALIDATION_ERROR` naming `continuation_id`
+    /// if it is unknown or expired.
+    pub fn snapshot(&self, id: &str, now: Instant) -> Result<Snapshot, CallError> {
+        let mut conversations = self.lock();
+        let conversation = self.live(&mut conversations, id, now)?;
+        conversation.touched_at = now;
+        Ok(Snapshot {
+            turns: conversation.turns.iter().cloned().collect(),
+            history: conversation.history(&self.limits),
+        })
+    }
+
+    /// Conversation `existing` (which must be alive), or a new one under `new_id()`.
+    /// Creating may evict the least recently used conversation, and sweeps expired ones.
+    pub fn open(
+        &self,
+        existing: Option<&str>,
+        new_id: impl FnOnce() -> String,
+        now: Instant,
+    ) -> Result<String, CallError> {
+        let mut conversations = self.lock();
+        if let Some(id) = existing {
+            self.live(&mut conversations, id, now)?.touched_at = now;
+            return Ok(id.to_string());
+        }
+        let ttl = self.limits.ttl;
+        conversations.retain(|_, c| now.saturating_since(c.touched_at) < ttl);
+        while conversations.len() >= self.limits.conversations_max {
+            let oldest = conversations
+                .iter()
+                .min_by_key(|(_, c)| c.touched_at)
+                .map(|(id, _)| id.clone());
+            let Some(oldest) = oldest else { break };
+            tracing::info!(conversation = %oldest, "conversation evicted: EXAI_CONVERSATIONS_MAX reached");
+            conversations.remove(&oldest);
+        }
+        let id = new_id();
+        conversations.insert(id.clone(), Conversation::new(now));
+        Ok(id)
+    }
+
+    /// Append turns to conversation `id`; the oldest turns go if limits are passed.
+    pub fn append(&self, id: &str, turns: Vec<Turn>, now: Instant) -> Result<History, CallError> {
+        let mut conversations = self.lock();
+        let conversation = self.live(&mut conversations, id, now)?;
+        conversation.touched_at = now;
+        for turn in turns {
+            conversation.push(turn, &self.limits);
+        }
+        Ok(conversation.history(&self.limits))
+    }
+
+    /// Record a workflow step in conversation `id`. A step replaces every step of the same
+    /// tool numbered `step_number` or later (a resent step is not recorded twice, and step 1
+    /// starts a new investigation); with `backtrack_from`, steps from that number on go too.
+    pub fn record_step(
+        &self,
+        id: &str,
+        step: StepRecord,
+        backtrack_from: Option<u32>,
+        now: Instant,
+    ) -> Result<History, CallError> {
+        let mut conversations = self.lock();
+        let conversation = self.live(&mut conversations, id, now)?;
+        conversation.touched_at = now;
+        let from = backtrack_from.map_or(step.step_number, |b| b.min(step.step_number));
+        let tool = step.tool;
+        let mut removed_bytes = 0;
+        conversation.turns.retain(|turn| {
+            let stale = turn
+                .step()
+                .is_some_and(|s| s.tool == tool && s.step_number >= from);
+            if stale {
+                removed_bytes += turn.bytes();
+            }
+            !stale
+        });
+        conversation.bytes = conversation.bytes.saturating_sub(removed_bytes);
+        let turn = Turn {
+            role: Role::User,
+            tool,
+            body: TurnBody::Step(Box::new(step)),
+        };
+        conversation.push(turn, &self.limits);
+        Ok(conversation.history(&self.limits))
+    }
+
+    /// Conversation `id` if it exists and has not expired (an expired one is removed).
+    fn live<'a>(
+        &self,
+        conversations: &'a mut BTreeMap<String, Conversation>,
+        id: &str,
+        now: Instant,
+    ) -> Result<&'a mut Conversation, CallError> {
+        let expired = conversations
+            .get(id)
+            .is_some_and(|c| now.saturating_since(c.touched_at) >= self.limits.ttl);
+        if expired {
+            conversations.remove(id);
+        }
+        conversations.get_mut(id).ok_or_else(|| self.missing(id))
+    }
+
+    fn missing(&self, id: &str) -> CallError {
+        let shown: String = id.chars().take(64).collect();
+        CallError::new(
+            ErrorCode::ValidationError,
+            format!(
+                "continuation_id: no conversation \"{shown}\": it expired (idle longer than EXAI_CONVERSATION_TTL_SECS = {} s), \
+                 was evicted (more than EXAI_CONVERSATIONS_MAX = {} conversations), or never existed; \
+                 start again without a continuation_id",
+                self.limits.ttl.as_secs(),
+                self.limits.conversations_max
+            ),
+        )
+        .with_details(serde_json::json!({ "field": "continuation_id" }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> Instant {
+        Instant::from_epoch(Duration::from_secs(secs))
+    }
+
+    fn limits() -> ConversationLimits {
+        ConversationLimits {
+            conversations_max: 2,
+            turns_max: 3,
+            bytes_max: 1_000,
+            ttl: Duration::from_secs(100),
+        }
+    }
+
+    fn step(tool: &'static str, n: u32, findings: &str) -> StepRecord {
+        StepRecord {
+            tool,
+            step_number: n,
+            total_steps: 3,
+            step: format!("step {n}"),
+            findings: findings.to_string(),
+            files_checked: Vec::new(),
+            relevant_files: Vec::new(),
+            relevant_context: Vec::new(),
+            issues_found: Vec::new(),
+            confidence: None,
+            hypothesis: None,
+            options: Value::Null,
+        }
+    }
+
+    #[test]
+    fn turns_past_the_limit_drop_the_oldest_and_say_so() {
+        let store = ConversationStore::new(limits());
+        let id = store.open(None, || "a".to_string(), at(0)).unwrap();
+        let turns = (0..5)
+            .map(|i| Turn::text(Role::User, "chat", format!("t{i}")))
+            .collect();
+        let history = store.append(&id, turns, at(1)).unwrap();
+        assert_eq!((history.turns, history.turns_dropped), (3, 2));
+        assert!(
+            history
+                .truncation_note()
+                .unwrap()
+                .contains("2 earlier turn")
+        );
+        let snapshot = store.snapshot(&id, at(2)).unwrap();
+        assert_eq!(snapshot.turns[0].to_message().content, "t2");
+        // Bytes bound: one big turn pushes the others out, but is kept alone.
+        let history = store
+            .append(
+                &id,
+                vec![Turn::text(Role::User, "chat", "x".repeat(2_000))],
+                at(3),
+            )
+            .unwrap();
+        assert_eq!(history.turns, 1);
+    }
+
+    #[test]
+    fn expiry_and_eviction_are_errors_naming_the_field() {
+        let store = ConversationStore::new(limits());
+        let a = store.open(None, || "a".to_string(), at(0)).unwrap();
+        let _b = store.open(None, || "b".to_string(), at(1)).unwrap();
+        let _c = store.open(None, || "c".to_string(), at(2)).unwrap();
+        assert_eq!(store.len(), 2);
+        let error = store.snapshot(&a, at(3)).unwrap_err();
+        assert_eq!(error.code, ErrorCode::ValidationError);
+        assert!(error.message.starts_with("continuation_id:"));
+        assert!(store.snapshot("b", at(50)).is_ok());
+        assert!(
+            store.snapshot("b", at(150)).is_err(),
+            "expired after the TTL"
+        );
+    }
+
+    #[test]
+    fn recording_replaces_later_steps_and_backtracks() {
+        let store = ConversationStore::new(ConversationLimits {
+            turns_max: 50,
+            ..limits()
+        });
+        let id = store.open(None, || "a".to_string(), at(0)).unwrap();
+        for n in 1..=3 {
+            store
+                .record_step(&id, step("debug", n, &format!("f{n}")), None, at(n.into()))
+                .unwrap();
+        }
+        // Step 2 again replaces steps 2 and 3.
+        store
+            .record_step(&id, step("debug", 2, "f2b"), None, at(4))
+            .unwrap();
+        let steps = store.snapshot(&id, at(5)).unwrap().steps_of("debug");
+        let findings: Vec<&str> = steps.iter().map(|s| s.findings.as_str()).collect();
+        assert_eq!(findings, ["f1", "f2b"]);
+        // Step 3 backtracking from 1 keeps nothing before it.
+        store
+            .record_step(&id, step("debug", 3, "f3"), Some(1), at(6))
+            .unwrap();
+        let steps = store.snapshot(&id, at(7)).unwrap().steps_of("debug");
+        assert_eq!(steps.len(), 1);
+        // Another tool's steps are another investigation.
+        store
+            .record_step(&id, step("analyze", 1, "a1"), None, at(8))
+            .unwrap();
+        let snapshot = store.snapshot(&id, at(9)).unwrap();
+        assert_eq!(snapshot.steps_of("debug").len(), 1);
+        assert_eq!(snapshot.steps_of("analyze").len(), 1);
+    }
+}

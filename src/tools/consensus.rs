@@ -1,0 +1,432 @@
+//! `consensus`: ask several models (each with a stance) about one proposal and combine
+//! their answers.
+//!
+//! It is a workflow tool on the same engine: steps before the last are recorded and answered
+//! with `pause_for_consensus` and no provider call; the final step consults every model in
+//! `models` (given with the final step or an earlier one), one after the other. The call
+//! itself holds no permits (`Prepared::provider` is `None`): each consultation is admitted on
+//! its own (session, global, then that model's provider) through [`CallCtx::consult`] and gives
+//! its permits back before the next, so a consensus never holds more than one provider
+//! permit. The number of models is bounded by `EXAI_CONSENSUS_MODELS_MAX`. A model that fails
+//! is reported in the answer; the call fails only if every model failed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::call::CallCtx;
+use crate::conversation::{StepRecord, Turn};
+use crate::daemon::Shared;
+use crate::error::CallError;
+use crate::provider::{ChatMessage, ChatRequest, Resolved, Role, offline};
+use crate::tools::output::{ContentType, ToolOutput};
+use crate::tools::workflow::{self, Spec, StepInput, describe_field, invalid};
+use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
+
+/// The position a consulted model is asked to argue.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Stance {
+    /// Argue for the proposal (but do not invent merits).
+    For,
+    /// Argue against it (but do not invent flaws).
+    Against,
+    /// Weigh it evenly.
+    Neutral,
+}
+
+impl Stance {
+    fn name(self) -> &'static str {
+        match self {
+            Stance::For => "for",
+            Stance::Against => "against",
+            Stance::Neutral => "neutral",
+        }
+    }
+
+    fn instructions(self) -> &'static str {
+        match self {
+            Stance::For => {
+                "STANCE: FOR. Make the strongest honest case for the proposal. If it is truly \
+                 a bad idea, say so anyway: do not invent merits."
+            }
+            Stance::Against => {
+                "STANCE: AGAINST. Make the strongest honest case against the proposal. If it is \
+                 truly sound, say so anyway: do not invent flaws."
+            }
+            Stance::Neutral => {
+                "STANCE: NEUTRAL. Weigh the proposal evenly, in proportion to the evidence: if it \
+                 clearly leans one way, say so."
+            }
+        }
+    }
+}
+
+/// One model to consult.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ModelStance {
+    /// The model's name (as `listmodels` shows it), or "auto".
+    #[schemars(length(min = 1, max = 128))]
+    pub model: String,
+    /// Its stance (default neutral).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stance: Option<Stance>,
+    /// Instructions replacing the stance's default ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10000))]
+    pub stance_prompt: Option<String>,
+}
+
+/// Arguments of `consensus`. Unknown extra arguments (the original's internal
+/// `current_model_index`, `model_responses`) are accepted and ignored.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ConsensusArgs {
+    /// Step 1: the exact proposal or question every model evaluates. Later steps: your notes.
+    #[schemars(length(min = 1, max = 100000))]
+    pub step: String,
+    /// This step's number, from 1.
+    #[schemars(range(min = 1, max = 100))]
+    pub step_number: u32,
+    /// Steps in all.
+    #[schemars(range(min = 1, max = 100))]
+    pub total_steps: u32,
+    /// False on the step that consults the models.
+    pub next_step_required: bool,
+    /// Your own analysis (not sent to the models; kept for the synthesis).
+    #[schemars(length(max = 100000))]
+    pub findings: String,
+    /// The models to consult, each with a stance; a model and stance may appear once.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub models: Vec<ModelStance>,
+    /// Files that give the models context (named in the request).
+    #[serde(default)]
+    #[schemars(length(max = 1000), inner(length(max = 4096)))]
+    pub relevant_files: Vec<String>,
+    /// The `continuation_id` returned by step 1 (required from step 2 on).
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 128))]
+    pub continuation_id: Option<String>,
+}
+
+/// `consensus`'s texts and guidance.
+pub static CONSENSUS: Spec = Spec {
+    name: "consensus",
+    description: "Ask several models about one proposal, each with a stance (for, against, neutral), \
+                  and get their answers side by side to synthesize a decision. Give the proposal as \
+                  step and the models in models; with next_step_required false the models are \
+                  consulted at once (each admitted separately), otherwise earlier steps are recorded \
+                  first. At most EXAI_CONSENSUS_MODELS_MAX models.",
+    step_help: "Step 1: the exact proposal or question for every model (a clear question, not a \
+                statement about yourself). Later steps: your notes.",
+    findings_help: "Your own analysis of the proposal; not sent to the models, kept for the \
+                    synthesis.",
+    expert_prompt: None,
+    first_actions: &[
+        "Write your own independent analysis of the proposal in findings",
+        "Check that models lists every model and stance you want consulted",
+    ],
+    middle_actions: &["Refine the proposal or your analysis if needed"],
+    closing_actions: &["Send the final step with next_step_required false to consult the models"],
+    temperature: 0.2,
+};
+
+/// The system prompt of one consultation.
+fn consult_prompt(stance: Stance, custom: Option<&str>) -> String {
+    format!(
+        "You are one of several expert reviewers asked for an opinion on a technical proposal. \
+         Give a clear verdict first, then the reasoning: technical feasibility, fit with the \
+         existing system, risks, costs, alternatives, and what would change your mind. Be \
+         specific and brief.\n\n{}",
+        custom.unwrap_or(stance.instructions())
+    )
+}
+
+/// The `consensus` tool.
+pub struct Consensus {
+    /// Generated from [`ConsensusArgs`], with the tool's field descriptions.
+    schema: Value,
+}
+
+impl Consensus {
+    /// The tool with its schema.
+    pub fn new() -> Consensus {
+        let mut schema = schema_of::<ConsensusArgs>();
+        describe_field(&mut schema, "step", CONSENSUS.step_help);
+        describe_field(&mut schema, "findings", CONSENSUS.findings_help);
+        Consensus { schema }
+    }
+}
+
+impl Default for Consensus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A model to consult, resolved.
+#[derive(Clone)]
+struct Consultation {
+    /// As the caller gave it.
+    stance: ModelStance,
+    /// Its provider and model name.
+    resolved: Resolved,
+}
+
+impl Tool for Consensus {
+    fn name(&self) -> &'static str {
+        CONSENSUS.name
+    }
+
+    fn description(&self) -> &'static str {
+        CONSENSUS.description
+    }
+
+    fn kind(&self) -> ToolKind {
+        ToolKind::Workflow
+    }
+
+    fn input_schema(&self) -> &Value {
+        &self.schema
+    }
+
+    fn prepare(
+        &self,
+        arguments: Map<String, Value>,
+        shared: &Arc<Shared>,
+    ) -> Result<Prepared, CallError> {
+        let args: ConsensusArgs = parse_arguments(self.name(), &self.schema, arguments)?;
+        let input = StepInput {
+            record: StepRecord {
+                tool: CONSENSUS.name,
+                step_number: args.step_number,
+                total_steps: args.total_steps,
+                step: args.step,
+                findings: args.findings,
+                files_checked: Vec::new(),
+                relevant_files: args.relevant_files,
+                relevant_context: Vec::new(),
+                issues_found: Vec::new(),
+                confidence: None,
+                hypothesis: None,
+                options: json!({ "models": args.models }),
+            },
+            next_step_required: args.next_step_required,
+            backtrack_from_step: None,
+            continuation_id: args.continuation_id,
+            confidence: None,
+        };
+        let snapshot = workflow::validate(&input, shared)?;
+        let earlier = snapshot
+            .map(|s| s.steps_of(CONSENSUS.name))
+            .unwrap_or_default();
+        // The models: this step's, else the latest earlier step's.
+        let models: Vec<ModelStance> = if !args.models.is_empty() {
+            args.models
+        } else {
+            earlier
+                .iter()
+                .rev()
+                .filter(|s| s.step_number < input.record.step_number)
+                .find_map(|s| {
+                    serde_json::from_value::<Vec<ModelStance>>(s.options["models"].clone())
+                        .ok()
+                        .filter(|m| !m.is_empty())
+                })
+                .unwrap_or_default()
+        };
+        let limit = shared.config.consensus_models_max as usize;
+        if models.len() > limit {
+            return Err(invalid(
+                "models",
+                format!(
+                    "{} models given, at most {limit} (EXAI_CONSENSUS_MODELS_MAX)",
+                    models.len()
+                ),
+            ));
+        }
+        if !input.next_step_required && models.is_empty() {
+            return Err(invalid(
+                "models",
+                "consensus needs models to consult: give models (e.g. [{\"model\": \"auto\"}]) \
+                 with step 1 or with the final step"
+                    .to_string(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        let mut consultations = Vec::with_capacity(models.len());
+        for (index, stance) in models.into_iter().enumerate() {
+            let field = format!("models[{index}].model");
+            let resolved = shared
+                .providers
+                .resolve(&stance.model)
+                .map_err(|error| invalid(&field, error.message))?;
+            let key = (
+                resolved.model.clone(),
+                stance.stance.unwrap_or(Stance::Neutral),
+            );
+            if !seen.insert(key) {
+                return Err(invalid(
+                    &format!("models[{index}]"),
+                    format!(
+                        "model {} with stance {} is listed twice; each model and stance may appear once",
+                        resolved.model,
+                        stance.stance.unwrap_or(Stance::Neutral).name()
+                    ),
+                ));
+            }
+            consultations.push(Consultation { stance, resolved });
+        }
+        // The proposal is step 1's text (or this step's, when it is step 1 or step 1 is gone).
+        let proposal = earlier
+            .iter()
+            .find(|s| s.step_number == 1 && input.record.step_number > 1)
+            .map_or_else(|| input.record.step.clone(), |s| s.step.clone());
+        Ok(Prepared {
+            provider: None,
+            run: Box::new(move |ctx: CallCtx| {
+                Box::pin(run_consensus(ctx, input, consultations, proposal))
+            }),
+        })
+    }
+}
+
+async fn run_consensus(
+    ctx: CallCtx,
+    input: StepInput,
+    consultations: Vec<Consultation>,
+    proposal: String,
+) -> Result<String, CallError> {
+    let name = CONSENSUS.name;
+    let (id, history) = workflow::record(&ctx.shared, &input)?;
+    if input.next_step_required {
+        let steps = ctx
+            .shared
+            .conversations
+            .snapshot(&id, ctx.shared.rt.now())?
+            .steps_of(name);
+        return Ok(workflow::pause_output(
+            &CONSENSUS, &input, &id, history, &steps,
+        ));
+    }
+    let mut question = proposal.clone();
+    if !input.record.relevant_files.is_empty() {
+        question.push_str(&format!(
+            "\n\nRelevant files: {}",
+            input.record.relevant_files.join(", ")
+        ));
+    }
+    let mut responses = Vec::with_capacity(consultations.len());
+    let mut sections = Vec::with_capacity(consultations.len());
+    let mut first_error: Option<CallError> = None;
+    let mut any_offline = false;
+    for consultation in &consultations {
+        let stance = consultation.stance.stance.unwrap_or(Stance::Neutral);
+        let provider = consultation.resolved.entry.provider.name().to_string();
+        let request = ChatRequest {
+            model: consultation.resolved.model.clone(),
+            messages: vec![
+                ChatMessage {
+                    role: Role::System,
+                    content: consult_prompt(stance, consultation.stance.stance_prompt.as_deref()),
+                },
+                ChatMessage {
+                    role: Role::User,
+                    content: question.clone(),
+                },
+            ],
+            temperature: Some(CONSENSUS.temperature),
+            max_tokens: None,
+        };
+        let label = format!("{} ({})", consultation.resolved.model, stance.name());
+        match ctx.consult(&consultation.resolved, request).await {
+            Ok(response) => {
+                any_offline |= provider == offline::NAME;
+                sections.push(format!("## {label}\n{}", response.text));
+                responses.push(json!({
+                    "model": response.model,
+                    "provider": provider,
+                    "stance": stance.name(),
+                    "status": "success",
+                    "verdict": response.text,
+                }));
+            }
+            Err(error) => {
+                sections.push(format!("## {label}\nNo answer: {error}"));
+                responses.push(json!({
+                    "model": consultation.resolved.model,
+                    "provider": provider,
+                    "stance": stance.name(),
+                    "status": "error",
+                    "error": { "code": error.code, "message": error.message },
+                }));
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    let answered = responses
+        .iter()
+        .filter(|r| r["status"] == "success")
+        .count();
+    if answered == 0 {
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+    }
+    let shown: String = proposal.chars().take(200).collect();
+    let content = format!(
+        "Consensus: {answered} of {} model(s) answered on the proposal \"{shown}{}\".\n\n{}",
+        consultations.len(),
+        if proposal.chars().count() > 200 {
+            "..."
+        } else {
+            ""
+        },
+        sections.join("\n\n")
+    );
+    let history = ctx.shared.conversations.append(
+        &id,
+        vec![Turn::text(Role::Assistant, name, content.clone())],
+        ctx.shared.rt.now(),
+    )?;
+    let consulted: Vec<String> = consultations
+        .iter()
+        .map(|c| {
+            format!(
+                "{}:{}",
+                c.resolved.model,
+                c.stance.stance.unwrap_or(Stance::Neutral).name()
+            )
+        })
+        .collect();
+    let mut output = ToolOutput::new(
+        name,
+        "consensus_workflow_complete",
+        content,
+        ContentType::Text,
+    )
+    .meta("models_consulted", json!(consulted))
+    .field("step_number", json!(input.record.step_number))
+    .field("total_steps", json!(input.record.total_steps))
+    .field("next_step_required", json!(false))
+    .field("consensus_complete", json!(true))
+    .field("models_consulted", json!(consulted))
+    .field("accumulated_responses", json!(responses))
+    .field(
+        "next_steps",
+        json!(
+            "Every model was consulted. Synthesize their answers with your own findings: \
+                 where they agree, where they differ and why, and a clear recommendation."
+        ),
+    )
+    .field("continuation_id", json!(id));
+    if any_offline {
+        output = output.meta("offline", json!(true));
+    }
+    Ok(output.continuation(&id, history).render())
+}

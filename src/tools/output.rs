@@ -1,0 +1,171 @@
+//! The JSON every tool answers with: the original's `ToolOutput` shape.
+//!
+//! Why: clients of the original read the `call_tool_res` text as a JSON object with `status`,
+//! `content`, `content_type`, `metadata` (tool, provider, model) and, where the conversation
+//! can go on, `continuation_offer` with the `continuation_id`. Workflow tools add their own
+//! fields at the top level (`step_number`, `required_actions`, `expert_analysis`...), as the
+//! original's workflow responses did. One builder keeps every tool's output in that shape.
+
+use serde_json::{Map, Value, json};
+
+use crate::conversation::History;
+use crate::provider::offline;
+
+/// How `content` is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    /// Plain text (a model's answer, guidance).
+    Text,
+    /// A JSON document serialized into the `content` string.
+    Json,
+}
+
+impl ContentType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ContentType::Text => "text",
+            ContentType::Json => "json",
+        }
+    }
+}
+
+/// One tool answer under construction.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    /// `success`, `continuation_available`, `pause_for_debug`, ...
+    status: String,
+    /// The main content.
+    content: String,
+    /// How to read `content`.
+    content_type: ContentType,
+    /// `tool_name`, `provider_used`, `model_used`, ...
+    metadata: Map<String, Value>,
+    /// Top-level fields beyond the envelope (workflow state, continuation offer...).
+    fields: Map<String, Value>,
+}
+
+impl ToolOutput {
+    /// An answer of `tool` with this status and content.
+    pub fn new(
+        tool: &str,
+        status: impl Into<String>,
+        content: impl Into<String>,
+        content_type: ContentType,
+    ) -> ToolOutput {
+        let mut metadata = Map::new();
+        metadata.insert("tool_name".to_string(), json!(tool));
+        ToolOutput {
+            status: status.into(),
+            content: content.into(),
+            content_type,
+            metadata,
+            fields: Map::new(),
+        }
+    }
+
+    /// Say which provider and model answered (both the original's names and short ones);
+    /// answers of the offline provider are marked `offline: true`.
+    pub fn model(mut self, provider: &str, model: &str) -> ToolOutput {
+        for (key, value) in [
+            ("provider_used", provider),
+            ("model_used", model),
+            ("provider", provider),
+            ("model", model),
+        ] {
+            self.metadata.insert(key.to_string(), json!(value));
+        }
+        if provider == offline::NAME {
+            self.metadata.insert("offline".to_string(), json!(true));
+        }
+        self
+    }
+
+    /// Add a metadata entry.
+    pub fn meta(mut self, key: &str, value: Value) -> ToolOutput {
+        self.metadata.insert(key.to_string(), value);
+        self
+    }
+
+    /// Add a top-level field.
+    pub fn field(mut self, key: &str, value: Value) -> ToolOutput {
+        self.fields.insert(key.to_string(), value);
+        self
+    }
+
+    /// Offer to continue conversation `id`, saying how much room is left and whether older
+    /// turns were dropped (never silently).
+    pub fn continuation(mut self, id: &str, history: History) -> ToolOutput {
+        let mut note = format!(
+            "Pass continuation_id \"{id}\" to any tool to continue this conversation \
+             ({} more turn(s) before the oldest are dropped).",
+            history.remaining_turns()
+        );
+        if let Some(truncated) = history.truncation_note() {
+            note.push(' ');
+            note.push_str(&truncated);
+            note.push('.');
+            self.fields
+                .insert("history_truncated".to_string(), json!(truncated));
+        }
+        self.metadata.insert(
+            "conversation".to_string(),
+            serde_json::to_value(history).expect("history serializes"),
+        );
+        self.fields.insert(
+            "continuation_offer".to_string(),
+            json!({
+                "continuation_id": id,
+                "note": note,
+                "remaining_turns": history.remaining_turns(),
+            }),
+        );
+        self
+    }
+
+    /// The JSON text of the answer.
+    pub fn render(self) -> String {
+        let mut object = self.fields;
+        object.insert("status".to_string(), json!(self.status));
+        object.insert("content".to_string(), json!(self.content));
+        object.insert(
+            "content_type".to_string(),
+            json!(self.content_type.as_str()),
+        );
+        object.insert("metadata".to_string(), Value::Object(self.metadata));
+        serde_json::to_string_pretty(&Value::Object(object)).expect("JSON values serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_original_shape() {
+        let history = History {
+            turns: 2,
+            turns_max: 10,
+            bytes: 5,
+            turns_dropped: 1,
+        };
+        let text = ToolOutput::new("chat", "continuation_available", "hi", ContentType::Text)
+            .model("offline", "exaid-offline")
+            .continuation("abc", history)
+            .render();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["status"], "continuation_available");
+        assert_eq!(value["content"], "hi");
+        assert_eq!(value["content_type"], "text");
+        assert_eq!(value["metadata"]["tool_name"], "chat");
+        assert_eq!(value["metadata"]["offline"], true);
+        assert_eq!(value["continuation_offer"]["continuation_id"], "abc");
+        assert_eq!(value["continuation_offer"]["remaining_turns"], 8);
+        assert!(
+            value["continuation_offer"]["note"]
+                .as_str()
+                .unwrap()
+                .contains("dropped")
+        );
+        assert!(value["history_truncated"].is_string());
+    }
+}

@@ -1,0 +1,759 @@
+//! The workflow engine: caller-driven investigations, as in the original.
+//!
+//! A workflow tool (`debug`, `codereview`, ...) is called once per step by the client's own
+//! agent, which does the real work (reading code, running tests) between calls. The daemon
+//! never runs a step itself. Each call carries `step`, `step_number`, `total_steps`,
+//! `next_step_required` and what was found; the engine records the step in the
+//! conversation memory under the `continuation_id` (created at step 1) and:
+//! - on an intermediate step (`next_step_required: true`) answers at once, with no provider
+//!   call and so no permits, `status: pause_for_<tool>` and the actions the caller must take
+//!   before the next step;
+//! - on the final step (`next_step_required: false`) asks the provider once for an expert
+//!   analysis over every recorded step (that call is admitted like any other: its model's
+//!   provider is in `Prepared::provider`), or, for tools that complete locally (`planner`,
+//!   `docgen`, `tracer`, or `use_assistant_model: false`), answers with the summary.
+//!
+//! Recording replaces: step N replaces any recorded step N or later of the same tool, so a
+//! resent step is never counted twice, step 1 starts a new investigation, and
+//! `backtrack_from_step` discards a dead end. Step numbers are validated up front and errors
+//! name the field.
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::call::CallCtx;
+use crate::conversation::{History, Snapshot, StepRecord, Turn, describe_issue};
+use crate::daemon::Shared;
+use crate::error::{CallError, ErrorCode};
+use crate::provider::{ChatMessage, ChatRequest, Resolved, Role};
+use crate::tools::output::{ContentType, ToolOutput};
+use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
+
+/// Most steps one investigation may have (`step_number`, `total_steps`).
+pub const STEPS_MAX: u32 = 100;
+
+/// How sure the caller is, as in the original.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// Just starting.
+    Exploring,
+    /// Early idea.
+    Low,
+    /// Some evidence.
+    Medium,
+    /// Strong evidence.
+    High,
+    /// Very strong evidence.
+    VeryHigh,
+    /// Nearly confirmed.
+    AlmostCertain,
+    /// Confirmed.
+    Certain,
+}
+
+impl Confidence {
+    /// Its wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::Exploring => "exploring",
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+            Confidence::VeryHigh => "very_high",
+            Confidence::AlmostCertain => "almost_certain",
+            Confidence::Certain => "certain",
+        }
+    }
+}
+
+/// One `issues_found` item: severity and description, plus whatever else the caller sends
+/// (kept as sent).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Issue {
+    /// `critical`, `high`, `medium` or `low` (free text is kept as sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub severity: Option<String>,
+    /// What is wrong, and where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10000))]
+    pub description: Option<String>,
+    /// Other fields of the issue (location, fix...), kept as sent.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// Tools with no options of their own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct NoOptions {}
+
+/// The arguments of an investigation step (every workflow tool but `planner` and
+/// `consensus`); `X` holds the tool's own options. Unknown extra arguments are accepted and
+/// ignored, as the original's clients send more.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct InvestigationArgs<X> {
+    /// What this step does or found (step 1: the task and the plan).
+    #[schemars(length(min = 1, max = 100000))]
+    pub step: String,
+    /// This step's number, from 1.
+    #[schemars(range(min = 1, max = 100))]
+    pub step_number: u32,
+    /// Estimated steps in all (may grow as the work goes on; at least `step_number`).
+    #[schemars(range(min = 1, max = 100))]
+    pub total_steps: u32,
+    /// True to pause for more work after this step; false on the final step, which gets
+    /// the expert analysis.
+    pub next_step_required: bool,
+    /// What was found in this step: evidence, conclusions, dead ends.
+    #[schemars(length(max = 100000))]
+    pub findings: String,
+    /// Every file examined so far.
+    #[serde(default)]
+    #[schemars(length(max = 1000), inner(length(max = 4096)))]
+    pub files_checked: Vec<String>,
+    /// Files that matter to the answer.
+    #[serde(default)]
+    #[schemars(length(max = 1000), inner(length(max = 4096)))]
+    pub relevant_files: Vec<String>,
+    /// Functions, methods or places that matter (`Class.method`, `file:line`).
+    #[serde(default)]
+    #[schemars(length(max = 1000), inner(length(max = 4096)))]
+    pub relevant_context: Vec<String>,
+    /// Issues found so far, each with a severity and a description.
+    #[serde(default)]
+    #[schemars(length(max = 1000))]
+    pub issues_found: Vec<Issue>,
+    /// How sure you are now.
+    #[serde(default)]
+    pub confidence: Option<Confidence>,
+    /// Your current theory, if any.
+    #[serde(default)]
+    #[schemars(length(max = 100000))]
+    pub hypothesis: Option<String>,
+    /// Discard recorded steps from this number on (a dead end) before recording this one.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
+    pub backtrack_from_step: Option<u32>,
+    /// The `continuation_id` returned by step 1 (required from step 2 on); also continues
+    /// a conversation started by another tool.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 128))]
+    pub continuation_id: Option<String>,
+    /// Model for the expert analysis, or "auto".
+    #[serde(default)]
+    #[schemars(length(max = 128))]
+    pub model: Option<String>,
+    /// Sampling temperature of the expert analysis.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f64>,
+    /// False to finish without the expert analysis (no provider call).
+    #[serde(default)]
+    pub use_assistant_model: Option<bool>,
+    /// The tool's own options.
+    #[serde(flatten)]
+    pub options: X,
+}
+
+/// A step as the engine sees it, whatever the tool's arguments looked like.
+#[derive(Debug, Clone)]
+pub struct StepInput {
+    /// The step to record.
+    pub record: StepRecord,
+    /// False on the final step.
+    pub next_step_required: bool,
+    /// Discard recorded steps from this number on first.
+    pub backtrack_from_step: Option<u32>,
+    /// The conversation to record into (required from step 2 on).
+    pub continuation_id: Option<String>,
+    /// How sure the caller is (picks the required actions).
+    pub confidence: Option<Confidence>,
+}
+
+/// Which model finishes the work, and how.
+#[derive(Debug, Clone, Default)]
+pub struct ModelChoice {
+    /// Model name or "auto".
+    pub model: Option<String>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// `Some(false)`: finish locally, no provider call.
+    pub use_assistant_model: Option<bool>,
+}
+
+/// Arguments a workflow tool accepts: how they become a step.
+pub trait StepArgs: DeserializeOwned + JsonSchema + Send + 'static {
+    /// The step and the model choice, for tool `tool`; `VALIDATION_ERROR` naming the field
+    /// for what the schema cannot say (a step number referring to a later step...).
+    fn into_step(self, tool: &'static str) -> Result<(StepInput, ModelChoice), CallError>;
+}
+
+impl<X: DeserializeOwned + JsonSchema + Serialize + Send + 'static> StepArgs
+    for InvestigationArgs<X>
+{
+    fn into_step(self, tool: &'static str) -> Result<(StepInput, ModelChoice), CallError> {
+        let options = serde_json::to_value(&self.options).unwrap_or(Value::Null);
+        let issues_found = self
+            .issues_found
+            .iter()
+            .map(|issue| serde_json::to_value(issue).unwrap_or(Value::Null))
+            .collect();
+        let record = StepRecord {
+            tool,
+            step_number: self.step_number,
+            total_steps: self.total_steps,
+            step: self.step,
+            findings: self.findings,
+            files_checked: self.files_checked,
+            relevant_files: self.relevant_files,
+            relevant_context: self.relevant_context,
+            issues_found,
+            confidence: self.confidence.map(|c| c.name().to_string()),
+            hypothesis: self.hypothesis,
+            options,
+        };
+        Ok((
+            StepInput {
+                record,
+                next_step_required: self.next_step_required,
+                backtrack_from_step: self.backtrack_from_step,
+                continuation_id: self.continuation_id,
+                confidence: self.confidence,
+            },
+            ModelChoice {
+                model: self.model,
+                temperature: self.temperature,
+                use_assistant_model: self.use_assistant_model,
+            },
+        ))
+    }
+}
+
+/// What makes one workflow tool itself: its texts, its expert prompt, its guidance.
+#[derive(Debug)]
+pub struct Spec {
+    /// The tool's name.
+    pub name: &'static str,
+    /// What it does, for the model choosing tools.
+    pub description: &'static str,
+    /// Schema description of `step` for this tool.
+    pub step_help: &'static str,
+    /// Schema description of `findings` for this tool.
+    pub findings_help: &'static str,
+    /// System prompt of the expert analysis; `None` for tools that complete locally.
+    pub expert_prompt: Option<&'static str>,
+    /// What the caller must do after step 1.
+    pub first_actions: &'static [&'static str],
+    /// What the caller must do after a middle step.
+    pub middle_actions: &'static [&'static str],
+    /// What the caller must do when close to done (last steps, or high confidence).
+    pub closing_actions: &'static [&'static str],
+    /// The expert analysis's temperature unless the caller sets one.
+    pub temperature: f64,
+}
+
+impl Spec {
+    fn actions(&self, input: &StepInput) -> &'static [&'static str] {
+        let step = input.record.step_number;
+        let confident = input.confidence.is_some_and(|c| c >= Confidence::High);
+        if step == 1 {
+            self.first_actions
+        } else if confident || step + 1 >= input.record.total_steps {
+            self.closing_actions
+        } else {
+            self.middle_actions
+        }
+    }
+}
+
+/// A `VALIDATION_ERROR` naming `field`.
+pub fn invalid(field: &str, message: String) -> CallError {
+    CallError::new(ErrorCode::ValidationError, format!("{field}: {message}"))
+        .with_details(json!({ "field": field }))
+}
+
+/// Check a step before admission: numbers consistent, the conversation alive, a backtrack
+/// target recorded. Returns the conversation as it is now, if the step continues one.
+pub fn validate(input: &StepInput, shared: &Shared) -> Result<Option<Snapshot>, CallError> {
+    let record = &input.record;
+    if record.step_number > record.total_steps {
+        return Err(invalid(
+            "step_number",
+            format!(
+                "step {} is past total_steps ({}); send a total_steps of at least {} (the estimate may grow)",
+                record.step_number, record.total_steps, record.step_number
+            ),
+        ));
+    }
+    if record.step_number > 1 && input.continuation_id.is_none() {
+        return Err(invalid(
+            "continuation_id",
+            format!(
+                "step {} continues an investigation: pass the continuation_id returned by step 1",
+                record.step_number
+            ),
+        ));
+    }
+    let snapshot = match &input.continuation_id {
+        Some(id) => Some(shared.conversations.snapshot(id, shared.rt.now())?),
+        None => None,
+    };
+    if let Some(target) = input.backtrack_from_step {
+        let recorded: Vec<u32> = snapshot
+            .as_ref()
+            .map(|s| {
+                s.steps_of(record.tool)
+                    .iter()
+                    .map(|s| s.step_number)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if target > record.step_number || !recorded.contains(&target) {
+            let shown: Vec<String> = recorded.iter().map(u32::to_string).collect();
+            return Err(invalid(
+                "backtrack_from_step",
+                format!(
+                    "step {target} is not a recorded step of this {} investigation before step {} (recorded: {})",
+                    record.tool,
+                    record.step_number,
+                    if shown.is_empty() {
+                        "none".to_string()
+                    } else {
+                        shown.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(snapshot)
+}
+
+/// Record the step (opening the conversation, or creating it at step 1). Returns the
+/// conversation's id and size.
+pub fn record(shared: &Shared, input: &StepInput) -> Result<(String, History), CallError> {
+    let now = shared.rt.now();
+    let id = shared.conversations.open(
+        input.continuation_id.as_deref(),
+        || shared.random_hex(16),
+        now,
+    )?;
+    let history = shared.conversations.record_step(
+        &id,
+        input.record.clone(),
+        input.backtrack_from_step,
+        now,
+    )?;
+    Ok((id, history))
+}
+
+/// What an investigation has gathered, over its recorded steps (sets: a file named in
+/// several steps counts once, in a stable order).
+struct Consolidated {
+    /// Every file examined.
+    files_checked: BTreeSet<String>,
+    /// Every file that matters.
+    relevant_files: BTreeSet<String>,
+    /// Every function or place that matters.
+    relevant_context: BTreeSet<String>,
+    /// Every issue reported, in step order.
+    issues: Vec<Value>,
+}
+
+fn consolidate(steps: &[StepRecord]) -> Consolidated {
+    let mut all = Consolidated {
+        files_checked: BTreeSet::new(),
+        relevant_files: BTreeSet::new(),
+        relevant_context: BTreeSet::new(),
+        issues: Vec::new(),
+    };
+    for step in steps {
+        all.files_checked.extend(step.files_checked.iter().cloned());
+        all.relevant_files
+            .extend(step.relevant_files.iter().cloned());
+        all.relevant_context
+            .extend(step.relevant_context.iter().cloned());
+        all.issues.extend(step.issues_found.iter().cloned());
+    }
+    all
+}
+
+/// Step numbers below `last` that the conversation no longer holds (dropped to its limits,
+/// or skipped by the caller): the final answer says so.
+fn missing_steps(steps: &[StepRecord], last: u32) -> Vec<u32> {
+    (1..last)
+        .filter(|n| !steps.iter().any(|s| s.step_number == *n))
+        .collect()
+}
+
+/// The status block of a workflow answer (`<tool>_status`).
+fn status_block(steps: &[StepRecord], input: &StepInput) -> Value {
+    let all = consolidate(steps);
+    json!({
+        "steps_recorded": steps.len(),
+        "files_checked": all.files_checked.len(),
+        "relevant_files": all.relevant_files.len(),
+        "relevant_context": all.relevant_context.len(),
+        "issues_found": all.issues.len(),
+        "current_confidence": input.confidence.map(Confidence::name),
+    })
+}
+
+/// The answer to an intermediate step: pause, and what to do before the next one.
+pub fn pause_output(
+    spec: &Spec,
+    input: &StepInput,
+    id: &str,
+    history: History,
+    steps: &[StepRecord],
+) -> String {
+    let name = spec.name;
+    let next = input.record.step_number + 1;
+    let actions = spec.actions(input);
+    let listed: Vec<String> = actions
+        .iter()
+        .enumerate()
+        .map(|(i, action)| format!("{}. {action}", i + 1))
+        .collect();
+    let guidance = format!(
+        "Do not call {name} again yet: do this work yourself first. Required before step {next}:\n{}\n\n\
+         Then call {name} with step_number {next}, what you found, and continuation_id \"{id}\". \
+         The daemon records steps; it never runs one for you.",
+        listed.join("\n")
+    );
+    ToolOutput::new(
+        name,
+        format!("pause_for_{name}"),
+        &guidance,
+        ContentType::Text,
+    )
+    .field("step_number", json!(input.record.step_number))
+    .field("total_steps", json!(input.record.total_steps))
+    .field("next_step_required", json!(true))
+    .field(&format!("{name}_status"), status_block(steps, input))
+    .field(&format!("{name}_required"), json!(true))
+    .field("required_actions", json!(actions))
+    .field("next_steps", json!(guidance))
+    .field("continuation_id", json!(id))
+    .continuation(id, history)
+    .render()
+}
+
+/// Every recorded step as one document: what the expert is shown and what a local
+/// completion returns.
+pub fn work_summary(name: &str, steps: &[StepRecord], last: u32) -> String {
+    let all = consolidate(steps);
+    let mut text = format!("=== {} WORK SUMMARY ===\n", name.to_ascii_uppercase());
+    if let Some(first) = steps.first() {
+        text.push_str(&format!("Initial request: {}\n", first.step));
+    }
+    text.push_str(&format!("Steps recorded: {}\n", steps.len()));
+    let missing = missing_steps(steps, last);
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().map(u32::to_string).collect();
+        text.push_str(&format!(
+            "Steps not in memory: {} (dropped to stay within the conversation limits, or never sent)\n",
+            shown.join(", ")
+        ));
+    }
+    for (label, items) in [
+        ("Files checked", &all.files_checked),
+        ("Relevant files", &all.relevant_files),
+        ("Relevant context", &all.relevant_context),
+    ] {
+        if !items.is_empty() {
+            let shown: Vec<&str> = items.iter().map(String::as_str).collect();
+            text.push_str(&format!(
+                "{label} ({}): {}\n",
+                items.len(),
+                shown.join(", ")
+            ));
+        }
+    }
+    text.push_str("\n=== WORK PROGRESSION ===\n");
+    for step in steps {
+        text.push_str(&step.render());
+        text.push_str("\n\n");
+    }
+    if !all.issues.is_empty() {
+        text.push_str("=== ISSUES IDENTIFIED ===\n");
+        for issue in &all.issues {
+            text.push_str(&describe_issue(issue));
+            text.push('\n');
+        }
+        text.push('\n');
+    }
+    if let Some(last_step) = steps.last() {
+        let has_options = last_step
+            .options
+            .as_object()
+            .is_some_and(|o| o.values().any(|v| !v.is_null()));
+        if has_options {
+            text.push_str(&format!("=== OPTIONS ===\n{}\n", last_step.options));
+        }
+    }
+    text
+}
+
+/// The expert-analysis request: the tool's prompt, the conversation's other turns as
+/// context, then the work summary.
+fn expert_request(
+    spec: &Spec,
+    prompt: &str,
+    snapshot: &Snapshot,
+    steps: &[StepRecord],
+    last: u32,
+    model: String,
+    temperature: f64,
+) -> ChatRequest {
+    let mut messages = vec![ChatMessage {
+        role: Role::System,
+        content: prompt.to_string(),
+    }];
+    if let Some(note) = snapshot.history.truncation_note() {
+        messages.push(ChatMessage {
+            role: Role::System,
+            content: format!("Note: {note}."),
+        });
+    }
+    // Earlier turns (a chat before, another tool's work) are context; this investigation's
+    // own steps are in the summary.
+    messages.extend(
+        snapshot
+            .turns
+            .iter()
+            .filter(|t| t.step().is_none_or(|s| s.tool != spec.name))
+            .map(Turn::to_message),
+    );
+    messages.push(ChatMessage {
+        role: Role::User,
+        content: format!(
+            "{}\nGive your expert analysis of this investigation: confirm or refute its conclusions, \
+             name the most likely causes or problems with evidence, and say exactly what to change.",
+            work_summary(spec.name, steps, last)
+        ),
+    });
+    ChatRequest {
+        model,
+        messages,
+        temperature: Some(temperature),
+        max_tokens: None,
+    }
+}
+
+/// The `complete_<tool>` block of a final answer.
+fn completion_block(steps: &[StepRecord], summary: &str) -> Value {
+    let all = consolidate(steps);
+    json!({
+        "initial_request": steps.first().map(|s| s.step.clone()),
+        "steps_taken": steps.len(),
+        "files_examined": all.files_checked,
+        "relevant_files": all.relevant_files,
+        "relevant_context": all.relevant_context,
+        "issues_found": all.issues,
+        "work_summary": summary,
+    })
+}
+
+/// A workflow tool over the engine: `A` is its argument type.
+pub struct WorkflowTool<A> {
+    /// What makes the tool itself.
+    spec: &'static Spec,
+    /// Generated from `A`, with the tool's own field descriptions.
+    schema: Value,
+    /// The argument type.
+    args: PhantomData<fn() -> A>,
+}
+
+impl<A: StepArgs> WorkflowTool<A> {
+    /// The tool for `spec`.
+    pub fn new(spec: &'static Spec) -> WorkflowTool<A> {
+        let mut schema = schema_of::<A>();
+        if let Some(object) = schema.as_object_mut() {
+            object.insert(
+                "description".to_string(),
+                json!(format!("Arguments of one {} step.", spec.name)),
+            );
+        }
+        describe_field(&mut schema, "step", spec.step_help);
+        describe_field(&mut schema, "findings", spec.findings_help);
+        WorkflowTool {
+            spec,
+            schema,
+            args: PhantomData,
+        }
+    }
+}
+
+/// Set the description of property `field` in `schema` (tool-specific wording of a shared
+/// field), if the property exists.
+pub fn describe_field(schema: &mut Value, field: &str, text: &str) {
+    if let Some(property) = schema
+        .get_mut("properties")
+        .and_then(|p| p.get_mut(field))
+        .and_then(Value::as_object_mut)
+    {
+        property.insert("description".to_string(), json!(text));
+    }
+}
+
+impl<A: StepArgs> Tool for WorkflowTool<A> {
+    fn name(&self) -> &'static str {
+        self.spec.name
+    }
+
+    fn description(&self) -> &'static str {
+        self.spec.description
+    }
+
+    fn kind(&self) -> ToolKind {
+        ToolKind::Workflow
+    }
+
+    fn input_schema(&self) -> &Value {
+        &self.schema
+    }
+
+    fn prepare(
+        &self,
+        arguments: Map<String, Value>,
+        shared: &Arc<Shared>,
+    ) -> Result<Prepared, CallError> {
+        let spec = self.spec;
+        let args: A = parse_arguments(spec.name, &self.schema, arguments)?;
+        let (input, choice) = args.into_step(spec.name)?;
+        validate(&input, shared)?;
+        // A tool that ends with an expert analysis checks the model on every step, so a bad
+        // name fails at step 1, not at the end. Tools that complete locally ignore it.
+        let expert = match spec.expert_prompt {
+            Some(prompt) => {
+                let resolved = shared
+                    .providers
+                    .resolve(choice.model.as_deref().unwrap_or("auto"))?;
+                let wanted = !input.next_step_required && choice.use_assistant_model != Some(false);
+                wanted.then(|| Expert {
+                    prompt,
+                    resolved,
+                    temperature: choice.temperature.unwrap_or(spec.temperature),
+                })
+            }
+            None => None,
+        };
+        let provider = expert.as_ref().map(|e| e.resolved.clone());
+        Ok(Prepared {
+            provider,
+            run: Box::new(move |ctx: CallCtx| Box::pin(run_step(ctx, spec, input, expert))),
+        })
+    }
+}
+
+/// The expert analysis a final step asks for.
+struct Expert {
+    /// The tool's expert system prompt.
+    prompt: &'static str,
+    /// The model that answers (admission took its provider's permit).
+    resolved: Resolved,
+    /// Sampling temperature.
+    temperature: f64,
+}
+
+/// One step, in the call's task.
+async fn run_step(
+    ctx: CallCtx,
+    spec: &'static Spec,
+    input: StepInput,
+    expert: Option<Expert>,
+) -> Result<String, CallError> {
+    let shared = &ctx.shared;
+    let (id, history) = record(shared, &input)?;
+    let snapshot = shared.conversations.snapshot(&id, shared.rt.now())?;
+    let steps = snapshot.steps_of(spec.name);
+    let last = input.record.step_number;
+    if input.next_step_required {
+        return Ok(pause_output(spec, &input, &id, history, &steps));
+    }
+    let summary = work_summary(spec.name, &steps, last);
+    let name = spec.name;
+    let Some(expert) = expert else {
+        let (status, reason) = if spec.expert_prompt.is_none() {
+            (format!("{name}_complete"), "skipped_by_tool_design")
+        } else {
+            ("local_work_complete".to_string(), "skipped_by_caller")
+        };
+        let next_steps = format!(
+            "The {name} work is complete. Present the result to the user from the summary in content; \
+             no model was asked."
+        );
+        return Ok(
+            ToolOutput::new(name, status, summary.clone(), ContentType::Text)
+                .field("step_number", json!(last))
+                .field("total_steps", json!(input.record.total_steps))
+                .field("next_step_required", json!(false))
+                .field(&format!("{name}_complete"), json!(true))
+                .field(
+                    &format!("complete_{name}"),
+                    completion_block(&steps, &summary),
+                )
+                .field("expert_analysis", json!({ "status": reason }))
+                .field("next_steps", json!(next_steps))
+                .field("continuation_id", json!(id))
+                .continuation(&id, history)
+                .render(),
+        );
+    };
+    let Expert {
+        prompt,
+        resolved,
+        temperature,
+    } = expert;
+    let request = expert_request(
+        spec,
+        prompt,
+        &snapshot,
+        &steps,
+        last,
+        resolved.model.clone(),
+        temperature,
+    );
+    let response = ctx.complete(&resolved.entry, request).await?;
+    let history = shared.conversations.append(
+        &id,
+        vec![Turn::text(Role::Assistant, name, response.text.clone())],
+        shared.rt.now(),
+    )?;
+    let next_steps = format!(
+        "The {name} investigation is complete. Check the expert analysis against your own findings \
+         before acting on it, then present the key findings and the exact changes to make."
+    );
+    Ok(ToolOutput::new(
+        name,
+        "calling_expert_analysis",
+        &response.text,
+        ContentType::Text,
+    )
+    .model(resolved.entry.provider.name(), &response.model)
+    .field("step_number", json!(last))
+    .field("total_steps", json!(input.record.total_steps))
+    .field("next_step_required", json!(false))
+    .field(&format!("{name}_complete"), json!(true))
+    .field(
+        "expert_analysis",
+        json!({ "status": "analysis_complete", "raw_analysis": response.text }),
+    )
+    .field(
+        &format!("complete_{name}"),
+        completion_block(&steps, &summary),
+    )
+    .field("next_steps", json!(next_steps))
+    .field("continuation_id", json!(id))
+    .continuation(&id, history)
+    .render())
+}
