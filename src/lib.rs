@@ -16,6 +16,7 @@
 //! - [`retry`]: retry policy and provider cooldowns; [`observe`]: hooks for witnesses;
 //! - [`health`]: permit books compared with live holders; [`metrics`], [`http`]: what an
 //!   operator sees; [`shutdown`]: draining without losing work;
+//! - [`local`]: an in-process client of the core (a session, its calls, its outbox);
 //! - [`daemon`]: the shared state and how it is built.
 
 pub mod admission;
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod local;
 pub mod metrics;
 pub mod observe;
 pub mod outbox;
