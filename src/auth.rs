@@ -42,29 +42,24 @@ pub fn default_token_file(xdg_state_home: Option<&str>, home: Option<&str>) -> O
     })
 }
 
+/// Read the token from an existing file, never creating one: what clients of the daemon (the
+/// MCP bridge) do, since only the daemon may decide the token.
+pub fn read(path: &Path) -> Result<String, String> {
+    match fs::read_to_string(path) {
+        Ok(text) => checked(path, &text),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Err(format!(
+            "no token file at {}: the daemon writes it on its first start (or set EXAI_WS_TOKEN)",
+            path.display()
+        )),
+        Err(err) => Err(describe(path, &err)),
+    }
+}
+
 /// Read the token from `path`, or create the file with a fresh token from `rng`.
 pub fn load_or_create(path: &Path, rng: &mut Rng) -> Result<(String, TokenOrigin), String> {
     match fs::read_to_string(path) {
         Ok(text) => {
-            let mode = fs::metadata(path)
-                .map_err(|e| describe(path, &e))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "token file {} can be read by other users (mode {:o}); run `chmod 600 {}` or delete it to generate a new one",
-                    path.display(),
-                    mode & 0o777,
-                    path.display()
-                ));
-            }
-            let token = text.trim().to_string();
-            if token.chars().count() < TOKEN_CHARS_MIN || token.chars().any(char::is_whitespace) {
-                return Err(format!(
-                    "token file {} must hold one token of at least {TOKEN_CHARS_MIN} characters without spaces; delete it to generate a new one",
-                    path.display()
-                ));
-            }
+            let token = checked(path, &text)?;
             Ok((token, TokenOrigin::File(path.to_path_buf())))
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -74,6 +69,30 @@ pub fn load_or_create(path: &Path, rng: &mut Rng) -> Result<(String, TokenOrigin
         }
         Err(err) => Err(describe(path, &err)),
     }
+}
+
+/// The token in a file's `text`, if the file is owner-only and holds one plausible token.
+fn checked(path: &Path, text: &str) -> Result<String, String> {
+    let mode = fs::metadata(path)
+        .map_err(|e| describe(path, &e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "token file {} can be read by other users (mode {:o}); run `chmod 600 {}` or delete it to generate a new one",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    let token = text.trim().to_string();
+    if token.chars().count() < TOKEN_CHARS_MIN || token.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "token file {} must hold one token of at least {TOKEN_CHARS_MIN} characters without spaces; delete it to generate a new one",
+            path.display()
+        ));
+    }
+    Ok(token)
 }
 
 fn write_new(path: &Path, token: &str) -> io::Result<()> {

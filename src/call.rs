@@ -435,6 +435,10 @@ fn stopped(reason: StopReason) -> CallError {
             ErrorCode::ServiceUnavailable,
             "the daemon shut down before the call finished",
         ),
+        StopReason::ClientGone => CallError::new(
+            ErrorCode::Cancelled,
+            "cancelled: the client closed its session",
+        ),
     }
 }
 

@@ -581,26 +581,7 @@ fn handle_text(shared: &Arc<Shared>, session: &Arc<Session>, text: &str, verdict
             name,
             arguments,
         } => start_call(shared, session, request_id, &name, arguments),
-        ClientFrame::Cancel { request_id } => {
-            let cancelled = ServerFrame::Cancelled {
-                request_id: request_id.clone(),
-            };
-            if !session.stop_call(&request_id, StopReason::ClientCancel, Some(&cancelled), now) {
-                let error = CallError::new(
-                    ErrorCode::InvalidRequest,
-                    format!(
-                        "no running call with request_id \"{request_id}\" (it may have finished already)"
-                    ),
-                );
-                session.push(
-                    &ServerFrame::Error {
-                        request_id: Some(request_id),
-                        error,
-                    },
-                    now,
-                );
-            }
-        }
+        ClientFrame::Cancel { request_id } => cancel_call(shared, session, request_id),
         ClientFrame::Ack { seq } => session.ack(seq),
         ClientFrame::Ping { request_id } => {
             session.push(&ServerFrame::Pong { request_id }, now);
@@ -621,8 +602,35 @@ fn handle_text(shared: &Arc<Shared>, session: &Arc<Session>, text: &str, verdict
     }
 }
 
-/// Validate, register, ack and spawn one call.
-fn start_call(
+/// Cancel one running call: `cancelled` goes out first, then the call's own terminal frame
+/// (`CANCELLED`); an unknown or finished call gets an error frame naming it. Shared with the
+/// in-process client (`local`), so a cancel from MCP is the same cancel.
+pub(crate) fn cancel_call(shared: &Shared, session: &Session, request_id: String) {
+    let now = shared.rt.now();
+    let cancelled = ServerFrame::Cancelled {
+        request_id: request_id.clone(),
+    };
+    if !session.stop_call(&request_id, StopReason::ClientCancel, Some(&cancelled), now) {
+        let error = CallError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "no running call with request_id \"{request_id}\" (it may have finished already)"
+            ),
+        );
+        session.push(
+            &ServerFrame::Error {
+                request_id: Some(request_id),
+                error,
+            },
+            now,
+        );
+    }
+}
+
+/// Validate, register, ack and spawn one call: every call of the daemon starts here, whether
+/// it came over a WebSocket or from the in-process client (`local`, used by the MCP endpoint),
+/// so both go through the same session, admission, deadline and outbox.
+pub(crate) fn start_call(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     request_id: String,

@@ -1,4 +1,5 @@
-//! The operator's HTTP port: `/healthz`, `/readyz`, `/status`, `/metrics`.
+//! The daemon's HTTP port: `/healthz`, `/readyz`, `/status`, `/metrics` for the operator, and
+//! `/mcp` (MCP over Streamable HTTP, bearer token required; see `mcp::http`).
 //!
 //! This module only builds the routes (axum handlers over the daemon's shared state); binding
 //! and serving them is the production side of the seam (`rt::tokio::serve_http`).
@@ -30,7 +31,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(crate::mcp::http::routes(shared))
 }
 
 async fn healthz() -> &'static str {

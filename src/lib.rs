@@ -17,6 +17,8 @@
 //! - [`retry`]: retry policy and provider cooldowns; [`observe`]: hooks for witnesses;
 //! - [`health`]: permit books compared with live holders; [`metrics`], [`http`]: what an
 //!   operator sees; [`shutdown`]: draining without losing work;
+//! - [`mcp`]: MCP front doors (`exaid mcp` on stdio, `/mcp` over HTTP); [`local`]: the
+//!   in-process client of the core that `/mcp` calls through;
 //! - [`daemon`]: the shared state and how it is built.
 
 pub mod admission;
@@ -29,6 +31,8 @@ pub mod daemon;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod local;
+pub mod mcp;
 pub mod metrics;
 pub mod observe;
 pub mod outbox;

@@ -1,5 +1,6 @@
 //! The production entry point: parse flags, load configuration, find or create the token,
-//! and serve on real tokio.
+//! and serve on real tokio; or, with `exaid mcp`, bridge an editor's MCP on stdio to the
+//! daemon.
 //!
 //! This file and `src/rt/tokio.rs` are the production side of the runtime seam: the only
 //! places that read the process environment, the real clock or OS signals.
@@ -14,8 +15,10 @@ use clap::{Parser, Subcommand};
 
 use exaid::auth::{self, TokenOrigin};
 use exaid::config::{Config, Layers};
+use exaid::mcp::ExaidMcp;
+use exaid::mcp::bridge::{Bridge, BridgeConfig, TokenSource};
 use exaid::rt::Rt;
-use exaid::rt::tokio::{TokioListener, TokioRuntime, serve_http};
+use exaid::rt::tokio::{TokioDialer, TokioListener, TokioRuntime, serve_http};
 use exaid::shutdown::Stage;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -49,6 +52,14 @@ enum Command {
     Serve,
     /// Print every effective configuration value and where it came from.
     Config,
+    /// Serve MCP on stdio for an editor, forwarding every call to the running daemon
+    /// (EXAI_WS_HOST, EXAI_WS_PORT, EXAI_WS_TOKEN or the token file).
+    Mcp {
+        /// No daemon running: run the daemon core inside this process instead (on a private
+        /// loopback port with a random token, for this editor only).
+        #[arg(long)]
+        standalone: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +79,7 @@ fn main() -> ExitCode {
             print!("{}", loaded.config.render());
             ExitCode::SUCCESS
         }
+        Some(Command::Mcp { standalone }) => mcp(loaded.config, standalone),
         Some(Command::Serve) | None => serve(loaded.config),
     }
 }
@@ -172,7 +184,7 @@ fn serve(config: Config) -> ExitCode {
             let shared = daemon.shared().clone();
             let closed = async move { shared.lifecycle.reached(Stage::Closing).await };
             match serve_http(http_addr, exaid::http::router(daemon.shared().clone()), closed).await {
-                Ok(bound) => println!("exaid http on http://{bound} (/healthz /readyz /status /metrics)"),
+                Ok(bound) => println!("exaid http on http://{bound} (/healthz /readyz /status /metrics /mcp)"),
                 Err(err) => {
                     eprintln!("exaid: cannot serve EXAI_HTTP_PORT={http_port} on {http_addr}: {err} (0 turns it off)");
                     return ExitCode::FAILURE;
@@ -203,6 +215,121 @@ fn serve(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+/// `exaid mcp`: MCP on stdio, bridged to a daemon over the EXAI WebSocket protocol. Stdout
+/// carries MCP, so everything else goes to stderr.
+fn mcp(config: Config, standalone: bool) -> ExitCode {
+    init_tracing_to(&config.log_format, "info,rmcp=warn", Writer::Stderr);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("exaid mcp: cannot start the tokio runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        use rmcp::ServiceExt;
+
+        let rt = Rt::new(Arc::new(TokioRuntime::new()));
+        let (dialer, token, _daemon) = if standalone {
+            match start_standalone(config, &rt).await {
+                Ok(started) => started,
+                Err(message) => {
+                    eprintln!("exaid mcp --standalone: {message}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            let token = match bridge_token(&config) {
+                Ok(token) => token,
+                Err(message) => {
+                    eprintln!("exaid mcp: {message}");
+                    return ExitCode::from(2);
+                }
+            };
+            let dialer = TokioDialer::new(dial_host(&config.ws_host), config.ws_port);
+            (dialer, token, None)
+        };
+        tracing::info!(daemon = %exaid::rt::Dialer::peer(&dialer), standalone, "exaid mcp bridging stdio to the daemon");
+        let bridge = Bridge::start(rt, Arc::new(dialer), BridgeConfig::new(token));
+        let server = ExaidMcp::new(Arc::new(bridge));
+        let running = match server.serve(rmcp::transport::stdio()).await {
+            Ok(running) => running,
+            Err(err) => {
+                eprintln!("exaid mcp: the MCP client did not initialize: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match running.waiting().await {
+            Ok(reason) => tracing::info!(?reason, "MCP client gone; exaid mcp exits"),
+            Err(err) => tracing::warn!(error = %err, "the MCP service ended abnormally"),
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--standalone`: the daemon core in this process, on a private loopback port with a fresh
+/// random token (no token file is read or written, no HTTP port is opened), for the bridge
+/// alone.
+async fn start_standalone(
+    config: Config,
+    rt: &Rt,
+) -> Result<(TokioDialer, TokenSource, Option<Arc<exaid::Daemon>>), String> {
+    let token = rt.rng().hex(32);
+    let listener = TokioListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(|err| format!("cannot listen on 127.0.0.1: {err}"))?;
+    let bound = exaid::rt::Listener::local_addr(&listener)
+        .map_err(|err| format!("cannot read the bound address: {err}"))?;
+    let daemon = Arc::new(exaid::Daemon::new(config, token.clone(), rt.clone()));
+    log_providers(&daemon);
+    let serving = daemon.clone();
+    rt.spawn("standalone-daemon", async move {
+        if let Err(err) = serving.serve(Box::new(listener)).await {
+            tracing::error!(error = %err, "the in-process daemon stopped");
+        }
+    });
+    Ok((
+        TokioDialer::new("127.0.0.1", bound.port()),
+        TokenSource::Fixed(token),
+        Some(daemon),
+    ))
+}
+
+/// The token the bridge presents: `EXAI_WS_TOKEN`, else the daemon's token file (read before
+/// each connection, never created: only the daemon decides the token).
+fn bridge_token(config: &Config) -> Result<TokenSource, String> {
+    if let Some(token) = &config.ws_token {
+        return Ok(TokenSource::Fixed(token.expose().to_string()));
+    }
+    let path = match &config.token_file {
+        Some(path) => path.clone(),
+        None => {
+            let xdg = std::env::var("XDG_STATE_HOME").ok();
+            let home = std::env::var("HOME").ok();
+            auth::default_token_file(xdg.as_deref(), home.as_deref()).ok_or(
+                "no EXAI_WS_TOKEN, no EXAI_TOKEN_FILE and no HOME: cannot find the daemon's token",
+            )?
+        }
+    };
+    Ok(TokenSource::File(path))
+}
+
+/// Where to dial a daemon configured to listen on `host`: a wildcard bind is reached on
+/// loopback.
+fn dial_host(host: &str) -> String {
+    match host {
+        "0.0.0.0" | "" => "127.0.0.1".to_string(),
+        "::" | "[::]" => "::1".to_string(),
+        other => other
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    }
 }
 
 /// SIGTERM or Ctrl-C (SIGINT).
@@ -278,16 +405,35 @@ fn log_providers(daemon: &exaid::Daemon) {
     );
 }
 
-/// Human or JSON log lines (`EXAI_LOG_FORMAT`), filtered by `RUST_LOG` (default `info`).
+/// Where log lines go.
+enum Writer {
+    /// The daemon's logs.
+    Stdout,
+    /// `exaid mcp`: stdout is the MCP channel.
+    Stderr,
+}
+
+/// Human or JSON log lines (`EXAI_LOG_FORMAT`), filtered by `RUST_LOG` (default `info`; the
+/// MCP SDK's per-message chatter only from `warn`).
 fn init_tracing(format: &str) {
+    init_tracing_to(format, "info,rmcp=warn", Writer::Stdout);
+}
+
+/// Log lines to `writer`, filtered by `RUST_LOG` (default `default_filter`).
+fn init_tracing_to(format: &str, default_filter: &str, writer: Writer) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true);
-    if format == "json" {
-        builder.json().with_current_span(true).init();
-    } else {
-        builder.init();
+    match (format == "json", writer) {
+        (true, Writer::Stdout) => builder.json().with_current_span(true).init(),
+        (true, Writer::Stderr) => builder
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .init(),
+        (false, Writer::Stdout) => builder.init(),
+        (false, Writer::Stderr) => builder.with_writer(std::io::stderr).with_ansi(false).init(),
     }
 }

@@ -32,6 +32,9 @@ pub enum StopReason {
     SessionExpired,
     /// The daemon is shutting down past its grace period.
     Shutdown,
+    /// An in-process client (the MCP endpoint) closed its session: nobody is left to read
+    /// the result, and nobody can resume the session.
+    ClientGone,
 }
 
 /// A call that is running (queued or executing) in this session.
@@ -461,6 +464,14 @@ impl SessionRegistry {
             tracing::info!(session = %session.id, calls_stopped = stopped, "session expired");
         }
         expired.len()
+    }
+
+    /// Remove a session at once, stopping its calls (an in-process client that closed: its
+    /// resume token never left the process, so it cannot come back). Returns how many calls
+    /// were stopped, or `None` for an unknown session.
+    pub fn close(&self, id: &str, reason: StopReason) -> Option<usize> {
+        let session = self.sessions.lock().expect("sessions lock").remove(id)?;
+        Some(session.stop_all_calls(reason))
     }
 
     /// Sessions alive now.

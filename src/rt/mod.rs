@@ -128,6 +128,19 @@ pub trait Listener: Send + 'static {
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
+/// Opens outgoing byte streams to one fixed peer: how the MCP bridge reaches the daemon.
+///
+/// Why a trait in the seam: dialing is the network's other half (the listener is the first),
+/// so the bridge that reconnects through it never names a socket type and could be driven by
+/// simulated TCP like the daemon is.
+pub trait Dialer: Send + Sync + 'static {
+    /// Open a new connection to the peer.
+    fn dial(&self) -> BoxFuture<'static, io::Result<BoxStream>>;
+
+    /// The peer, for messages (`host:port`).
+    fn peer(&self) -> String;
+}
+
 /// A shared handle to the runtime, with the few conveniences the core needs on top of the
 /// trait. Cloning is an `Arc` clone.
 #[derive(Clone)]

@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{BoxFuture, BoxStream, Instant, Listener, Runtime};
+use super::{BoxFuture, BoxStream, Dialer, Instant, Listener, Runtime};
 
 /// tokio as the daemon's runtime.
 pub struct TokioRuntime {
@@ -85,6 +85,44 @@ impl Listener for TokioListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+}
+
+/// Dials `host:port` over real TCP (the MCP bridge's way to the daemon).
+pub struct TokioDialer {
+    /// The daemon's host (a name or an address).
+    host: String,
+    /// The daemon's port.
+    port: u16,
+}
+
+impl TokioDialer {
+    /// A dialer for `host:port`.
+    pub fn new(host: impl Into<String>, port: u16) -> TokioDialer {
+        TokioDialer {
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+impl Dialer for TokioDialer {
+    fn dial(&self) -> BoxFuture<'static, io::Result<BoxStream>> {
+        let (host, port) = (self.host.clone(), self.port);
+        Box::pin(async move {
+            let stream = ::tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            // Frames are small and latency matters more than packing: no Nagle delay.
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+
+    fn peer(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 

@@ -1,0 +1,202 @@
+//! `/mcp` on the daemon's HTTP port: MCP over Streamable HTTP, for editors that would rather
+//! not start a process.
+//!
+//! The endpoint is rmcp's streamable HTTP service mounted in the axum router (`http::router`),
+//! behind a bearer-token check: the daemon token, compared in constant time. Each MCP session
+//! gets its own handler, whose calls go through an in-process client of the core
+//! ([`crate::local`]): a session of the daemon's own, the same admission, deadline and outbox
+//! as a WebSocket call, not a way around them.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::{Map, Value};
+
+use super::{Backend, CallStream, ExaidMcp};
+use crate::daemon::Shared;
+use crate::error::CallError;
+use crate::local::LocalClient;
+use crate::rt::BoxFuture;
+use crate::shutdown::Stage;
+
+/// The path the endpoint is served on.
+pub const PATH: &str = "/mcp";
+
+/// The `/mcp` route, with its bearer-token check, bound to the daemon.
+pub fn routes(shared: Arc<Shared>) -> Router {
+    let handlers = Arc::new(AtomicUsize::new(0));
+    let handlers_max = shared.config.max_sessions as usize;
+    let factory = {
+        let shared = shared.clone();
+        move || {
+            let slot = HandlerSlot::take(&handlers, handlers_max)?;
+            let backend = LocalBackend {
+                shared: shared.clone(),
+                client: Mutex::new(None),
+                _slot: slot,
+            };
+            Ok(ExaidMcp::new(Arc::new(backend)))
+        }
+    };
+    let config = StreamableHttpServerConfig::default()
+        .with_max_request_body_bytes(shared.config.max_frame_bytes);
+    let config = allow_configured_host(config, &shared.config.ws_host);
+    // When the daemon closes, so do the MCP sessions and their event streams: otherwise an
+    // open stream would hold the HTTP server's graceful shutdown.
+    let closing = config.cancellation_token.clone();
+    let watched = shared.clone();
+    shared.rt.spawn("mcp-http-shutdown", async move {
+        watched.lifecycle.reached(Stage::Closing).await;
+        closing.cancel();
+    });
+    let service =
+        StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
+    Router::new()
+        .route_service(PATH, service)
+        .layer(middleware::from_fn_with_state(shared, require_bearer))
+}
+
+/// rmcp accepts only loopback `Host` headers by default (against DNS rebinding). A daemon
+/// configured on another address must accept its own name too; one bound to every address
+/// cannot know its names, and relies on the bearer token alone (which a rebinding page does
+/// not have).
+fn allow_configured_host(
+    config: StreamableHttpServerConfig,
+    host: &str,
+) -> StreamableHttpServerConfig {
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_loopback() => config,
+        Ok(ip) if ip.is_unspecified() => config.disable_allowed_hosts(),
+        _ if host == "localhost" => config,
+        _ => {
+            let mut hosts = config.allowed_hosts.clone();
+            hosts.push(host.to_string());
+            config.with_allowed_hosts(hosts)
+        }
+    }
+}
+
+/// 401 unless the request carries `Authorization: Bearer <daemon token>`.
+async fn require_bearer(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer);
+    if presented.is_some_and(|token| shared.token_matches(token)) {
+        return next.run(request).await;
+    }
+    let reason = if presented.is_some() {
+        "wrong bearer token"
+    } else {
+        "missing bearer token"
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"exaid\"")],
+        format!(
+            "{reason}: send `Authorization: Bearer <token>` with the daemon's token (EXAI_WS_TOKEN, or the token file)\n"
+        ),
+    )
+        .into_response()
+}
+
+/// The token of a `Bearer` authorization value (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// Counts live MCP handlers (one per MCP session) so that their number is bounded like the
+/// daemon's sessions (`EXAI_WS_MAX_SESSIONS`); uncounted on drop.
+struct HandlerSlot {
+    /// The counter.
+    live: Arc<AtomicUsize>,
+}
+
+impl HandlerSlot {
+    fn take(live: &Arc<AtomicUsize>, max: usize) -> io::Result<HandlerSlot> {
+        let before = live.fetch_add(1, Ordering::SeqCst);
+        let slot = HandlerSlot { live: live.clone() };
+        if before >= max {
+            return Err(io::Error::other(format!(
+                "too many MCP sessions (EXAI_WS_MAX_SESSIONS={max})"
+            )));
+        }
+        Ok(slot)
+    }
+}
+
+impl Drop for HandlerSlot {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One MCP session's way into the core: a [`LocalClient`], opened on its first call (a
+/// session that only lists tools costs the daemon nothing) and closed with the MCP session.
+struct LocalBackend {
+    /// The daemon.
+    shared: Arc<Shared>,
+    /// The core session, once a call needed it.
+    client: Mutex<Option<LocalClient>>,
+    /// This handler's place under the cap.
+    _slot: HandlerSlot,
+}
+
+impl Backend for LocalBackend {
+    fn list_tools(&self) -> BoxFuture<'_, Result<Vec<Value>, String>> {
+        let tools = serde_json::to_value(self.shared.tools.infos())
+            .map_err(|err| format!("cannot describe the tools: {err}"))
+            .map(|value| match value {
+                Value::Array(tools) => tools,
+                _ => Vec::new(),
+            });
+        Box::pin(std::future::ready(tools))
+    }
+
+    fn start_call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallStream, CallError> {
+        let mut opened = self.client.lock().expect("client lock");
+        let client = match &mut *opened {
+            Some(client) => client,
+            empty => empty.insert(LocalClient::open(&self.shared)?),
+        };
+        let call = client.start_call(name, arguments)?;
+        let cancel = client.canceller(call.request_id.clone());
+        Ok(CallStream::new(call.progress, call.terminal, cancel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("abc"), None);
+    }
+}

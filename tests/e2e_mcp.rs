@@ -1,0 +1,605 @@
+//! The MCP front doors, end to end on real tokio, driven by a real MCP client (rmcp's):
+//! `exaid mcp` started as an editor starts it (the real binary over stdio, against an
+//! in-process daemon), and `/mcp` on the daemon's HTTP port. Both: initialize, list tools,
+//! call `chat`, progress during a slow call, cancel, an unknown tool. The stdio bridge also
+//! survives its socket being cut mid-call by a proxy between it and the daemon: with the
+//! result arriving live or replayed on resume, and with the call's ack lost (sent again,
+//! joined or answered from the result cache): one result each, one provider call each.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{TOKEN, TestDaemon, start};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientRequest, ProgressNotificationParam, Request,
+    ServerResult,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RequestHandle, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for anything before failing.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An MCP client that hands every progress notification to the test.
+struct ProgressClient {
+    /// Where progress notifications go.
+    progress: mpsc::UnboundedSender<ProgressNotificationParam>,
+}
+
+impl ClientHandler for ProgressClient {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.progress.send(params);
+    }
+}
+
+type Mcp = RunningService<RoleClient, ProgressClient>;
+
+/// The real binary as an editor runs it: `exaid mcp`, told where the daemon is by the
+/// environment only (a clean one: no inherited EXAI_* settings, a throwaway HOME and cwd).
+async fn stdio_client(
+    port: u16,
+    home: &tempfile::TempDir,
+) -> (Mcp, mpsc::UnboundedReceiver<ProgressNotificationParam>) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_exaid"));
+    command
+        .arg("mcp")
+        .env_clear()
+        .env("HOME", home.path())
+        .env("EXAI_WS_PORT", port.to_string())
+        .env("EXAI_WS_TOKEN", TOKEN)
+        .env("EXAI_HTTP_PORT", "0")
+        .env("RUST_LOG", "error") // "info" shows the bridge reconnecting
+        .current_dir(home.path());
+    let (transport, _stderr) = TokioChildProcess::builder(command)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn exaid mcp");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = tokio::time::timeout(WAIT, ProgressClient { progress: tx }.serve(transport))
+        .await
+        .expect("initialize in time")
+        .expect("initialize");
+    (client, rx)
+}
+
+/// `/mcp` served as the daemon serves it, and an MCP client on it with the bearer token.
+async fn http_client(
+    daemon: &TestDaemon,
+) -> (
+    SocketAddr,
+    Mcp,
+    mpsc::UnboundedReceiver<ProgressNotificationParam>,
+) {
+    let addr = serve_http(daemon).await;
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"))
+        .auth_header(TOKEN);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = tokio::time::timeout(WAIT, ProgressClient { progress: tx }.serve(transport))
+        .await
+        .expect("initialize in time")
+        .expect("initialize");
+    (addr, client, rx)
+}
+
+async fn serve_http(daemon: &TestDaemon) -> SocketAddr {
+    exaid::rt::tokio::serve_http(
+        "127.0.0.1:0".parse().unwrap(),
+        exaid::http::router(daemon.shared.clone()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
+}
+
+fn arguments(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("arguments must be an object, got {other}"),
+    }
+}
+
+/// Call a tool and wait for its result.
+async fn call(client: &Mcp, name: &str, args: Value) -> CallToolResult {
+    let params = CallToolRequestParams::new(name.to_string()).with_arguments(arguments(args));
+    tokio::time::timeout(WAIT, client.call_tool(params))
+        .await
+        .expect("tool result in time")
+        .expect("tool result")
+}
+
+/// Start a call and return its handle (its progress token is `handle.progress_token`).
+async fn start_call(client: &Mcp, name: &str, args: Value) -> RequestHandle<RoleClient> {
+    let params = CallToolRequestParams::new(name.to_string()).with_arguments(arguments(args));
+    client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(params)),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .expect("send tools/call")
+}
+
+/// The result a started call ends with.
+async fn result_of(handle: RequestHandle<RoleClient>) -> CallToolResult {
+    let response = tokio::time::timeout(WAIT, handle.await_response())
+        .await
+        .expect("response in time")
+        .expect("response");
+    match response {
+        ServerResult::CallToolResult(result) => result,
+        other => panic!("expected a tool result, got {other:?}"),
+    }
+}
+
+fn text_of(result: &CallToolResult) -> String {
+    let content = serde_json::to_value(&result.content).unwrap();
+    content
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The next progress notification, or a failure after `WAIT`.
+async fn next_progress(
+    progress: &mut mpsc::UnboundedReceiver<ProgressNotificationParam>,
+) -> ProgressNotificationParam {
+    tokio::time::timeout(WAIT, progress.recv())
+        .await
+        .expect("a progress notification in time")
+        .expect("progress channel open")
+}
+
+/// The next progress notification of the call with `token` (earlier calls' are skipped).
+async fn next_progress_of(
+    progress: &mut mpsc::UnboundedReceiver<ProgressNotificationParam>,
+    token: &rmcp::model::ProgressToken,
+) -> ProgressNotificationParam {
+    loop {
+        let notification = next_progress(progress).await;
+        if &notification.progress_token == token {
+            return notification;
+        }
+    }
+}
+
+/// One series of the daemon's metrics (0 when absent).
+fn metric(daemon: &TestDaemon, series: &str) -> f64 {
+    let text = daemon
+        .shared
+        .metrics
+        .as_ref()
+        .unwrap()
+        .render(&daemon.shared);
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Wait until a metric reaches `expected` (the daemon counts a call just after pushing its
+/// result, so a client can see the result an instant before the count moves).
+async fn wait_metric(daemon: &TestDaemon, series: &str, expected: f64) {
+    for _ in 0..500 {
+        if metric(daemon, series) == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metric(daemon, series), expected, "{series}");
+}
+
+/// Wait until the daemon runs no call and holds no permit.
+async fn wait_idle(daemon: &TestDaemon) {
+    for _ in 0..500 {
+        let health = exaid::health::snapshot(&daemon.shared);
+        let busy = health.calls_running > 0
+            || health.limits.iter().any(|l| l.permits_in_use > 0)
+            || health.session_limits.permits_in_use > 0;
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the daemon never went idle: {:?}",
+        exaid::health::snapshot(&daemon.shared)
+    );
+}
+
+/// What both doors must do the same way: list, call, fail clearly, report progress, cancel.
+async fn the_basics(daemon: &TestDaemon, client: &Mcp) {
+    let info = client.peer_info().expect("initialized");
+    assert_eq!(info.server_info.as_ref().unwrap().name, "exaid");
+    assert!(info.capabilities.tools.is_some());
+
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for expected in ["chat", "listmodels", "status", "version"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let chat = tools.iter().find(|t| t.name == "chat").unwrap();
+    assert!(chat.input_schema.contains_key("properties"), "{chat:?}");
+
+    let answer = call(client, "chat", json!({"prompt": "hello through MCP"})).await;
+    assert_eq!(answer.is_error, Some(false), "{answer:?}");
+    assert!(text_of(&answer).contains("hello through MCP"), "{answer:?}");
+
+    // An unknown tool is an error result naming the code, not a crash or a JSON-RPC error.
+    let unknown = call(client, "no_such_tool", json!({})).await;
+    assert_eq!(unknown.is_error, Some(true));
+    let text = text_of(&unknown);
+    assert!(text.starts_with("TOOL_NOT_FOUND: "), "{text}");
+    assert!(
+        text.contains("chat"),
+        "it lists the tools there are: {text}"
+    );
+    let invalid = call(client, "chat", json!({"prompt": 5})).await;
+    assert_eq!(invalid.is_error, Some(true));
+    assert!(
+        text_of(&invalid).starts_with("VALIDATION_ERROR: "),
+        "{invalid:?}"
+    );
+
+    // Concurrent calls are told apart: each gets its own answer.
+    let prompts = ["first of three", "second of three", "third of three"];
+    let answers = futures_util::future::join_all(
+        prompts
+            .iter()
+            .map(|p| call(client, "chat", json!({"prompt": p}))),
+    )
+    .await;
+    for (prompt, answer) in prompts.iter().zip(&answers) {
+        assert!(text_of(answer).contains(prompt), "{prompt}: {answer:?}");
+    }
+    // Every call went through the daemon's call path.
+    wait_metric(
+        daemon,
+        "exaid_calls_total{tool=\"chat\",outcome=\"OK\"}",
+        4.0,
+    )
+    .await;
+    wait_idle(daemon).await;
+}
+
+/// A slow call reports progress; cancelling it stops the work in the daemon at once.
+async fn progress_then_cancel(
+    daemon: &TestDaemon,
+    client: &Mcp,
+    progress: &mut mpsc::UnboundedReceiver<ProgressNotificationParam>,
+) {
+    let handle = start_call(client, "chat", json!({"prompt": "take your time"})).await;
+    let token = handle.progress_token.clone();
+    let first = next_progress_of(progress, &token).await;
+    assert!(
+        first
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("provider"),
+        "{first:?}"
+    );
+    let second = next_progress_of(progress, &token).await;
+    assert!(
+        second.progress > first.progress,
+        "{first:?} then {second:?}"
+    );
+    // It holds a session permit like any call: the same admission path as a WebSocket call.
+    let health = exaid::health::snapshot(&daemon.shared);
+    assert_eq!(health.calls_running, 1, "{health:?}");
+    assert_eq!(health.session_limits.permits_in_use, 1, "{health:?}");
+
+    handle
+        .cancel(Some("the user changed their mind".to_string()))
+        .await
+        .expect("send notifications/cancelled");
+    // The call is 30 s long: idle within the wait means the cancel reached the daemon.
+    wait_idle(daemon).await;
+    wait_metric(
+        daemon,
+        "exaid_calls_total{tool=\"chat\",outcome=\"CANCELLED\"}",
+        1.0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stdio_bridge_lists_calls_and_fails_clearly() {
+    let daemon = start(|_| {}).await;
+    let home = tempfile::tempdir().unwrap();
+    let (client, _progress) = stdio_client(daemon.addr.port(), &home).await;
+    the_basics(&daemon, &client).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn stdio_bridge_relays_progress_and_cancel() {
+    let daemon = start(|c| {
+        c.offline_latency_ms = 30_000;
+        c.progress_interval_ms = 100;
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let (client, mut progress) = stdio_client(daemon.addr.port(), &home).await;
+    progress_then_cancel(&daemon, &client, &mut progress).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_endpoint_lists_calls_and_fails_clearly() {
+    let daemon = start(|_| {}).await;
+    let (_addr, client, _progress) = http_client(&daemon).await;
+    the_basics(&daemon, &client).await;
+    // The MCP session is a session of the daemon's own, closed with it.
+    assert_eq!(exaid::health::snapshot(&daemon.shared).sessions, 1);
+    client.cancel().await.unwrap();
+    for _ in 0..500 {
+        if exaid::health::snapshot(&daemon.shared).sessions == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the daemon session outlived its MCP session");
+}
+
+#[tokio::test]
+async fn http_endpoint_relays_progress_and_cancel() {
+    let daemon = start(|c| {
+        c.offline_latency_ms = 30_000;
+        c.progress_interval_ms = 100;
+    })
+    .await;
+    let (_addr, client, mut progress) = http_client(&daemon).await;
+    progress_then_cancel(&daemon, &client, &mut progress).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn http_endpoint_wants_the_bearer_token() {
+    let daemon = start(|_| {}).await;
+    let addr = serve_http(&daemon).await;
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "curl", "version": "1"}}});
+    let http = reqwest::Client::new();
+    let post = |token: Option<&str>| {
+        let mut request = http
+            .post(format!("http://{addr}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let missing = post(None).await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert!(missing.headers().contains_key("www-authenticate"));
+    let wrong = post(Some("not-the-token-at-all")).await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = post(Some(TOKEN)).await.unwrap();
+    assert_eq!(right.status(), 200);
+    // The operator's routes stay open.
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // rmcp's client without the token cannot even initialize.
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp")),
+    );
+    let refused = tokio::time::timeout(WAIT, ().serve(transport))
+        .await
+        .expect("refused in time");
+    assert!(refused.is_err(), "initialize without a token must fail");
+}
+
+/// A TCP proxy between the bridge and the daemon that the test can cut, hold shut, or mute.
+struct Proxy {
+    /// Where the bridge connects.
+    addr: SocketAddr,
+    /// Connections accepted and forwarded so far.
+    forwarded: Arc<AtomicU32>,
+    /// The live pipes, two per connection (aborting them drops both sockets).
+    pipes: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// While set, new connections are closed at once (the daemon looks unreachable).
+    held: Arc<AtomicBool>,
+    /// While set, what the daemon sends is swallowed (acks and results never arrive).
+    muted: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let proxy = Proxy {
+            addr,
+            forwarded: Arc::default(),
+            pipes: Arc::default(),
+            held: Arc::default(),
+            muted: Arc::default(),
+        };
+        let (count, live, held, muted) = (
+            proxy.forwarded.clone(),
+            proxy.pipes.clone(),
+            proxy.held.clone(),
+            proxy.muted.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if held.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                let (mut from_bridge, mut to_bridge) = inbound.into_split();
+                let (mut from_daemon, mut to_daemon) = outbound.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_bridge, &mut to_daemon).await;
+                });
+                let muted = muted.clone();
+                let down = tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match from_daemon.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if !muted.load(Ordering::SeqCst)
+                            && to_bridge.write_all(&buffer[..n]).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+                live.lock().unwrap().extend([up, down]);
+            }
+        });
+        proxy
+    }
+
+    /// Cut every live connection, as a daemon-side network failure would.
+    fn cut(&self) {
+        for pipe in self.pipes.lock().unwrap().drain(..) {
+            pipe.abort();
+        }
+    }
+
+    fn hold(&self, held: bool) {
+        self.held.store(held, Ordering::SeqCst);
+    }
+
+    fn mute(&self, muted: bool) {
+        self.muted.store(muted, Ordering::SeqCst);
+    }
+}
+
+/// Wait until the daemon runs exactly `n` calls.
+async fn wait_calls_running(daemon: &TestDaemon, n: usize) {
+    for _ in 0..500 {
+        if exaid::health::snapshot(&daemon.shared).calls_running == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the daemon never ran {n} calls");
+}
+
+#[tokio::test]
+async fn stdio_bridge_survives_a_cut_connection_mid_call() {
+    let daemon = start(|c| {
+        c.offline_latency_ms = 1_500;
+        c.progress_interval_ms = 100;
+    })
+    .await;
+    let proxy = Proxy::start(daemon.addr).await;
+    let home = tempfile::tempdir().unwrap();
+    let (client, mut progress) = stdio_client(proxy.addr.port(), &home).await;
+    let attempts_before = metric(
+        &daemon,
+        "exaid_provider_attempts_total{provider=\"offline\"}",
+    );
+
+    // 1. Cut mid-call and keep the daemon unreachable until the call has ended there: the
+    //    result waits in the session outbox and arrives with the resume.
+    let handle = start_call(&client, "chat", json!({"prompt": "finish while I am away"})).await;
+    next_progress_of(&mut progress, &handle.progress_token).await; // accepted and running
+    proxy.hold(true);
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(
+        exaid::health::snapshot(&daemon.shared).calls_running,
+        0,
+        "the call ended while the bridge was away"
+    );
+    proxy.hold(false);
+    let result = result_of(handle).await;
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert!(text_of(&result).contains("finish while I am away"));
+
+    // 2. Cut mid-call and let the bridge straight back: the result arrives live.
+    let handle = start_call(&client, "chat", json!({"prompt": "carry on"})).await;
+    next_progress_of(&mut progress, &handle.progress_token).await;
+    proxy.cut();
+    let result = result_of(handle).await;
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert!(text_of(&result).contains("carry on"));
+
+    // 3. The daemon accepted the call but its ack never reached the bridge: the bridge sends
+    //    the call again under the same request id after the resume, and the daemon joins the
+    //    running call instead of starting a second one.
+    proxy.mute(true);
+    let handle = start_call(&client, "chat", json!({"prompt": "ack lost"})).await;
+    wait_calls_running(&daemon, 1).await;
+    proxy.cut();
+    proxy.mute(false);
+    let result = result_of(handle).await;
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert!(text_of(&result).contains("ack lost"));
+
+    // 4. The same, but the call ends before the bridge is back: the result comes with the
+    //    resume, the call sent again is answered from the result cache, and the MCP client
+    //    gets one result.
+    proxy.mute(true);
+    let handle = start_call(&client, "chat", json!({"prompt": "everything lost"})).await;
+    wait_calls_running(&daemon, 1).await;
+    wait_calls_running(&daemon, 0).await;
+    proxy.cut();
+    proxy.mute(false);
+    let result = result_of(handle).await;
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert!(text_of(&result).contains("everything lost"));
+
+    // Each call reached the provider once, and the bridge resumed its one session.
+    assert_eq!(
+        metric(
+            &daemon,
+            "exaid_provider_attempts_total{provider=\"offline\"}"
+        ) - attempts_before,
+        4.0
+    );
+    // (Counted just after the replay is written, so possibly an instant after it arrived.)
+    for _ in 0..500 {
+        if metric(&daemon, "exaid_resumes_total") >= 4.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(metric(&daemon, "exaid_resumes_total") >= 4.0);
+    assert!(proxy.forwarded.load(Ordering::SeqCst) >= 5);
+    assert_eq!(exaid::health::snapshot(&daemon.shared).sessions, 1);
+
+    // And it goes on working.
+    let after = call(&client, "version", json!({})).await;
+    assert_eq!(after.is_error, Some(false), "{after:?}");
+    client.cancel().await.unwrap();
+}
