@@ -126,9 +126,13 @@ pub async fn connect(addr: SocketAddr, token: &str) -> Result<Ws, String> {
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
-        .await
-        .map_err(|e| format!("websocket handshake with {addr} failed: {e}"))?;
+    // A small read buffer: tungstenite zero-fills it before every read (see connection.rs).
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(format!("ws://{addr}/"), stream, Some(config))
+            .await
+            .map_err(|e| format!("websocket handshake with {addr} failed: {e}"))?;
     let hello = serde_json::json!({"op": "hello", "token": token, "client": "exaid-bench"});
     ws.send(Message::text(hello.to_string()))
         .await

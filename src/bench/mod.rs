@@ -74,6 +74,9 @@ pub struct BenchArgs {
     /// Calls in flight per connection with --closed-loop.
     #[arg(long, default_value_t = 8)]
     inflight: u32,
+    /// Run this daemon binary instead of this one (to compare two builds side by side).
+    #[arg(long, value_name = "PATH")]
+    daemon_bin: Option<std::path::PathBuf>,
     /// The mock provider's latency per request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -177,7 +180,8 @@ fn run_checked(args: BenchArgs) -> Result<ExitCode, String> {
             args.token.clone().unwrap_or_default(),
         ),
         None => {
-            let (daemon, addr, token) = Daemon::start(&mock.base_url(), sessions)?;
+            let (daemon, addr, token) =
+                Daemon::start(args.daemon_bin.clone(), &mock.base_url(), sessions)?;
             (Some(daemon), addr, token)
         }
     };
@@ -312,11 +316,20 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Start `exaid serve` on a free loopback port with Kimi pointed at the mock, limits
-    /// raised for `sessions` sessions, and a fresh token. Returns it, its address and token.
-    fn start(mock_url: &str, sessions: u32) -> Result<(Daemon, SocketAddr, String), String> {
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find the exaid binary: {e}"))?;
+    /// Start `exaid serve` (`bin`, else this binary) on a free loopback port with Kimi
+    /// pointed at the mock, limits raised for `sessions` sessions, and a fresh token. Returns
+    /// it, its address and token.
+    fn start(
+        bin: Option<std::path::PathBuf>,
+        mock_url: &str,
+        sessions: u32,
+    ) -> Result<(Daemon, SocketAddr, String), String> {
+        let exe = match bin {
+            Some(bin) => bin,
+            None => {
+                std::env::current_exe().map_err(|e| format!("cannot find the exaid binary: {e}"))?
+            }
+        };
         let mut seed = [0u8; 16];
         getrandom::fill(&mut seed).map_err(|e| format!("no entropy for a token: {e}"))?;
         let token: String = seed.iter().map(|b| format!("{b:02x}")).collect();
@@ -329,7 +342,6 @@ impl Daemon {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &dir)
-            .env("RUST_LOG", "warn")
             .env("EXAI_CONFIG", "/dev/null")
             .env("EXAI_ENV_FILE", "/dev/null")
             .env("EXAI_WS_HOST", "127.0.0.1")
@@ -352,8 +364,12 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if let Ok(threads) = std::env::var("TOKIO_WORKER_THREADS") {
-            command.env("TOKIO_WORKER_THREADS", threads);
+        // The daemon logs as it would in production (its default filter, `info`) unless the
+        // bench is run with RUST_LOG, which is passed on; so are tokio's worker threads.
+        for key in ["RUST_LOG", "TOKIO_WORKER_THREADS"] {
+            if let Ok(value) = std::env::var(key) {
+                command.env(key, value);
+            }
         }
         let mut child = command
             .spawn()
