@@ -128,7 +128,7 @@ fn validate(args: &BenchArgs) -> Result<(), String> {
         }
     } else {
         let calls = args.rate * args.duration;
-        if !(args.rate > 0.0) || calls > stats::SAMPLES_MAX as f64 {
+        if args.rate.is_nan() || args.rate <= 0.0 || calls > stats::SAMPLES_MAX as f64 {
             return Err(format!(
                 "--rate {} x --duration {} must be positive and at most {} calls",
                 args.rate,
