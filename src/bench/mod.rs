@@ -40,6 +40,9 @@ const DURATION_SECS_MAX: f64 = 3600.0;
 const CONNECT_PARALLEL: usize = 64;
 /// How long the daemon is left alone before memory is read, so it settles.
 const SETTLE: Duration = Duration::from_millis(500);
+/// Provider calls in flight the spawned daemon allows (EXAI_WS_KIMI_MAX_INFLIGHT and
+/// EXAI_WS_GLOBAL_MAX_INFLIGHT).
+const PROVIDER_INFLIGHT: &str = "1024";
 /// How long the daemon may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -352,8 +355,12 @@ impl Daemon {
             .env("KIMI_API_KEY", "bench-key-not-secret")
             .env("KIMI_MODELS", mock::MODEL)
             .env("EXAI_PROVIDER_STREAMING", "false")
-            .env("EXAI_WS_GLOBAL_MAX_INFLIGHT", "10000")
-            .env("EXAI_WS_KIMI_MAX_INFLIGHT", "10000")
+            // Provider calls in flight: far above what the load needs (rate x service time,
+            // or connections x --inflight), but not unbounded: a daemon that falls behind
+            // then queues calls in admission (cheap) instead of opening thousands of HTTP
+            // connections to the mock (hundreds of MiB of buffers, measured).
+            .env("EXAI_WS_GLOBAL_MAX_INFLIGHT", PROVIDER_INFLIGHT)
+            .env("EXAI_WS_KIMI_MAX_INFLIGHT", PROVIDER_INFLIGHT)
             .env("EXAI_WS_SESSION_MAX_INFLIGHT", "10000")
             .env("EXAI_WS_QUEUE_MAX", "100000")
             .env("EXAI_WS_MAX_CONNECTIONS", &connections)
