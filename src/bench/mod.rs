@@ -42,7 +42,7 @@ const CONNECT_PARALLEL: usize = 64;
 const SETTLE: Duration = Duration::from_millis(500);
 /// Provider calls in flight the spawned daemon allows (EXAI_WS_KIMI_MAX_INFLIGHT and
 /// EXAI_WS_GLOBAL_MAX_INFLIGHT).
-const PROVIDER_INFLIGHT: &str = "1024";
+const PROVIDER_INFLIGHT: &str = "10000";
 /// How long the daemon may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -167,7 +167,9 @@ fn runtime(name: &str, threads: usize) -> Result<tokio::runtime::Runtime, String
 
 fn run_checked(args: BenchArgs) -> Result<ExitCode, String> {
     validate(&args)?;
-    let needed = u64::from(args.connections_only.unwrap_or(args.connections)) * 2 + 1024;
+    // This process holds one socket per session (the daemon, a separate process with the
+    // same inherited limit, holds the other end), plus the mock's and a margin.
+    let needed = u64::from(args.connections_only.unwrap_or(args.connections)) + 1024;
     let nofile = raise_nofile(needed)?;
     let mock_rt = runtime("bench-mock", args.mock_threads)?;
     let load_rt = runtime("bench-load", args.load_threads)?;
@@ -355,10 +357,11 @@ impl Daemon {
             .env("KIMI_API_KEY", "bench-key-not-secret")
             .env("KIMI_MODELS", mock::MODEL)
             .env("EXAI_PROVIDER_STREAMING", "false")
-            // Provider calls in flight: far above what the load needs (rate x service time,
-            // or connections x --inflight), but not unbounded: a daemon that falls behind
-            // then queues calls in admission (cheap) instead of opening thousands of HTTP
-            // connections to the mock (hundreds of MiB of buffers, measured).
+            // Provider calls in flight: above anything the load can keep in flight, so calls
+            // never wait in admission. Measured: with 1024, a daemon that fell behind at
+            // 10,000 calls/s queued tens of thousands of calls and collapsed (770 calls/s,
+            // most calls unanswered 10 s after the end), where with 10,000 it answered every
+            // call, late. The admission queue is built for the default limits (256 waiters).
             .env("EXAI_WS_GLOBAL_MAX_INFLIGHT", PROVIDER_INFLIGHT)
             .env("EXAI_WS_KIMI_MAX_INFLIGHT", PROVIDER_INFLIGHT)
             .env("EXAI_WS_SESSION_MAX_INFLIGHT", "10000")
