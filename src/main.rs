@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 use exaid::auth::{self, TokenOrigin};
 use exaid::config::{Config, Layers};
 use exaid::mcp::ExaidMcp;
@@ -60,6 +62,8 @@ enum Command {
         #[arg(long)]
         standalone: bool,
     },
+    /// Benchmark the daemon end to end against a local mock provider (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         eprintln!("exaid: warning: {warning}");
     }
     match cli.command {
+        Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Config) => {
             print!("{}", loaded.config.render());
             ExitCode::SUCCESS

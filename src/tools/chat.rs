@@ -136,13 +136,9 @@ impl Tool for Chat {
                     let response = ctx.complete(&entry, request).await?;
                     let shared = &ctx.shared;
                     let now = shared.rt.now();
-                    let id = shared.conversations.open(
+                    let (id, history) = shared.conversations.open_append(
                         continuation_id.as_deref(),
                         || shared.random_hex(16),
-                        now,
-                    )?;
-                    let history = shared.conversations.append(
-                        &id,
                         vec![
                             Turn::text(Role::User, "chat", prompt),
                             Turn::text(Role::Assistant, "chat", response.text.clone()),
