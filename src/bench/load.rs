@@ -137,7 +137,7 @@ pub async fn connect(addr: SocketAddr, token: &str) -> Result<Ws, String> {
     ws.send(Message::text(hello.to_string()))
         .await
         .map_err(|e| format!("cannot send hello: {e}"))?;
-    let reply = tokio::time::timeout(Duration::from_secs(15), ws.next())
+    let reply = tokio::time::timeout(Duration::from_secs(15), ws.next()) // dst-ok: the load generator measures and paces in real time
         .await
         .map_err(|_| "no hello_ack within 15 s".to_string())?;
     match reply {
@@ -192,7 +192,7 @@ async fn drive(
     if let Pacing::Closed { inflight } = plan.pacing {
         for _ in 0..inflight {
             let id = ids.next();
-            pending.insert(id, Instant::now());
+            pending.insert(id, Instant::now()); // dst-ok: the load generator measures and paces in real time
             if let Err(e) = ws.send(Message::text(call_frame(id))).await {
                 outcome.error(format!("send failed: {e}"));
                 return outcome;
@@ -238,9 +238,9 @@ async fn drive(
                     continue;
                 }
                 if let Pacing::Closed { .. } = plan.pacing {
-                    if Instant::now() < send_until && outcome.e2e.dropped() == 0 {
+                    if Instant::now() < send_until && outcome.e2e.dropped() == 0 { // dst-ok: the load generator measures and paces in real time
                         let id = ids.next();
-                        pending.insert(id, Instant::now());
+                        pending.insert(id, Instant::now()); // dst-ok: the load generator measures and paces in real time
                         if let Err(e) = ws.send(Message::text(call_frame(id))).await {
                             outcome.error(format!("send failed: {e}"));
                             break;
@@ -250,12 +250,12 @@ async fn drive(
                     }
                 }
             }
-            () = tokio::time::sleep_until(next_due.into()), if sending && matches!(plan.pacing, Pacing::Open { .. }) => {
+            () = tokio::time::sleep_until(next_due.into()), if sending && matches!(plan.pacing, Pacing::Open { .. }) => { // dst-ok: the load generator measures and paces in real time
                 // Send every call that is due (catching up if this task fell behind).
-                let now = Instant::now();
+                let now = Instant::now(); // dst-ok: the load generator measures and paces in real time
                 while sent < to_send && start + offset + interval.mul_f64(sent as f64) <= now {
                     let id = ids.next();
-                    pending.insert(id, Instant::now());
+                    pending.insert(id, Instant::now()); // dst-ok: the load generator measures and paces in real time
                     sent += 1;
                     if let Err(e) = ws.feed(Message::text(call_frame(id))).await {
                         outcome.error(format!("send failed: {e}"));
@@ -267,7 +267,7 @@ async fn drive(
                     return outcome;
                 }
             }
-            () = tokio::time::sleep_until(give_up_at.into()) => break,
+            () = tokio::time::sleep_until(give_up_at.into()) => break, // dst-ok: the load generator measures and paces in real time
         }
     }
     for _ in pending.drain() {
@@ -349,19 +349,13 @@ pub async fn run_ws(
         connections.push(connect(addr, token).await?);
     }
     let ids = Arc::new(Ids::new());
-    let start = Instant::now() + Duration::from_millis(20);
+    let start = Instant::now() + Duration::from_millis(20); // dst-ok: the load generator measures and paces in real time
     let tasks: Vec<_> = connections
         .into_iter()
         .enumerate()
         .map(|(index, ws)| {
-            tokio::spawn(drive(
-                ws,
-                plan,
-                index as u32,
-                ids.clone(),
-                mock.clone(),
-                start,
-            ))
+            let task = drive(ws, plan, index as u32, ids.clone(), mock.clone(), start);
+            tokio::spawn(task) // dst-ok: the load generator runs on real tokio
         })
         .collect();
     let mut total = Outcome::default();
@@ -429,8 +423,8 @@ async fn drive_http(
         let client = client.clone();
         let url = url.clone();
         async move {
-            let sent_at = Instant::now();
-            let result = tokio::time::timeout_at(give_up_at.into(), http_call(&client, &url, id))
+            let sent_at = Instant::now(); // dst-ok: the load generator measures and paces in real time
+            let result = tokio::time::timeout_at(give_up_at.into(), http_call(&client, &url, id)) // dst-ok: the load generator measures and paces in real time
                 .await
                 .unwrap_or_else(|_| Err(format!("call {id}: no answer in time")));
             (id, sent_at, result)
@@ -455,8 +449,8 @@ async fn drive_http(
                 tokio::select! {
                     biased;
                     Some(done) = in_flight.next(), if !in_flight.is_empty() => account(&mut outcome, done),
-                    () = tokio::time::sleep_until(next_due.into()), if sent < to_send => {
-                        let now = Instant::now();
+                    () = tokio::time::sleep_until(next_due.into()), if sent < to_send => { // dst-ok: the load generator measures and paces in real time
+                        let now = Instant::now(); // dst-ok: the load generator measures and paces in real time
                         while sent < to_send && start + offset + interval.mul_f64(sent as f64) <= now {
                             in_flight.push(one(ids.next()));
                             sent += 1;
@@ -472,7 +466,8 @@ async fn drive_http(
             }
             while let Some(done) = in_flight.next().await {
                 account(&mut outcome, done);
-                if Instant::now() < send_until && outcome.e2e.dropped() == 0 {
+                let now = Instant::now(); // dst-ok: the load generator measures and paces in real time
+                if now < send_until && outcome.e2e.dropped() == 0 {
                     in_flight.push(one(ids.next()));
                 }
             }
@@ -489,10 +484,10 @@ pub async fn run_http(mock_url: &str, plan: Plan, mock: Arc<MockState>) -> Resul
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     let url: Arc<str> = format!("{mock_url}/chat/completions").into();
     let ids = Arc::new(Ids::new());
-    let start = Instant::now() + Duration::from_millis(20);
+    let start = Instant::now() + Duration::from_millis(20); // dst-ok: the load generator measures and paces in real time
     let tasks: Vec<_> = (0..plan.connections)
         .map(|index| {
-            tokio::spawn(drive_http(
+            let task = drive_http(
                 client.clone(),
                 url.clone(),
                 plan,
@@ -500,7 +495,8 @@ pub async fn run_http(mock_url: &str, plan: Plan, mock: Arc<MockState>) -> Resul
                 ids.clone(),
                 mock.clone(),
                 start,
-            ))
+            );
+            tokio::spawn(task) // dst-ok: the load generator runs on real tokio
         })
         .collect();
     let mut total = Outcome::default();

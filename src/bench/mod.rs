@@ -418,8 +418,12 @@ impl Drop for Daemon {
         // SIGTERM first (a graceful stop), then SIGKILL if it lingers.
         // SAFETY: kill only sends a signal to the child this run started.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
+        let until = Instant::now() + Duration::from_secs(3); // dst-ok: the load generator measures and paces in real time
+        loop {
+            let now = Instant::now(); // dst-ok: the load generator measures and paces in real time
+            if now >= until {
+                break;
+            }
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
             }
@@ -449,7 +453,7 @@ impl Cpu {
             daemon: pid.and_then(stats::cpu),
             load: stats::own_threads_cpu("bench-load"),
             mock: stats::own_threads_cpu("bench-mock"),
-            at: Some(Instant::now()),
+            at: Some(Instant::now()), // dst-ok: the load generator measures and paces in real time
         }
     }
 
@@ -666,7 +670,7 @@ async fn idle_sessions(
     idle: Option<Memory>,
 ) -> Result<Report, String> {
     use futures_util::StreamExt;
-    let started = Instant::now();
+    let started = Instant::now(); // dst-ok: the load generator measures and paces in real time
     let results: Vec<Result<load::Ws, String>> = futures_util::stream::iter(0..n)
         .map(|_| load::connect(addr, token))
         .buffer_unordered(CONNECT_PARALLEL)
@@ -685,7 +689,7 @@ async fn idle_sessions(
             }
         }
     }
-    tokio::time::sleep(SETTLE * 2).await;
+    tokio::time::sleep(SETTLE * 2).await; // dst-ok: the load generator measures and paces in real time
     let with = pid.and_then(|pid| stats::memory(pid).ok());
     let open = sessions.len() as u64;
     let per_session_kib = match (idle, with) {
