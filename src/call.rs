@@ -15,15 +15,15 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use crate::admission;
-use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
 use crate::observe::PauseReason;
-use crate::protocol::ServerFrame;
+use crate::protocol::{ProgressPhase, ServerFrame};
 use crate::provider::{
     ChatRequest, ChatResponse, ChunkSink, ProviderEntry, ProviderError, RateLimitKind, Resolved,
 };
 use crate::rt::{Instant, Rt};
 use crate::session::{Session, StopReason};
+use crate::state::Shared;
 use crate::tools::Prepared;
 
 /// What a call is doing now, for progress frames.
@@ -255,14 +255,14 @@ impl CallCtx {
             let frame = ServerFrame::Progress {
                 request_id: request_id.clone(),
                 message: message.clone(),
-                phase: "streaming",
+                phase: ProgressPhase::Streaming,
                 elapsed_secs: round_ms(now.saturating_since(accepted_at)),
                 remaining_secs: round_ms(deadline.saturating_since(now)),
                 waiting_for: None,
                 chunk: Some(chunk.to_string()),
                 attempt: Some(attempt),
             };
-            session.push(&frame, now);
+            session.push(frame, now);
         })
     }
 
@@ -406,7 +406,7 @@ pub async fn run(call: Accepted) {
             }
             () = &mut tick => {
                 let now = rt.now();
-                session.push(&progress_frame(&request_id, &phase.get(), accepted_at, deadline, now), now);
+                session.push(progress_frame(&request_id, &phase.get(), accepted_at, deadline, now), now);
                 next_tick_at = next_tick_at + progress_every;
                 tick = rt.sleep_until(next_tick_at);
             }
@@ -421,7 +421,7 @@ pub async fn run(call: Accepted) {
         Err(error) => ServerFrame::call_failed(request_id.clone(), error),
     };
     tracing::debug!(request_id = %request_id, tool, elapsed_ms = now.saturating_since(accepted_at).as_millis() as u64, "call ended");
-    session.finish_call(&request_id, &terminal, now);
+    session.finish_call(&request_id, terminal, now);
 }
 
 fn stopped(reason: StopReason) -> CallError {
@@ -482,16 +482,16 @@ fn progress_frame(
     now: Instant,
 ) -> ServerFrame {
     let (name, waiting_for) = match phase {
-        Phase::Accepted => ("accepted", None),
-        Phase::Queued { limit } => ("queued", Some(limit.name().to_string())),
-        Phase::Running { .. } => ("running", None),
+        Phase::Accepted => (ProgressPhase::Accepted, None),
+        Phase::Queued { limit } => (ProgressPhase::Queued, Some(limit.name().to_string())),
+        Phase::Running { .. } => (ProgressPhase::Running, None),
         Phase::Paused {
             provider, reason, ..
         } => (
             if *reason == PauseReason::Backoff {
-                "backoff"
+                ProgressPhase::Backoff
             } else {
-                "rate_limited"
+                ProgressPhase::RateLimited
             },
             Some(format!("provider:{provider}")),
         ),

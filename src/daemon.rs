@@ -1,145 +1,30 @@
-//! The daemon: its shared state, and how it is built and served.
+//! The daemon: how it is built and started.
 //!
-//! [`Shared`] is everything connections and calls need, behind one `Arc`. [`Daemon`] builds it
-//! from a [`Config`], a runtime and a token, and serves a listener. Both production (`main`)
-//! and the simulator build the daemon the same way; only the runtime and listener differ.
+//! [`Daemon`] builds the shared state ([`Shared`], in `state`) from a [`Config`], a runtime and
+//! a token, and serves a listener. Both production (`main`) and the simulator build the daemon
+//! the same way; only the runtime, the listener and the providers differ. Nothing here runs a
+//! call: this file only wires and starts.
 
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use subtle::ConstantTimeEq;
-
 use crate::admission::{Admission, Limit};
 use crate::config::Config;
+use crate::connection::slots::ConnectionSlots;
 use crate::conversation::{ConversationLimits, ConversationStore};
-use crate::metrics::Metrics;
+use crate::lifecycle::Lifecycle;
 use crate::observe::{NoObserver, Observer};
+use crate::operator::metrics::Metrics;
 use crate::provider::http::HttpProvider;
 use crate::provider::offline::OfflineProvider;
 use crate::provider::{Provider, ProviderEntry, Providers};
 use crate::retry::{Cooldown, RetryPolicy};
-use crate::rt::{Instant, Listener, Rng, Rt};
+use crate::rt::{Listener, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
-use crate::shutdown::{self, Lifecycle, ShutdownReport};
+use crate::shutdown::{self, ShutdownReport};
+use crate::state::Shared;
 use crate::tools::{Tool, ToolRegistry, profile};
-
-/// Everything connections and calls share.
-pub struct Shared {
-    /// The validated configuration.
-    pub config: Config,
-    /// The runtime seam.
-    pub rt: Rt,
-    /// The auth token clients must present in `hello`; compared in constant time.
-    token: String,
-    /// Global admission.
-    pub admission: Admission,
-    /// Providers by model.
-    pub providers: Providers,
-    /// Enabled tools.
-    pub tools: ToolRegistry,
-    /// Sessions by id.
-    pub sessions: SessionRegistry,
-    /// Conversation memory, by `continuation_id`.
-    pub conversations: ConversationStore,
-    /// How provider errors are retried.
-    pub retry: RetryPolicy,
-    /// Told about calls, frames and provider attempts.
-    pub observer: Arc<dyn Observer>,
-    /// Prometheus metrics, when the daemon keeps them (production does; the simulator
-    /// watches through its own observer instead).
-    pub metrics: Option<Arc<Metrics>>,
-    /// Running, draining or closing.
-    pub lifecycle: Lifecycle,
-    /// Ids, tokens and jitter come from here (seeded by the runtime).
-    rng: Mutex<Rng>,
-    /// When the daemon started.
-    pub started_at: Instant,
-    /// WebSocket connections open now.
-    connections: AtomicU32,
-    /// Connections open now per peer address (entries removed at zero, so it stays bounded
-    /// by the connection limit).
-    connections_per_ip: Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
-    /// Decoder limits from the configuration.
-    pub decode_limits: crate::protocol::DecodeLimits,
-}
-
-impl Shared {
-    /// Whether `presented` is the daemon's token, in constant time.
-    pub fn token_matches(&self, presented: &str) -> bool {
-        self.token.as_bytes().ct_eq(presented.as_bytes()).into()
-    }
-
-    /// `n_bytes` of randomness as hex.
-    pub fn random_hex(&self, n_bytes: usize) -> String {
-        self.rng.lock().expect("rng lock").hex(n_bytes)
-    }
-
-    /// Run `f` with the daemon's seeded generator.
-    pub fn with_rng<T>(&self, f: impl FnOnce(&mut Rng) -> T) -> T {
-        f(&mut self.rng.lock().expect("rng lock"))
-    }
-
-    /// Connections open now.
-    pub fn connections(&self) -> u32 {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    /// Count a connection from `ip` in, if under `EXAI_WS_MAX_CONNECTIONS` and
-    /// `EXAI_WS_MAX_CONNECTIONS_PER_IP`. The guard counts it out. `Err` names the limit.
-    pub fn try_count_connection(
-        self: &Arc<Self>,
-        ip: std::net::IpAddr,
-    ) -> Result<ConnectionSlot, String> {
-        let before = self.connections.fetch_add(1, Ordering::SeqCst);
-        let from_ip = {
-            let mut per_ip = self.connections_per_ip.lock().expect("per-ip lock");
-            let count = per_ip.entry(ip).or_insert(0);
-            *count += 1;
-            *count
-        };
-        // From here the slot counts itself out when dropped, refused or not.
-        let slot = ConnectionSlot {
-            shared: self.clone(),
-            ip,
-        };
-        if before >= self.config.max_connections {
-            return Err(format!(
-                "too many connections (EXAI_WS_MAX_CONNECTIONS={})",
-                self.config.max_connections
-            ));
-        }
-        if from_ip > self.config.max_connections_per_ip {
-            return Err(format!(
-                "too many connections from one address (EXAI_WS_MAX_CONNECTIONS_PER_IP={})",
-                self.config.max_connections_per_ip
-            ));
-        }
-        Ok(slot)
-    }
-}
-
-/// One counted connection; uncounted on drop.
-pub struct ConnectionSlot {
-    /// Whose counter.
-    shared: Arc<Shared>,
-    /// The peer's address.
-    ip: std::net::IpAddr,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
-        let mut per_ip = self.shared.connections_per_ip.lock().expect("per-ip lock");
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// The concurrency limit configured for a provider name.
 fn provider_permits_max(config: &Config, name: &str) -> u32 {
@@ -155,6 +40,8 @@ fn provider_permits_max(config: &Config, name: &str) -> u32 {
 pub struct Daemon {
     /// Its shared state.
     shared: Arc<Shared>,
+    /// Its Prometheus metrics, when it keeps them (served on `/metrics`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Builds a [`Daemon`]: production adds the configured providers; the simulator adds
@@ -284,12 +171,13 @@ impl DaemonBuilder {
                 backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
             },
             observer,
-            metrics,
             lifecycle: Lifecycle::new(),
             rng: Mutex::new(rt.rng()),
             started_at: rt.now(),
-            connections: AtomicU32::new(0),
-            connections_per_ip: Mutex::new(std::collections::HashMap::new()),
+            connections: Arc::new(ConnectionSlots::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
             decode_limits: crate::protocol::DecodeLimits {
                 json_depth_max: config.json_depth_max as usize,
                 request_id_bytes_max: config.request_id_bytes_max as usize,
@@ -300,6 +188,7 @@ impl DaemonBuilder {
         };
         Daemon {
             shared: Arc::new(shared),
+            metrics,
         }
     }
 }
@@ -337,6 +226,17 @@ impl Daemon {
     /// The shared state (tests and the status endpoint read it).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Its Prometheus metrics, when it keeps them.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// The HTTP port's routes (`/healthz`, `/readyz`, `/status`, `/metrics`, `/mcp`), bound to
+    /// this daemon; serving them is the production side of the seam.
+    pub fn http_routes(&self) -> axum::Router {
+        crate::operator::http::router(self.shared.clone(), self.metrics.clone())
     }
 
     /// Serve `listener` until it fails. Also starts the session reaper.

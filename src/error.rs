@@ -4,12 +4,12 @@
 //! section 9.5). Here every failure is a [`CallError`] with a code from one closed set, and
 //! the protocol layer always wraps it in a frame that names its request.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 
 /// The closed set of error codes on the wire: the original EXAI set plus what exaid adds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The frame is well-formed JSON but not a valid request (missing or wrong fields).
@@ -68,17 +68,17 @@ impl fmt::Display for ErrorCode {
 }
 
 /// Why a call or a frame failed: a code, a sentence for humans, and optional detail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallError {
     /// The machine-readable code.
     pub code: ErrorCode,
     /// What went wrong, naming the field, limit or provider involved.
     pub message: String,
     /// When retrying makes sense, how long to wait first (whole seconds, rounded up).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
     /// Structured detail (the failing field path, the limit's numbers...).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
 }
 

@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::admission::LimitSnapshot;
-use crate::daemon::Shared;
+use crate::state::Shared;
 
 /// Health of the whole daemon at one instant.
 #[derive(Debug, Clone, Serialize)]

@@ -17,11 +17,11 @@ mod bench;
 
 use exaid::auth::{self, TokenOrigin};
 use exaid::config::{Config, Layers};
-use exaid::mcp::ExaidMcp;
+use exaid::lifecycle::Stage;
 use exaid::mcp::bridge::{Bridge, BridgeConfig, TokenSource};
+use exaid::mcp::handler::ExaidMcp;
 use exaid::rt::Rt;
 use exaid::rt::tokio::{TokioDialer, TokioListener, TokioRuntime, serve_http};
-use exaid::shutdown::Stage;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// exaid: a daemon between AI coding clients and rate-limited LLM providers.
@@ -188,7 +188,7 @@ fn serve(config: Config) -> ExitCode {
             let http_addr = SocketAddr::new(bound.ip(), http_port);
             let shared = daemon.shared().clone();
             let closed = async move { shared.lifecycle.reached(Stage::Closing).await };
-            match serve_http(http_addr, exaid::http::router(daemon.shared().clone()), closed).await {
+            match serve_http(http_addr, daemon.http_routes(), closed).await {
                 Ok(bound) => println!("exaid http on http://{bound} (/healthz /readyz /status /metrics /mcp)"),
                 Err(err) => {
                     eprintln!("exaid: cannot serve EXAI_HTTP_PORT={http_port} on {http_addr}: {err} (0 turns it off)");

@@ -16,15 +16,61 @@ use tokio::sync::Notify;
 use crate::protocol::ServerFrame;
 use crate::rt::Instant;
 
-/// One stamped frame.
+/// One frame as the session sends it: typed, for in-process readers (the MCP endpoint's
+/// client routes on it without parsing anything), and rendered once, seq included, for
+/// sockets.
+#[derive(Debug)]
+pub struct Stamped {
+    /// Its seq in the session.
+    pub seq: u64,
+    /// The frame.
+    pub frame: ServerFrame,
+    /// Its JSON text with `"seq":N` first: rendered once at push, written as is by every
+    /// connection that delivers it (a replay renders nothing again).
+    text: Box<str>,
+}
+
+impl Stamped {
+    /// Stamp `body` (the frame rendered without seq, a JSON object) with `seq`: the seq goes
+    /// in front of the body's first field, so the frame is not serialized a second time.
+    fn new(seq: u64, frame: ServerFrame, body: &str) -> Stamped {
+        debug_assert!(body.starts_with('{') && body.ends_with('}') && body.len() > 2);
+        let mut text = String::with_capacity(body.len() + 24);
+        text.push_str("{\"seq\":");
+        text.push_str(&seq.to_string());
+        text.push(',');
+        text.push_str(&body[1..]);
+        debug_assert!(text.len() > body.len());
+        Stamped {
+            seq,
+            frame,
+            text: text.into_boxed_str(),
+        }
+    }
+
+    /// The wire text, seq included.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// One kept frame.
 #[derive(Debug, Clone)]
 struct Stored {
-    /// Its seq.
-    seq: u64,
-    /// Its JSON text, seq included; shared with the writer without copying.
-    text: Arc<str>,
+    /// The frame; shared with readers without copying.
+    stamped: Arc<Stamped>,
     /// When it was pushed, for the TTL.
     pushed_at: Instant,
+}
+
+impl Stored {
+    fn seq(&self) -> u64 {
+        self.stamped.seq
+    }
+
+    fn bytes(&self) -> usize {
+        self.stamped.text.len()
+    }
 }
 
 /// Frames that fell out of the outbox before they were acked.
@@ -42,7 +88,7 @@ pub struct Batch {
     /// Frames lost between the cursor and the first frame below, if any.
     pub gap: Option<Gap>,
     /// Frames after the cursor, in seq order.
-    pub frames: Vec<(u64, Arc<str>)>,
+    pub frames: Vec<Arc<Stamped>>,
     /// Unacked frames the TTL pushed out while the batch was taken.
     pub evicted: u64,
 }
@@ -108,26 +154,26 @@ impl Outbox {
         }
     }
 
-    /// Stamp `frame` with the next seq, keep it, wake the writer. Returns the seq and how
-    /// many unacked frames the caps or the TTL pushed out to make room.
-    pub fn push(&self, frame: &ServerFrame, now: Instant) -> (u64, u64) {
+    /// Stamp `frame` with the next seq, keep it, wake the writer. Returns the stamped frame
+    /// and how many unacked frames the caps or the TTL pushed out to make room.
+    pub fn push(&self, frame: ServerFrame, now: Instant) -> (Arc<Stamped>, u64) {
+        // Rendered outside the lock; only the seq is added under it.
         let body = frame.to_json();
-        debug_assert!(body.starts_with('{') && body.len() > 2);
         let seq = {
             let mut state = self.state.lock().expect("outbox lock");
             let seq = state.next_seq;
             state.next_seq += 1;
-            // `{"seq":N,` + the rest of the body after its opening brace.
-            let text: Arc<str> = format!("{{\"seq\":{seq},{}", &body[1..]).into();
-            state.bytes += text.len();
-            state.frames.push_back(Stored {
-                seq,
-                text,
+            let stamped = Arc::new(Stamped::new(seq, frame, &body));
+            let stored = Stored {
+                stamped: stamped.clone(),
                 pushed_at: now,
-            });
+            };
+            state.bytes += stored.bytes();
+            state.frames.push_back(stored);
             let evicted = self.enforce_caps(&mut state, now);
             assert!(state.frames.len() <= self.frames_max);
-            (seq, evicted)
+            assert!(state.frames.back().is_some_and(|f| f.seq() == seq));
+            (stamped, evicted)
         };
         self.notify.notify_one();
         seq
@@ -146,7 +192,7 @@ impl Outbox {
                 break;
             }
             let oldest = state.frames.pop_front().expect("front exists");
-            state.bytes -= oldest.text.len();
+            state.bytes -= oldest.bytes();
             state.evicted_total += 1;
             evicted += 1;
         }
@@ -165,7 +211,7 @@ impl Outbox {
         if after_seq >= last_seq {
             return batch;
         }
-        let first_kept = state.frames.front().map_or(state.next_seq, |f| f.seq);
+        let first_kept = state.frames.front().map_or(state.next_seq, Stored::seq);
         if first_kept > after_seq + 1 {
             batch.gap = Some(Gap {
                 from_seq: after_seq + 1,
@@ -177,18 +223,25 @@ impl Outbox {
             .frames
             .iter()
             .skip(skip)
-            .map(|f| (f.seq, f.text.clone()))
+            .map(|f| f.stamped.clone())
             .collect();
-        debug_assert!(batch.frames.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+        // Contiguous seqs, starting right after the cursor or the gap.
+        debug_assert!(batch.frames.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+        debug_assert!(
+            batch
+                .frames
+                .first()
+                .is_none_or(|f| f.seq == batch.gap.map_or(after_seq, |g| g.to_seq) + 1)
+        );
         batch
     }
 
     /// The client has everything up to `seq`: forget it.
     pub fn ack(&self, seq: u64) {
         let mut state = self.state.lock().expect("outbox lock");
-        while state.frames.front().is_some_and(|f| f.seq <= seq) {
+        while state.frames.front().is_some_and(|f| f.seq() <= seq) {
             let acked = state.frames.pop_front().expect("front exists");
-            state.bytes -= acked.text.len();
+            state.bytes -= acked.bytes();
         }
     }
 
@@ -238,15 +291,20 @@ mod tests {
     fn frames_are_stamped_and_replayed_in_order() {
         let outbox = Outbox::new(8, 1 << 20, Duration::from_secs(300));
         let now = Instant::EPOCH;
-        assert_eq!(outbox.push(&pong("a"), now).0, 1);
-        assert_eq!(outbox.push(&pong("b"), now).0, 2);
+        assert_eq!(outbox.push(pong("a"), now).0.seq, 1);
+        assert_eq!(outbox.push(pong("b"), now).0.seq, 2);
         let batch = outbox.frames_after(0, now);
         assert_eq!(batch.gap, None);
         assert_eq!(batch.frames.len(), 2);
-        assert!(batch.frames[0].1.starts_with("{\"seq\":1,\"op\":\"pong\""));
+        assert!(
+            batch.frames[0]
+                .text()
+                .starts_with("{\"seq\":1,\"op\":\"pong\"")
+        );
+        assert_eq!(batch.frames[0].frame, pong("a"));
         let batch = outbox.frames_after(1, now);
         assert_eq!(batch.frames.len(), 1);
-        assert_eq!(batch.frames[0].0, 2);
+        assert_eq!(batch.frames[0].seq, 2);
         outbox.ack(1);
         assert_eq!(outbox.stats().frames, 1);
     }
@@ -256,7 +314,7 @@ mod tests {
         let outbox = Outbox::new(2, 1 << 20, Duration::from_secs(300));
         let now = Instant::EPOCH;
         for id in ["a", "b", "c", "d"] {
-            outbox.push(&pong(id), now);
+            outbox.push(pong(id), now);
         }
         let stats = outbox.stats();
         assert_eq!(
@@ -272,7 +330,7 @@ mod tests {
             })
         );
         assert_eq!(
-            batch.frames.iter().map(|f| f.0).collect::<Vec<_>>(),
+            batch.frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
             vec![3, 4]
         );
     }
@@ -280,7 +338,7 @@ mod tests {
     #[test]
     fn ttl_evicts_old_frames() {
         let outbox = Outbox::new(16, 1 << 20, Duration::from_secs(1));
-        outbox.push(&pong("a"), Instant::EPOCH);
+        outbox.push(pong("a"), Instant::EPOCH);
         let later = Instant::EPOCH + Duration::from_secs(2);
         let batch = outbox.frames_after(0, later);
         assert_eq!(

@@ -3,9 +3,9 @@
 use std::io;
 use std::sync::Arc;
 
-use crate::daemon::Shared;
+use crate::lifecycle::Stage;
 use crate::rt::Listener;
-use crate::shutdown::Stage;
+use crate::state::Shared;
 
 /// Accept connections until the listener fails, each served on its own task.
 pub async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>) -> io::Result<()> {

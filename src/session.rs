@@ -154,14 +154,19 @@ impl Session {
     }
 
     /// Push a frame into the outbox.
-    pub fn push(&self, frame: &ServerFrame, now: Instant) -> u64 {
-        let (seq, evicted) = self.outbox.push(frame, now);
+    pub fn push(&self, frame: ServerFrame, now: Instant) -> u64 {
+        let (stamped, evicted) = self.outbox.push(frame, now);
         if evicted > 0 {
             self.observer.frames_evicted(&self.id, evicted);
         }
-        self.observer
-            .frame_pushed(&self.id, seq, frame, now, self.outbox.stats());
-        seq
+        self.observer.frame_pushed(
+            &self.id,
+            stamped.seq,
+            &stamped.frame,
+            now,
+            self.outbox.stats(),
+        );
+        stamped.seq
     }
 
     /// The client acked everything up to `seq`.
@@ -218,7 +223,7 @@ impl Session {
         &self,
         request_id: &str,
         reason: StopReason,
-        before: Option<&ServerFrame>,
+        before: Option<ServerFrame>,
         now: Instant,
     ) -> bool {
         let mut calls = self.calls.lock().expect("calls lock");
@@ -245,8 +250,9 @@ impl Session {
 
     /// The call ended: unregister it and push its terminal frame, atomically with respect to
     /// `begin_call`, so a repeated request id sees either the running call or its end.
-    pub fn finish_call(&self, request_id: &str, terminal: &ServerFrame, now: Instant) {
-        debug_assert!(terminal.is_terminal());
+    pub fn finish_call(&self, request_id: &str, terminal: ServerFrame, now: Instant) {
+        assert!(terminal.is_terminal());
+        assert_eq!(terminal.request_id(), Some(request_id));
         let mut calls = self.calls.lock().expect("calls lock");
         calls.running.remove(request_id);
         if self.result_cache_max > 0 {

@@ -101,7 +101,7 @@ async fn http_client(
 async fn serve_http(daemon: &TestDaemon) -> SocketAddr {
     exaid::rt::tokio::serve_http(
         "127.0.0.1:0".parse().unwrap(),
-        exaid::http::router(daemon.shared.clone()),
+        daemon.routes.clone(),
         std::future::pending(),
     )
     .await
@@ -184,12 +184,7 @@ async fn next_progress_of(
 
 /// One series of the daemon's metrics (0 when absent).
 fn metric(daemon: &TestDaemon, series: &str) -> f64 {
-    let text = daemon
-        .shared
-        .metrics
-        .as_ref()
-        .unwrap()
-        .render(&daemon.shared);
+    let text = daemon.metrics.as_ref().unwrap().render(&daemon.shared);
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())

@@ -33,7 +33,7 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 async fn serve_http(daemon: &common::TestDaemon) -> SocketAddr {
     exaid::rt::tokio::serve_http(
         "127.0.0.1:0".parse().unwrap(),
-        exaid::http::router(daemon.shared.clone()),
+        daemon.routes.clone(),
         std::future::pending(),
     )
     .await

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use exaid::observe::{Observer, PauseReason};
 use exaid::outbox::OutboxStats;
-use exaid::protocol::ServerFrame;
+use exaid::protocol::{ProgressPhase, ServerFrame};
 use exaid::rt::Instant;
 use exaid::tools::{ToolKind, ToolRegistry};
 
@@ -264,8 +264,8 @@ impl Observer for SimObserver {
                 ));
                 journal.cover("progress_sent");
                 match *phase {
-                    "queued" => journal.cover("progress_while_queued"),
-                    "rate_limited" => journal.cover("progress_while_rate_limited"),
+                    ProgressPhase::Queued => journal.cover("progress_while_queued"),
+                    ProgressPhase::RateLimited => journal.cover("progress_while_rate_limited"),
                     _ => {}
                 }
             }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use exaid::daemon::Shared;
 use exaid::rt::{Instant, Rt};
+use exaid::state::Shared;
 use serde_json::json;
 
 use crate::client::{CallSpec, ClientRef, ClientSpec, ClientState, run_connection};

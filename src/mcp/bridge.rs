@@ -7,7 +7,8 @@
 //! frame it missed exactly once, and its MCP client never sees the blip. Concurrent MCP calls
 //! are told apart by the protocol's `request_id` (`mcp-N`, one per MCP call).
 //!
-//! State, not commands: each call is a [`Pending`] entry that says what the daemon has
+//! State, not commands: each call is an entry of the door's [`PendingCalls`] table whose
+//! [`CallState`] says what the daemon has
 //! confirmed about it (nothing, sent, acked) and whether a cancel is owed. Whichever
 //! connection is current sends what is missing; when a connection drops, what it had sent but
 //! the daemon had not acked is marked unsent, so the next connection sends it again under the
@@ -28,13 +29,15 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{Backend, CallStream};
+use super::backend::{Backend, CallStream};
+use super::pending::{PendingCalls, Routed};
 use crate::error::{CallError, ErrorCode};
-use crate::protocol::{ServerFrame, close_code};
+use crate::protocol::reply::ToolInfo;
+use crate::protocol::{Received, ServerFrame, close_code, decode_server};
 use crate::rt::{BoxFuture, Dialer, Rng, Rt};
 
 /// Where the bridge's token comes from.
@@ -117,9 +120,6 @@ impl BridgeConfig {
 /// its outbox can forget what the bridge already has.
 const ACK_EVERY_FRAMES: u64 = 32;
 
-/// Progress frames buffered per call before newer ones are dropped (progress is advisory).
-const PROGRESS_FRAMES_MAX: usize = 32;
-
 /// The bridge: a [`Backend`] over one resumable EXAI session. Cloning shares it.
 #[derive(Clone)]
 pub struct Bridge {
@@ -144,10 +144,9 @@ struct Inner {
 }
 
 /// What the bridge knows, behind one lock.
-#[derive(Default)]
 struct State {
     /// Calls waiting for their terminal frame, by request id.
-    calls: BTreeMap<String, Pending>,
+    calls: PendingCalls<CallState>,
     /// `tools/list` requests waiting for `list_tools_res`, by request id.
     listings: BTreeMap<String, Listing>,
     /// Request ids handed out so far.
@@ -192,22 +191,14 @@ enum Cancel {
     Sent,
 }
 
-/// One MCP call, until its terminal frame.
-struct Pending {
-    /// The tool.
-    name: String,
-    /// Its arguments, kept to send the call again after a dropped socket.
-    arguments: Map<String, Value>,
+/// What the daemon has confirmed about one MCP call, until its terminal frame.
+struct CallState {
     /// What the daemon confirmed.
     delivery: Delivery,
     /// True once `call_tool` was written to any socket: only then can a cancel matter.
     ever_sent: bool,
     /// Whether a cancel is owed.
     cancel: Cancel,
-    /// Progress frames for the MCP handler (lossy).
-    progress: mpsc::Sender<Value>,
-    /// The terminal frame for the MCP handler.
-    terminal: Option<oneshot::Sender<Value>>,
 }
 
 /// One `tools/list`, until `list_tools_res`.
@@ -215,7 +206,7 @@ struct Listing {
     /// Sent on the current connection.
     sent: bool,
     /// Where the answer goes.
-    reply: Option<oneshot::Sender<Result<Vec<Value>, String>>>,
+    reply: Option<oneshot::Sender<Result<Vec<ToolInfo>, String>>>,
 }
 
 /// Why a connection ended before it was up.
@@ -234,8 +225,14 @@ impl Bridge {
             rng: Mutex::new(rt.rng()),
             rt,
             dialer,
+            state: Mutex::new(State {
+                calls: PendingCalls::new(config.calls_pending_max.max(1)),
+                listings: BTreeMap::new(),
+                ids_issued: 0,
+                session: None,
+                down: None,
+            }),
             config,
-            state: Mutex::new(State::default()),
             wake: Notify::new(),
         });
         inner.rt.spawn("mcp-bridge", supervise(inner.clone()));
@@ -250,7 +247,7 @@ impl Bridge {
 }
 
 impl Backend for Bridge {
-    fn list_tools(&self) -> BoxFuture<'_, Result<Vec<Value>, String>> {
+    fn list_tools(&self) -> BoxFuture<'_, Result<Vec<ToolInfo>, String>> {
         Box::pin(async move {
             let inner = &self.inner;
             let (request_id, reply) = {
@@ -299,38 +296,36 @@ impl Backend for Bridge {
         arguments: Map<String, Value>,
     ) -> Result<CallStream, CallError> {
         let inner = &self.inner;
-        let (progress_tx, progress) = mpsc::channel(PROGRESS_FRAMES_MAX);
-        let (terminal_tx, terminal) = oneshot::channel();
-        let request_id = {
+        let (request_id, waiting) = {
             let mut state = inner.state.lock().expect("bridge lock");
-            if state.calls.len() >= inner.config.calls_pending_max {
-                return Err(CallError::new(
+            let full = || {
+                CallError::new(
                     ErrorCode::OverCapacity,
                     format!(
                         "the MCP bridge already has {} calls waiting for exaid; retry when some have ended",
                         inner.config.calls_pending_max
                     ),
-                ));
+                )
+            };
+            if state.calls.len() >= inner.config.calls_pending_max {
+                return Err(full());
             }
             state.ids_issued += 1;
             let request_id = format!("mcp-{}", state.ids_issued);
-            state.calls.insert(
-                request_id.clone(),
-                Pending {
-                    name: name.to_string(),
-                    arguments,
-                    delivery: Delivery::Unsent,
-                    ever_sent: false,
-                    cancel: Cancel::No,
-                    progress: progress_tx,
-                    terminal: Some(terminal_tx),
-                },
-            );
-            request_id
+            let fresh = CallState {
+                delivery: Delivery::Unsent,
+                ever_sent: false,
+                cancel: Cancel::No,
+            };
+            let waiting = state
+                .calls
+                .register(request_id.clone(), name, arguments, fresh)
+                .ok_or_else(full)?;
+            (request_id, waiting)
         };
         inner.wake.notify_one();
         let weak = Arc::downgrade(inner);
-        Ok(CallStream::new(progress, terminal, move || {
+        Ok(CallStream::new(waiting, move || {
             if let Some(inner) = weak.upgrade() {
                 inner.cancel(&request_id);
             }
@@ -360,14 +355,14 @@ impl Inner {
         let Some(call) = state.calls.get_mut(request_id) else {
             return; // already ended
         };
-        if !call.ever_sent {
+        if !call.state.ever_sent {
             // The daemon never heard of it: nothing to stop there.
             state.calls.remove(request_id);
             return;
         }
-        call.terminal = None;
-        if call.cancel == Cancel::No {
-            call.cancel = Cancel::Owed;
+        call.forget_caller();
+        if call.state.cancel == Cancel::No {
+            call.state.cancel = Cancel::Owed;
         }
         drop(state);
         self.wake.notify_one();
@@ -383,12 +378,12 @@ impl Inner {
     fn owed_frames(&self) -> Vec<String> {
         let mut state = self.state.lock().expect("bridge lock");
         let mut frames = Vec::new();
-        for (request_id, call) in &mut state.calls {
-            if call.cancel == Cancel::Owed {
+        for (request_id, call) in state.calls.iter_mut() {
+            if call.state.cancel == Cancel::Owed {
                 frames.push(json!({"op": "cancel", "request_id": request_id}).to_string());
-                call.cancel = Cancel::Sent;
-            } else if call.cancel == Cancel::No && call.delivery == Delivery::Unsent {
-                if call.ever_sent {
+                call.state.cancel = Cancel::Sent;
+            } else if call.state.cancel == Cancel::No && call.state.delivery == Delivery::Unsent {
+                if call.state.ever_sent {
                     tracing::info!(
                         request_id,
                         "sending the call again: the daemon joins it or answers from its result cache"
@@ -399,8 +394,8 @@ impl Inner {
                            "arguments": call.arguments})
                     .to_string(),
                 );
-                call.delivery = Delivery::Sent;
-                call.ever_sent = true;
+                call.state.delivery = Delivery::Sent;
+                call.state.ever_sent = true;
             }
         }
         for (request_id, listing) in &mut state.listings {
@@ -415,12 +410,12 @@ impl Inner {
     /// The connection dropped: what it sent but the daemon did not confirm is owed again.
     fn connection_lost(&self) {
         let mut state = self.state.lock().expect("bridge lock");
-        for call in state.calls.values_mut() {
-            if call.delivery == Delivery::Sent {
-                call.delivery = Delivery::Unsent;
+        for (_, call) in state.calls.iter_mut() {
+            if call.state.delivery == Delivery::Sent {
+                call.state.delivery = Delivery::Unsent;
             }
-            if call.cancel == Cancel::Sent {
-                call.cancel = Cancel::Owed;
+            if call.state.cancel == Cancel::Sent {
+                call.state.cancel = Cancel::Owed;
             }
         }
         for listing in state.listings.values_mut() {
@@ -432,8 +427,8 @@ impl Inner {
     /// may be among the lost ones) or when the daemon no longer knows the session.
     fn resend_all(&self) {
         let mut state = self.state.lock().expect("bridge lock");
-        for call in state.calls.values_mut() {
-            call.delivery = Delivery::Unsent;
+        for (_, call) in state.calls.iter_mut() {
+            call.state.delivery = Delivery::Unsent;
         }
     }
 
@@ -441,12 +436,9 @@ impl Inner {
     fn fail_all(&self, code: ErrorCode, why: &str) {
         let mut state = self.state.lock().expect("bridge lock");
         let error = CallError::new(code, why);
-        for (request_id, mut call) in std::mem::take(&mut state.calls) {
-            if let Some(terminal) = call.terminal.take() {
-                let frame = ServerFrame::call_failed(request_id, error.clone());
-                let _ = terminal.send(serde_json::to_value(&frame).unwrap_or(Value::Null));
-            }
-        }
+        state
+            .calls
+            .fail_all(|request_id| ServerFrame::call_failed(request_id, error.clone()));
         for listing in state.listings.values_mut() {
             if let Some(reply) = listing.reply.take() {
                 let _ = reply.send(Err(why.to_string()));
@@ -456,78 +448,63 @@ impl Inner {
     }
 
     /// Handle one frame from the daemon. Returns the seq to ack now, if one is due.
-    fn on_frame(&self, frame: &Value) -> Option<u64> {
+    fn on_frame(&self, received: &Received) -> Option<u64> {
         let mut state = self.state.lock().expect("bridge lock");
-        let op = frame.get("op").and_then(Value::as_str).unwrap_or_default();
-        let request_id = frame.get("request_id").and_then(Value::as_str);
-        let mut terminal = false;
-        match (op, request_id) {
-            ("call_tool_ack", Some(id)) => {
-                if let Some(call) = state.calls.get_mut(id) {
-                    call.delivery = Delivery::Acked;
+        let frame = &received.frame;
+        let terminal = state.calls.route(frame) == Routed::Terminal;
+        match frame {
+            ServerFrame::CallToolAck { request_id, .. } => {
+                if let Some(call) = state.calls.get_mut(request_id) {
+                    call.state.delivery = Delivery::Acked;
                 }
             }
-            ("progress", Some(id)) => {
-                if let Some(call) = state.calls.get(id) {
-                    let _ = call.progress.try_send(frame.clone());
-                }
-            }
-            ("call_tool_res", Some(id)) => {
-                terminal = true;
-                // The first terminal frame ends the call; a repeated one finds nothing here.
-                if let Some(mut call) = state.calls.remove(id)
-                    && let Some(reply) = call.terminal.take()
-                {
-                    let _ = reply.send(frame.clone());
-                }
-            }
-            ("list_tools_res", Some(id)) => {
+            ServerFrame::ListToolsRes {
+                request_id: Some(id),
+                tools,
+            } => {
                 if let Some(listing) = state.listings.get_mut(id)
                     && let Some(reply) = listing.reply.take()
                 {
-                    let tools = frame
-                        .get("tools")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    let _ = reply.send(Ok(tools));
+                    let _ = reply.send(Ok(tools.clone()));
                 }
             }
-            ("error", Some(id)) => {
+            ServerFrame::Error {
+                request_id: Some(id),
+                error,
+            } => {
                 if let Some(listing) = state.listings.get_mut(id)
                     && let Some(reply) = listing.reply.take()
                 {
-                    let message = frame["error"]["message"].as_str().unwrap_or("refused");
+                    let message = &error.message;
                     let _ = reply.send(Err(format!("the daemon refused list_tools: {message}")));
                 } else if state
                     .calls
-                    .get(id)
-                    .is_some_and(|call| call.cancel == Cancel::Sent)
+                    .get_mut(id)
+                    .is_some_and(|call| call.state.cancel == Cancel::Sent)
                 {
                     // A cancel for a call the daemon no longer runs: nothing more will come.
                     state.calls.remove(id);
                 } else {
-                    tracing::debug!(request_id = id, error = %frame["error"], "error frame from the daemon");
+                    tracing::debug!(request_id = %id, error = %error, "error frame from the daemon");
                 }
             }
-            ("gap", _) => {
-                let to_seq = frame.get("to_seq").and_then(Value::as_u64).unwrap_or(0);
+            ServerFrame::Gap { to_seq, .. } => {
                 tracing::warn!(
                     to_seq,
                     "the daemon lost frames before the bridge saw them; asking again for every waiting call"
                 );
                 if let Some(session) = state.session.as_mut() {
-                    session.last_seq = session.last_seq.max(to_seq);
+                    session.last_seq = session.last_seq.max(*to_seq);
                 }
                 drop(state);
                 self.resend_all();
                 self.wake.notify_one();
                 return None;
             }
-            _ => {} // cancelled, pong, health_res
+            _ => {} // progress and terminal frames were routed; cancelled, pong, health_res
         }
         let session = state.session.as_mut()?;
-        if let Some(seq) = frame.get("seq").and_then(Value::as_u64) {
+        if let Some(seq) = received.seq {
             session.last_seq = session.last_seq.max(seq);
         }
         let due = terminal || session.last_seq >= session.acked_seq + ACK_EVERY_FRAMES;
@@ -553,19 +530,22 @@ impl Inner {
 
     /// Take in a `hello_ack`. A session the daemon no longer knows (it restarted, or the
     /// session expired) means every waiting call must be sent again in the new one.
-    fn on_hello_ack(&self, ack: &Value) -> Result<(), Failure> {
-        let (Some(session_id), Some(resume_token)) = (
-            ack.get("session_id").and_then(Value::as_str),
-            ack.get("resume_token").and_then(Value::as_str),
-        ) else {
+    fn on_hello_ack(&self, ack: &ServerFrame) -> Result<(), Failure> {
+        let ServerFrame::HelloAck {
+            session_id,
+            resume_token,
+            resumed,
+            resume_refused,
+            ..
+        } = ack
+        else {
             // Only the op: the frame itself might carry a secret.
-            let op = ack.get("op").and_then(Value::as_str).unwrap_or("?");
             return Err(Failure::Transient(format!(
                 "the daemon's first frame was not a hello_ack with a session (op {:?})",
-                truncate(op, 32)
+                frame_op(ack)
             )));
         };
-        let resumed = ack.get("resumed").and_then(Value::as_bool) == Some(true);
+        let (session_id, resumed) = (session_id.as_str(), *resumed);
         let mut state = self.state.lock().expect("bridge lock");
         let had_session = state.session.is_some();
         if !resumed {
@@ -579,10 +559,7 @@ impl Inner {
         state.down = None;
         drop(state);
         if had_session && !resumed {
-            let why = ack
-                .get("resume_refused")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown");
+            let why = resume_refused.as_deref().unwrap_or("unknown");
             tracing::warn!(
                 session = session_id,
                 why,
@@ -711,9 +688,13 @@ async fn connect_and_serve(inner: &Inner) -> Result<(), Failure> {
             return Err(Failure::Transient(format!("no hello_ack within {} s", inner.config.hello_timeout.as_secs())));
         }
     };
-    let ack: Value = serde_json::from_str(&first)
-        .map_err(|err| Failure::Transient(format!("hello_ack is not JSON: {err}")))?;
-    inner.on_hello_ack(&ack)?;
+    let ack = decode_server(&first).map_err(|err| {
+        Failure::Transient(format!(
+            "the daemon's first frame was not a hello_ack with a session: {}",
+            truncate(&err, 120)
+        ))
+    })?;
+    inner.on_hello_ack(&ack.frame)?;
     serve(inner, &mut sink, &mut source).await;
     inner.connection_lost();
     Ok(())
@@ -794,10 +775,10 @@ async fn serve(inner: &Inner, sink: &mut Sink, source: &mut Source) {
                         return;
                     }
                 };
-                let frame: Value = match serde_json::from_str(&text) {
+                let frame = match decode_server(&text) {
                     Ok(frame) => frame,
                     Err(err) => {
-                        tracing::warn!(error = %err, "a frame from exaid is not JSON; ignored");
+                        tracing::warn!(error = %err, "a frame from exaid could not be read; ignored");
                         continue;
                     }
                 };
@@ -825,6 +806,12 @@ async fn serve(inner: &Inner, sink: &mut Sink, source: &mut Source) {
             }
         }
     }
+}
+
+/// A frame's `op`, for a log line that must not print the frame (it may carry a secret).
+fn frame_op(frame: &ServerFrame) -> String {
+    let json = serde_json::to_value(frame).unwrap_or(Value::Null);
+    truncate(json["op"].as_str().unwrap_or("?"), 32)
 }
 
 fn truncate(text: &str, chars_max: usize) -> String {

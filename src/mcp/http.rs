@@ -1,10 +1,10 @@
 //! `/mcp` on the daemon's HTTP port: MCP over Streamable HTTP, for editors that would rather
 //! not start a process.
 //!
-//! The endpoint is rmcp's streamable HTTP service mounted in the axum router (`http::router`),
+//! The endpoint is rmcp's streamable HTTP service mounted in the axum router (`operator::http::router`),
 //! behind a bearer-token check: the daemon token, compared in constant time. Each MCP session
 //! gets its own handler, whose calls go through an in-process client of the core
-//! ([`crate::local`]): a session of the daemon's own, the same admission, deadline and outbox
+//! ([`super::local`]): a session of the daemon's own, the same admission, deadline and outbox
 //! as a WebSocket call, not a way around them.
 
 use std::io;
@@ -21,12 +21,14 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Map, Value};
 
-use super::{Backend, CallStream, ExaidMcp};
-use crate::daemon::Shared;
+use super::backend::{Backend, CallStream};
+use super::handler::ExaidMcp;
+use super::local::LocalClient;
 use crate::error::CallError;
-use crate::local::LocalClient;
+use crate::lifecycle::Stage;
+use crate::protocol::reply::ToolInfo;
 use crate::rt::BoxFuture;
-use crate::shutdown::Stage;
+use crate::state::Shared;
 
 /// The path the endpoint is served on.
 pub const PATH: &str = "/mcp";
@@ -161,14 +163,8 @@ struct LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    fn list_tools(&self) -> BoxFuture<'_, Result<Vec<Value>, String>> {
-        let tools = serde_json::to_value(self.shared.tools.infos())
-            .map_err(|err| format!("cannot describe the tools: {err}"))
-            .map(|value| match value {
-                Value::Array(tools) => tools,
-                _ => Vec::new(),
-            });
-        Box::pin(std::future::ready(tools))
+    fn list_tools(&self) -> BoxFuture<'_, Result<Vec<ToolInfo>, String>> {
+        Box::pin(std::future::ready(Ok(self.shared.tools.infos())))
     }
 
     fn start_call(
@@ -183,7 +179,7 @@ impl Backend for LocalBackend {
         };
         let call = client.start_call(name, arguments)?;
         let cancel = client.canceller(call.request_id.clone());
-        Ok(CallStream::new(call.progress, call.terminal, cancel))
+        Ok(CallStream::new(call.waiting, cancel))
     }
 }
 

@@ -1,15 +1,18 @@
 //! The EXAI wire protocol v1 (DESIGN.md section 4).
 //!
 //! [`frame`] turns the bytes a client sent into a typed [`ClientFrame`] or a precise error;
-//! [`reply`] defines every frame the daemon sends. Neither knows about sessions, sockets or
-//! tools: handling lives in `connection` and `call`. Keeping parsing apart from handling is
-//! what lets the decoder be fuzzed on its own.
+//! [`reply`] defines every frame the daemon sends; [`received`] decodes those frames again on
+//! the client side (bridge, bench, simulated clients). None of them knows about sessions,
+//! sockets or tools: handling lives in `router` and `call`. Keeping parsing apart from
+//! handling is what lets the decoder be fuzzed on its own.
 
 pub mod frame;
+pub mod received;
 pub mod reply;
 
 pub use frame::{ClientFrame, DecodeError, DecodeLimits, Hello, decode, decode_with};
-pub use reply::ServerFrame;
+pub use received::{Received, decode_server};
+pub use reply::{ProgressPhase, ServerFrame};
 
 /// WebSocket close codes the protocol uses, kept compatible with the original EXAI daemon.
 pub mod close_code {

@@ -1,25 +1,37 @@
-//! Every frame the daemon sends, as one serializable enum.
+//! Every frame the daemon sends, as one typed enum that serializes for the wire and
+//! deserializes for clients of the daemon (see `received`).
 //!
-//! A frame is serialized without its `seq`; the session outbox splices `"seq":N` in when it
-//! stamps the frame (see `outbox`), so serialization happens outside the outbox lock.
+//! A frame is rendered once, without its `seq`, outside the outbox lock; the session outbox
+//! stamps `"seq":N` in front of the rendered body (see `outbox::Stamped`), so the seq costs no
+//! second serialization.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CallError;
 
+/// What kind of output piece: the original had only text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// Plain text (the tool's JSON output is text too).
+    Text,
+}
+
 /// One piece of a tool's output, as in the original: today always text.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Output {
     /// Always `"text"`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: OutputKind,
     /// The text.
     pub text: String,
 }
 
 /// A tool as `list_tools` describes it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolInfo {
     /// The tool's name.
     pub name: String,
@@ -30,8 +42,47 @@ pub struct ToolInfo {
     pub input_schema: Value,
 }
 
+/// Where a running call is, as progress frames name it: machine-readable, so a client can
+/// tell a queue from a rate-limit pause without parsing the sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressPhase {
+    /// Accepted, not yet asking for permits.
+    Accepted,
+    /// Waiting for a permit (`waiting_for` names the limit).
+    Queued,
+    /// Running: in the tool or in a provider attempt.
+    Running,
+    /// Pausing because a provider rate-limited the call or is cooling down.
+    RateLimited,
+    /// Backing off after a provider failure that named no time.
+    Backoff,
+    /// Streaming answer text (`chunk`).
+    Streaming,
+}
+
+impl ProgressPhase {
+    /// The wire name, e.g. `rate_limited`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgressPhase::Accepted => "accepted",
+            ProgressPhase::Queued => "queued",
+            ProgressPhase::Running => "running",
+            ProgressPhase::RateLimited => "rate_limited",
+            ProgressPhase::Backoff => "backoff",
+            ProgressPhase::Streaming => "streaming",
+        }
+    }
+}
+
+impl std::fmt::Display for ProgressPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Frames from the daemon to a client.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// Reply to `hello`.
@@ -71,7 +122,7 @@ pub enum ServerFrame {
         /// The tool's canonical name.
         name: String,
         /// True when this request id was already running and the client joined it.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         joined: bool,
     },
     /// The call is still alive; says what it waits for.
@@ -80,8 +131,8 @@ pub enum ServerFrame {
         request_id: String,
         /// Human sentence: what the call is waiting for right now.
         message: String,
-        /// Machine-readable phase: `queued`, `running`, `rate_limited`, `streaming`.
-        phase: &'static str,
+        /// Machine-readable phase: `queued`, `running`, `rate_limited`, `streaming`...
+        phase: ProgressPhase,
         /// Seconds since acceptance.
         elapsed_secs: f64,
         /// Seconds left before the deadline.
@@ -112,7 +163,7 @@ pub enum ServerFrame {
         error: Option<CallError>,
         /// True when this is the stored result sent again for a repeated request id (the call
         /// ran once; its provider was not called again).
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         repeated: bool,
     },
     /// Reply to `cancel`: the call is being stopped (its `call_tool_res` follows).
@@ -157,12 +208,12 @@ pub enum ServerFrame {
 }
 
 /// Identifies the daemon in `hello_ack`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerInfo {
-    /// Always `"exaid"`.
-    pub name: &'static str,
+    /// Always `"exaid"` (borrowed when sent, owned when a client decodes it).
+    pub name: Cow<'static, str>,
     /// The crate version.
-    pub version: &'static str,
+    pub version: Cow<'static, str>,
     /// Protocol version: 1.
     pub protocol: u32,
 }
@@ -171,8 +222,8 @@ impl ServerInfo {
     /// This build's identity.
     pub fn current() -> ServerInfo {
         ServerInfo {
-            name: "exaid",
-            version: env!("CARGO_PKG_VERSION"),
+            name: Cow::Borrowed("exaid"),
+            version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
             protocol: 1,
         }
     }
@@ -198,12 +249,27 @@ impl ServerFrame {
             request_id,
             ok: true,
             outputs: vec![Output {
-                kind: "text",
+                kind: OutputKind::Text,
                 text: text.clone(),
             }],
             text,
             error: None,
             repeated: false,
+        }
+    }
+
+    /// The request this frame belongs to, if it names one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ServerFrame::ListToolsRes { request_id, .. }
+            | ServerFrame::Pong { request_id }
+            | ServerFrame::HealthRes { request_id, .. }
+            | ServerFrame::Error { request_id, .. } => request_id.as_deref(),
+            ServerFrame::CallToolAck { request_id, .. }
+            | ServerFrame::Progress { request_id, .. }
+            | ServerFrame::CallToolRes { request_id, .. }
+            | ServerFrame::Cancelled { request_id } => Some(request_id),
+            ServerFrame::HelloAck { .. } | ServerFrame::Gap { .. } => None,
         }
     }
 

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::call::CallCtx;
-use crate::daemon::Shared;
 use crate::error::CallError;
+use crate::state::Shared;
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
 

@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::call::CallCtx;
 use crate::conversation::Turn;
-use crate::daemon::Shared;
 use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, Role};
+use crate::state::Shared;
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
 

@@ -19,9 +19,9 @@ use serde_json::{Map, Value, json};
 
 use crate::call::CallCtx;
 use crate::conversation::{StepRecord, Turn};
-use crate::daemon::Shared;
 use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, Resolved, Role, offline};
+use crate::state::Shared;
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::workflow::{self, Spec, StepInput, describe_field, invalid};
 use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};

@@ -23,11 +23,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::call::CallCtx;
-use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::reply::ToolInfo;
 use crate::provider::Resolved;
 use crate::rt::BoxFuture;
+use crate::state::Shared;
 
 /// Which deadline a tool runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,9 +29,9 @@ use serde_json::{Map, Value, json};
 
 use crate::call::CallCtx;
 use crate::conversation::{History, Snapshot, StepRecord, Turn, describe_issue};
-use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
 use crate::provider::{ChatMessage, ChatRequest, Resolved, Role};
+use crate::state::Shared;
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
 

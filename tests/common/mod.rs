@@ -14,9 +14,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use exaid::config::Config;
-use exaid::daemon::Shared;
 use exaid::rt::Rt;
 use exaid::rt::tokio::{TokioListener, TokioRuntime};
+use exaid::state::Shared;
 
 /// The token every test daemon uses.
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -28,6 +28,10 @@ pub const FRAME_WAIT: Duration = Duration::from_secs(10);
 pub struct TestDaemon {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
+    /// The HTTP port's routes, bound to this daemon.
+    pub routes: axum::Router,
+    /// Its metrics, when it keeps them.
+    pub metrics: Option<Arc<exaid::operator::metrics::Metrics>>,
 }
 
 /// Start a daemon with defaults changed by `tweak`.
@@ -53,10 +57,17 @@ pub async fn start_with(
     let addr = exaid::rt::Listener::local_addr(&listener).unwrap();
     let daemon = build(config, rt);
     let shared = daemon.shared().clone();
+    let routes = daemon.http_routes();
+    let metrics = daemon.metrics().cloned();
     tokio::spawn(async move {
         let _ = daemon.serve(Box::new(listener)).await;
     });
-    TestDaemon { addr, shared }
+    TestDaemon {
+        addr,
+        shared,
+        routes,
+        metrics,
+    }
 }
 
 /// A protocol client.

@@ -5,31 +5,26 @@
 //! session, admitted under the same limits, bounded by the same deadline and delivered through
 //! the same outbox as one that came over a WebSocket, or the HTTP door would be a way around
 //! every limit. So this client does what a connection does, with the same code: it owns a
-//! session, starts calls with `connection::start_call`, cancels them with
-//! `connection::cancel_call`, and drains the session outbox as a connection writer does,
-//! routing each frame to the call it names.
+//! session, starts and cancels calls through the `router`, and drains the session outbox as a
+//! connection writer does, routing each typed frame to the call it names (nothing is rendered
+//! and parsed back on this path).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 
-use crate::connection;
-use crate::daemon::Shared;
+use super::pending::{PendingCalls, Waiting};
 use crate::error::{CallError, ErrorCode};
+use crate::router;
 use crate::session::{Session, StopReason};
+use crate::state::Shared;
 
 /// Calls one local client may have waiting for their terminal frame at once. The session's
 /// own limit (`EXAI_WS_SESSION_MAX_INFLIGHT`) and queue still apply; this only bounds the
 /// routing table, so a client that never reads cannot grow it without end.
 pub const CALLS_PENDING_MAX: usize = 256;
-
-/// Progress frames buffered per call. Progress is advisory: when a caller does not keep up,
-/// newer progress frames are dropped rather than buffered without bound (terminal frames have
-/// their own channel and are never dropped).
-pub const PROGRESS_FRAMES_MAX: usize = 32;
 
 /// A session of the core, used from inside the process. Dropping it closes the session: its
 /// running calls stop (`CANCELLED`) and it is removed at once, since nobody else holds its
@@ -48,7 +43,7 @@ struct Inner {
     /// Our attachment to the session (it stays attached, so it never expires under us).
     generation: u64,
     /// Where each call's frames go, by request id.
-    routes: Mutex<BTreeMap<String, Route>>,
+    pending: Mutex<PendingCalls<()>>,
     /// Request ids handed out so far (ids are `local-N`).
     calls_started: AtomicU64,
     /// Set once the client is closed: no new calls, the pump stops.
@@ -57,26 +52,12 @@ struct Inner {
     close: Notify,
 }
 
-/// Where one call's frames go.
-struct Route {
-    /// The tool, to start the call again after a gap (see [`Inner::drain`]).
-    name: String,
-    /// Its arguments, for the same reason.
-    arguments: Map<String, Value>,
-    /// Progress frames, lossy when full.
-    progress: mpsc::Sender<Value>,
-    /// The terminal frame; taken when it arrives.
-    terminal: Option<oneshot::Sender<Value>>,
-}
-
 /// One call started through a [`LocalClient`]: its frames, as the protocol would send them.
 pub struct LocalCall {
     /// The request id the core knows the call by.
     pub request_id: String,
-    /// `progress` frames of the call (JSON objects, `seq` included).
-    pub progress: mpsc::Receiver<Value>,
-    /// Its one `call_tool_res` frame. Closed without a value only if the client closed first.
-    pub terminal: oneshot::Receiver<Value>,
+    /// Its progress frames and its one terminal frame.
+    pub waiting: Waiting,
 }
 
 impl LocalClient {
@@ -99,7 +80,7 @@ impl LocalClient {
             shared: shared.clone(),
             session,
             generation,
-            routes: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(PendingCalls::new(CALLS_PENDING_MAX)),
             calls_started: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             close: Notify::new(),
@@ -129,30 +110,21 @@ impl LocalClient {
         }
         let n = inner.calls_started.fetch_add(1, Ordering::SeqCst) + 1;
         let request_id = format!("local-{n}");
-        let (progress_tx, progress) = mpsc::channel(PROGRESS_FRAMES_MAX);
-        let (terminal_tx, terminal) = oneshot::channel();
-        {
-            let mut routes = inner.routes.lock().expect("routes lock");
-            if routes.len() >= CALLS_PENDING_MAX {
-                return Err(CallError::new(
+        // Registered before the call starts: its first frame may be drained at once.
+        let waiting = inner
+            .pending
+            .lock()
+            .expect("pending lock")
+            .register(request_id.clone(), name, arguments.clone(), ())
+            .ok_or_else(|| {
+                CallError::new(
                     ErrorCode::OverCapacity,
                     format!(
                         "this session already has {CALLS_PENDING_MAX} calls waiting for their result"
                     ),
-                ));
-            }
-            // Registered before the call starts: its first frame may be drained at once.
-            routes.insert(
-                request_id.clone(),
-                Route {
-                    name: name.to_string(),
-                    arguments: arguments.clone(),
-                    progress: progress_tx,
-                    terminal: Some(terminal_tx),
-                },
-            );
-        }
-        connection::start_call(
+                )
+            })?;
+        router::start_call(
             &inner.shared,
             &inner.session,
             request_id.clone(),
@@ -161,8 +133,7 @@ impl LocalClient {
         );
         Ok(LocalCall {
             request_id,
-            progress,
-            terminal,
+            waiting,
         })
     }
 
@@ -188,7 +159,7 @@ impl Drop for LocalClient {
             .session
             .detach(inner.generation, inner.shared.rt.now());
         // Anyone still waiting sees its terminal channel close.
-        inner.routes.lock().expect("routes lock").clear();
+        inner.pending.lock().expect("pending lock").clear();
         tracing::debug!(session = %inner.session.id, calls_stopped = stopped, "local session closed");
     }
 }
@@ -199,7 +170,7 @@ impl Inner {
         if self.closed.load(Ordering::SeqCst) || !self.session.is_running(&request_id) {
             return;
         }
-        connection::cancel_call(&self.shared, &self.session, request_id);
+        router::cancel_call(&self.shared, &self.session, request_id);
     }
 
     /// Deliver every frame after `cursor`, then ack them: the outbox keeps nothing a local
@@ -226,52 +197,22 @@ impl Inner {
             *cursor = gap.to_seq;
             self.restart_waiting();
         }
-        for (seq, text) in batch.frames {
-            *cursor = seq;
-            match serde_json::from_str::<Value>(&text) {
-                Ok(frame) => self.route(frame),
-                Err(err) => tracing::error!(seq, error = %err, "outbox frame is not JSON"),
+        {
+            let mut pending = self.pending.lock().expect("pending lock");
+            for stamped in &batch.frames {
+                assert_eq!(stamped.seq, *cursor + 1, "frames arrive in seq order");
+                *cursor = stamped.seq;
+                pending.route(&stamped.frame);
             }
         }
         self.session.ack(*cursor);
     }
 
-    /// Send one frame to the call it names.
-    fn route(&self, frame: Value) {
-        let Some(request_id) = frame.get("request_id").and_then(Value::as_str) else {
-            return;
-        };
-        let mut routes = self.routes.lock().expect("routes lock");
-        match frame.get("op").and_then(Value::as_str) {
-            Some("call_tool_res") => {
-                if let Some(mut route) = routes.remove(request_id)
-                    && let Some(terminal) = route.terminal.take()
-                {
-                    let _ = terminal.send(frame);
-                }
-            }
-            Some("progress") => {
-                if let Some(route) = routes.get(request_id) {
-                    // Full or gone: progress is advisory, the terminal frame is what counts.
-                    let _ = route.progress.try_send(frame);
-                }
-            }
-            // Acks, `cancelled`, and the error a cancel of a finished call gets.
-            _ => {}
-        }
-    }
-
     /// Start every waiting call again under its own request id (after a gap).
     fn restart_waiting(&self) {
-        let waiting: Vec<(String, String, Map<String, Value>)> = self
-            .routes
-            .lock()
-            .expect("routes lock")
-            .iter()
-            .map(|(id, route)| (id.clone(), route.name.clone(), route.arguments.clone()))
-            .collect();
+        let waiting = self.pending.lock().expect("pending lock").waiting();
         for (request_id, name, arguments) in waiting {
-            connection::start_call(&self.shared, &self.session, request_id, &name, arguments);
+            router::start_call(&self.shared, &self.session, request_id, &name, arguments);
         }
     }
 }

@@ -22,16 +22,30 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::daemon::Shared;
+use crate::operator::metrics::Metrics;
+use crate::state::Shared;
+
+/// What the operator routes read: the daemon's state, and its metrics if it keeps them.
+#[derive(Clone)]
+struct Operator {
+    /// The daemon.
+    shared: Arc<Shared>,
+    /// Its metrics (`None`: `/metrics` answers 404).
+    metrics: Option<Arc<Metrics>>,
+}
 
 /// The routes, bound to the daemon.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Shared>, metrics: Option<Arc<Metrics>>) -> Router {
+    let operator = Operator {
+        shared: shared.clone(),
+        metrics,
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
-        .route("/metrics", get(metrics))
-        .with_state(shared.clone())
+        .route("/metrics", get(metrics_text))
+        .with_state(operator)
         .merge(crate::mcp::http::routes(shared))
 }
 
@@ -39,7 +53,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+async fn readyz(State(Operator { shared, .. }): State<Operator>) -> Response {
     if shared.lifecycle.is_ready() {
         (StatusCode::OK, Json(json!({"ready": true}))).into_response()
     } else {
@@ -105,12 +119,12 @@ pub fn status_json(shared: &Shared) -> Value {
     })
 }
 
-async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {
+async fn status(State(Operator { shared, .. }): State<Operator>) -> Json<Value> {
     Json(status_json(&shared))
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    match &shared.metrics {
+async fn metrics_text(State(Operator { shared, metrics }): State<Operator>) -> Response {
+    match &metrics {
         Some(metrics) => (
             [(
                 header::CONTENT_TYPE,

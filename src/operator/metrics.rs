@@ -21,11 +21,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::daemon::Shared;
 use crate::observe::{Observer, PauseReason};
 use crate::outbox::OutboxStats;
 use crate::protocol::ServerFrame;
 use crate::rt::Instant;
+use crate::state::Shared;
 
 /// Calls by tool and how they ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

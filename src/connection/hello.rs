@@ -1,0 +1,160 @@
+//! The start of a connection: the WebSocket upgrade, the `hello` frame, and the session it
+//! opens or resumes. Every failure here closes with the protocol's code (4000-4003, 1008).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::read::{Data, Source, next_data};
+use super::writer::{Sink, close};
+use crate::protocol::{ClientFrame, Hello, close_code, decode_with};
+use crate::rt::BoxStream;
+use crate::session::Session;
+use crate::state::Shared;
+
+/// Bytes written to the socket in one go.
+const WRITE_BUFFER_BYTES: usize = 128 * 1024;
+
+/// Bytes read from the socket in one go. Why not tungstenite's default (128 KiB): it zero-fills
+/// its read buffer up to this size before every read, so the default cost a 128 KiB memset
+/// per frame received (7% of the daemon's CPU under load, measured with `exaid bench` and
+/// perf), and idle connections kept the whole buffer resident. Frames larger than this are
+/// still read whole, in several reads; `EXAI_WS_MAX_BYTES` is what bounds them.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The WebSocket upgrade, with the frame-size limit applied.
+pub async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Source)> {
+    let max_bytes = shared.config.max_frame_bytes;
+    // The write buffer is bounded too: a client that stops reading cannot make the daemon
+    // buffer without limit (its frames wait in the outbox, under the outbox caps).
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_bytes))
+        .max_frame_size(Some(max_bytes))
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(max_bytes.saturating_add(WRITE_BUFFER_BYTES * 2));
+    let handshake_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
+    let accept = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let give_up = shared.rt.sleep(handshake_timeout);
+    let ws = tokio::select! {
+        biased;
+        ws = accept => ws,
+        () = give_up => return None,
+    };
+    match ws {
+        Ok(ws) => Some(ws.split()),
+        Err(err) => {
+            tracing::debug!(error = %err, "websocket handshake failed");
+            None
+        }
+    }
+}
+
+/// Wait for the first frame and insist it is a `hello`. On any failure, the connection is
+/// closed with the protocol's code and `None` is returned.
+pub async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Option<Hello> {
+    let hello_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
+    let mut give_up = shared.rt.sleep(hello_timeout);
+    let first = loop {
+        tokio::select! {
+            biased;
+            data = next_data(source) => match data {
+                Data::Heartbeat => continue,
+                data => break data,
+            },
+            () = &mut give_up => {
+                let reason = format!("no hello within {:.1} s (EXAI_WS_HELLO_TIMEOUT)", hello_timeout.as_secs_f64());
+                close(shared, sink, close_code::HELLO_TIMEOUT, &reason).await;
+                return None;
+            }
+        }
+    };
+    let text = match first {
+        Data::Text(text) => text,
+        Data::Binary => {
+            close(
+                shared,
+                sink,
+                close_code::BAD_JSON,
+                "hello must be a JSON text frame, got a binary frame",
+            )
+            .await;
+            return None;
+        }
+        Data::TooBig => {
+            close(shared, sink, close_code::TOO_BIG, &too_big_reason(shared)).await;
+            return None;
+        }
+        Data::Closed | Data::Heartbeat => return None,
+    };
+    match decode_with(&text, &shared.decode_limits) {
+        Ok(ClientFrame::Hello(hello)) => Some(hello),
+        Ok(other) => {
+            let reason = format!("first frame must be op \"hello\", got \"{}\"", other.op());
+            close(shared, sink, close_code::NOT_HELLO, &reason).await;
+            None
+        }
+        Err(err) if err.is_not_json() => {
+            close(
+                shared,
+                sink,
+                close_code::BAD_JSON,
+                &format!("hello is not JSON: {}", err.message),
+            )
+            .await;
+            None
+        }
+        Err(err) => {
+            close(
+                shared,
+                sink,
+                close_code::NOT_HELLO,
+                &format!("not a valid hello: {}", err.message),
+            )
+            .await;
+            None
+        }
+    }
+}
+
+/// A fresh or resumed session for this hello: `(session, resumed, why a resume was refused,
+/// cursor)`. The cursor is the last seq the client has; frames after it are sent first.
+pub fn open_session(
+    shared: &Shared,
+    hello: &Hello,
+) -> Result<(Arc<Session>, bool, Option<String>, u64), String> {
+    let mut resume_refused = None;
+    if let Some(session_id) = &hello.session_id {
+        let token = hello.resume_token.as_deref().unwrap_or("");
+        match shared.sessions.resume(session_id, token) {
+            Ok(session) => {
+                let last_seq = session.outbox.stats().last_seq;
+                let cursor = hello.last_seq.unwrap_or(0).min(last_seq);
+                session.ack(cursor);
+                return Ok((session, true, None, cursor));
+            }
+            Err(_) => {
+                resume_refused =
+                    Some("unknown or expired session, or wrong resume_token".to_string());
+            }
+        }
+    }
+    let id = shared.random_hex(16);
+    let resume_token = shared.random_hex(32);
+    match shared.sessions.create(id, resume_token, shared.rt.now()) {
+        Some(session) => Ok((session, false, resume_refused, 0)),
+        None => Err(format!(
+            "too many sessions (EXAI_WS_MAX_SESSIONS={})",
+            shared.config.max_sessions
+        )),
+    }
+}
+
+pub fn too_big_reason(shared: &Shared) -> String {
+    format!(
+        "frame exceeds EXAI_WS_MAX_BYTES ({} bytes)",
+        shared.config.max_frame_bytes
+    )
+}

@@ -1,0 +1,70 @@
+//! How an MCP front door reaches the core, and what one call looks like from there.
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::pending::Waiting;
+use crate::error::CallError;
+use crate::protocol::ServerFrame;
+use crate::protocol::reply::ToolInfo;
+use crate::rt::BoxFuture;
+
+/// How a front door reaches the core: over a WebSocket (the stdio bridge) or in process (the
+/// HTTP endpoint). Both speak in typed protocol frames ([`ServerFrame`]), so the translation
+/// to MCP is written once.
+pub trait Backend: Send + Sync + 'static {
+    /// The daemon's tools, as `list_tools_res` lists them. The error says why the daemon
+    /// could not be asked.
+    fn list_tools(&self) -> BoxFuture<'_, Result<Vec<ToolInfo>, String>>;
+
+    /// Start one call. An error here is a call that could not even be registered (too many
+    /// pending); every later failure arrives as the call's terminal frame.
+    fn start_call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallStream, CallError>;
+}
+
+/// One call as a front door sees it: progress frames, then one terminal frame.
+///
+/// Dropping it before the terminal frame arrived cancels the call: a front door that stops
+/// waiting (its client cancelled, or went away) must not leave the work running.
+pub struct CallStream {
+    /// `progress` frames, in order; lossy when the reader falls behind.
+    pub progress: mpsc::Receiver<ServerFrame>,
+    /// The `call_tool_res` frame. Closed without a value when the backend gave up on the
+    /// call (it cannot reach the daemon any more).
+    pub terminal: oneshot::Receiver<ServerFrame>,
+    /// Cancels the call; taken once the call has ended.
+    cancel: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl CallStream {
+    /// A call's frames, and how to cancel it.
+    pub fn new(waiting: Waiting, cancel: impl FnOnce() + Send + 'static) -> CallStream {
+        CallStream {
+            progress: waiting.progress,
+            terminal: waiting.terminal,
+            cancel: Some(Box::new(cancel)),
+        }
+    }
+
+    /// The call ended: dropping the stream no longer cancels anything.
+    pub fn ended(&mut self) {
+        self.cancel = None;
+    }
+
+    /// Cancel the call now (at most once).
+    pub fn cancel(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            cancel();
+        }
+    }
+}
+
+impl Drop for CallStream {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}

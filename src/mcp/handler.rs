@@ -1,0 +1,262 @@
+//! The one MCP handler both front doors run: `tools/list` from `list_tools_res`, `tools/call`
+//! as `call_tool` ending with its `call_tool_res`, `progress` frames as progress
+//! notifications (when the client gave a progress token), `notifications/cancelled` as
+//! `cancel`. A tool that fails is an MCP tool result with `isError: true` and the error code
+//! first in its text (`TOOL_NOT_FOUND: ...`), so the model reads why.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+
+use super::backend::Backend;
+use crate::error::{CallError, ErrorCode};
+use crate::protocol::reply::ToolInfo;
+use crate::protocol::{ProgressPhase, ServerFrame};
+
+/// The MCP server both doors run: exaid's tools, forwarded to the core through `B`.
+pub struct ExaidMcp<B> {
+    /// Where calls go.
+    backend: Arc<B>,
+}
+
+impl<B: Backend> ExaidMcp<B> {
+    /// A handler over `backend`.
+    pub fn new(backend: Arc<B>) -> ExaidMcp<B> {
+        ExaidMcp { backend }
+    }
+}
+
+/// What the `initialize` answer tells clients about exaid.
+const INSTRUCTIONS: &str = "exaid runs LLM tool calls (chat with Kimi, GLM or its offline model; \
+listmodels; version; status) under shared rate limits, with one deadline per call. A failed call \
+is a tool result with isError and the error code first (e.g. RATE_LIMITED: ..., with when to \
+retry).";
+
+impl<B: Backend> ServerHandler for ExaidMcp<B> {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("exaid", env!("CARGO_PKG_VERSION")).with_title("exaid"),
+            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let infos = self
+            .backend
+            .list_tools()
+            .await
+            .map_err(|why| McpError::internal_error(why, None))?;
+        let tools = infos.iter().filter_map(tool_from_info).collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let arguments = request.arguments.unwrap_or_default();
+        let mut call = match self.backend.start_call(&request.name, arguments) {
+            Ok(call) => call,
+            Err(error) => return Ok(error_result(&error).into()),
+        };
+        let progress_token = context.meta.get_progress_token();
+        let mut progress = ProgressRelay::default();
+        loop {
+            tokio::select! {
+                biased;
+                () = context.ct.cancelled() => {
+                    // `notifications/cancelled` becomes the protocol's `cancel`. rmcp sends no
+                    // response to a cancelled request, so this result is only for the record.
+                    call.cancel();
+                    return Ok(error_result(&CallError::new(
+                        ErrorCode::Cancelled,
+                        "cancelled by the client",
+                    ))
+                    .into());
+                }
+                Some(frame) = call.progress.recv() => {
+                    if let Some(token) = &progress_token
+                        && let Some(param) = progress.notification(token, &frame)
+                    {
+                        // A client that stopped listening for progress is no reason to stop.
+                        let _ = context.peer.notify_progress(param).await;
+                    }
+                }
+                terminal = &mut call.terminal => {
+                    call.ended();
+                    return Ok(match terminal {
+                        Ok(frame) => tool_result(&frame),
+                        Err(_) => error_result(&CallError::new(
+                            ErrorCode::ServiceUnavailable,
+                            "the call's session closed before it ended",
+                        )),
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+}
+
+/// Turns a call's `progress` frames into MCP progress notifications.
+#[derive(Default)]
+struct ProgressRelay {
+    /// Notifications sent so far: the `progress` value, which must increase each time.
+    sent: u32,
+    /// The provider attempt whose streamed text was already announced: a stream of chunks is
+    /// announced once per attempt, not once per chunk (progress messages are for people, and
+    /// the answer itself arrives in the result).
+    streaming_attempt: Option<u32>,
+}
+
+impl ProgressRelay {
+    /// The notification for `frame`, or `None` when it adds nothing.
+    fn notification(
+        &mut self,
+        token: &rmcp::model::ProgressToken,
+        frame: &ServerFrame,
+    ) -> Option<ProgressNotificationParam> {
+        let ServerFrame::Progress {
+            phase,
+            attempt,
+            message,
+            ..
+        } = frame
+        else {
+            return None;
+        };
+        if *phase == ProgressPhase::Streaming {
+            let attempt = attempt.unwrap_or(0);
+            if self.streaming_attempt == Some(attempt) {
+                return None;
+            }
+            self.streaming_attempt = Some(attempt);
+        }
+        self.sent += 1;
+        Some(
+            ProgressNotificationParam::new(token.clone(), f64::from(self.sent))
+                .with_message(message.as_str()),
+        )
+    }
+}
+
+/// An MCP tool from one `list_tools_res` entry; `None` for an entry whose schema is not an
+/// object.
+pub fn tool_from_info(info: &ToolInfo) -> Option<Tool> {
+    let schema = info.input_schema.as_object()?.clone();
+    Some(Tool::new(
+        info.name.clone(),
+        info.description.clone(),
+        Arc::new(schema),
+    ))
+}
+
+/// The MCP result of a `call_tool_res` frame: its outputs, or `isError` with the code first.
+/// Any other frame is a bug of the door that passed it, answered as an internal error.
+pub fn tool_result(frame: &ServerFrame) -> CallToolResult {
+    let ServerFrame::CallToolRes {
+        ok,
+        outputs,
+        text,
+        error,
+        ..
+    } = frame
+    else {
+        return error_result(&CallError::new(
+            ErrorCode::InternalError,
+            "the call ended without a call_tool_res",
+        ));
+    };
+    if *ok {
+        let mut content: Vec<ContentBlock> = outputs
+            .iter()
+            .map(|output| ContentBlock::text(output.text.as_str()))
+            .collect();
+        if content.is_empty() {
+            content.push(ContentBlock::text(text.as_str()));
+        }
+        return CallToolResult::success(content);
+    }
+    match error {
+        Some(error) => error_result(error),
+        None => error_result(&CallError::new(ErrorCode::InternalError, text.clone())),
+    }
+}
+
+/// The MCP result of a failed call: `isError`, with the code first and when to retry.
+pub fn error_result(error: &CallError) -> CallToolResult {
+    let mut text = format!("{}: {}", error.code, error.message);
+    if let Some(secs) = error.retry_after_secs {
+        text.push_str(&format!(" (retry after {secs} s)"));
+    }
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ProgressPhase;
+
+    #[test]
+    fn failures_are_error_results_with_the_code_first() {
+        let error = CallError::new(ErrorCode::RateLimited, "kimi is busy").with_retry_after_secs(7);
+        let frame = ServerFrame::call_failed("r".into(), error);
+        let result = tool_result(&frame);
+        assert_eq!(result.is_error, Some(true));
+        let text = serde_json::to_value(&result.content).unwrap();
+        assert_eq!(
+            text[0]["text"],
+            "RATE_LIMITED: kimi is busy (retry after 7 s)"
+        );
+    }
+
+    #[test]
+    fn outputs_become_text_content() {
+        let frame = ServerFrame::call_succeeded("r".into(), "hello".into());
+        let result = tool_result(&frame);
+        assert_eq!(result.is_error, Some(false));
+        assert_eq!(
+            serde_json::to_value(&result.content).unwrap()[0]["text"],
+            "hello"
+        );
+    }
+
+    fn progress(phase: ProgressPhase, attempt: Option<u32>, message: &str) -> ServerFrame {
+        ServerFrame::Progress {
+            request_id: "r".into(),
+            message: message.into(),
+            phase,
+            elapsed_secs: 0.0,
+            remaining_secs: 1.0,
+            waiting_for: None,
+            chunk: None,
+            attempt,
+        }
+    }
+
+    #[test]
+    fn streamed_chunks_are_announced_once_per_attempt() {
+        let token = rmcp::model::ProgressToken(rmcp::model::NumberOrString::Number(1));
+        let mut relay = ProgressRelay::default();
+        let queued = progress(ProgressPhase::Queued, None, "waiting for capacity");
+        let chunk = progress(ProgressPhase::Streaming, Some(1), "streaming");
+        let first = relay.notification(&token, &queued).unwrap();
+        assert_eq!(first.progress, 1.0);
+        assert!(relay.notification(&token, &chunk).is_some());
+        assert!(relay.notification(&token, &chunk).is_none());
+        let retry = progress(ProgressPhase::Streaming, Some(2), "streaming");
+        assert_eq!(relay.notification(&token, &retry).unwrap().progress, 3.0);
+    }
+}

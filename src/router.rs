@@ -1,0 +1,251 @@
+//! The router: one decoded client frame in, its handling out. It decodes, dispatches, starts
+//! and cancels calls, and answers everything else from the daemon's state.
+//!
+//! Why one place: a call from a WebSocket, from the in-process MCP client (`mcp::local`) and
+//! from the stdio bridge (through a WebSocket) all start here, so every door goes through the
+//! same session, admission, deadline and outbox. The router never awaits: a call runs in its
+//! own task (`call`), so one slow call never blocks the next frame.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::call::{self, Accepted};
+use crate::error::{CallError, ErrorCode};
+use crate::protocol::{ClientFrame, DecodeError, ServerFrame, decode_with};
+use crate::session::{Begin, Inbound, Session, StopReason};
+use crate::state::Shared;
+use crate::tools::ToolKind;
+
+/// Handle one text frame: decode, then act. Never awaits.
+pub fn dispatch(shared: &Arc<Shared>, session: &Arc<Session>, text: &str, verdict: Inbound) {
+    let now = shared.rt.now();
+    let decoded = decode_with(text, &shared.decode_limits);
+    // Over the rate: the frame is not handled, whatever it holds; the refusal names its
+    // request when one could be read, so a client waiting on that id is answered.
+    if let Inbound::Refuse(wait) = verdict {
+        let retry_after_secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+        let error = CallError::new(
+            ErrorCode::OverCapacity,
+            format!(
+                "message rate over EXAI_WS_SESSION_RATE ({}/s, burst {}): frame not handled; retry in {retry_after_secs} s",
+                shared.config.session_rate_per_sec, shared.config.session_burst
+            ),
+        )
+        .with_retry_after_secs(retry_after_secs);
+        let reply = match decoded {
+            Ok(ClientFrame::CallTool { request_id, .. }) => {
+                ServerFrame::call_failed(request_id, error)
+            }
+            Ok(ClientFrame::Cancel { request_id }) => ServerFrame::Error {
+                request_id: Some(request_id),
+                error,
+            },
+            Err(DecodeError {
+                op: Some(op),
+                request_id: Some(request_id),
+                ..
+            }) if op == "call_tool" => ServerFrame::call_failed(request_id, error),
+            Err(DecodeError { request_id, .. }) => ServerFrame::Error { request_id, error },
+            Ok(_) => ServerFrame::Error {
+                request_id: None,
+                error,
+            },
+        };
+        session.push(reply, now);
+        return;
+    }
+    let frame = match decoded {
+        Ok(frame) => frame,
+        Err(err) => {
+            let error = CallError::new(err.code, err.message);
+            // A broken call_tool that named its request gets a terminal frame, so a client
+            // waiting on that id is answered.
+            let reply = match (err.op.as_deref(), err.request_id) {
+                (Some("call_tool"), Some(request_id)) => {
+                    ServerFrame::call_failed(request_id, error)
+                }
+                (_, request_id) => ServerFrame::Error { request_id, error },
+            };
+            session.push(reply, now);
+            return;
+        }
+    };
+    match frame {
+        ClientFrame::Hello(_) => {
+            let error = CallError::new(
+                ErrorCode::InvalidRequest,
+                "hello was already received on this connection",
+            );
+            session.push(
+                ServerFrame::Error {
+                    request_id: None,
+                    error,
+                },
+                now,
+            );
+        }
+        ClientFrame::ListTools { request_id } => {
+            let tools = shared.tools.infos();
+            session.push(ServerFrame::ListToolsRes { request_id, tools }, now);
+        }
+        ClientFrame::CallTool {
+            request_id,
+            name,
+            arguments,
+        } => start_call(shared, session, request_id, &name, arguments),
+        ClientFrame::Cancel { request_id } => cancel_call(shared, session, request_id),
+        ClientFrame::Ack { seq } => session.ack(seq),
+        ClientFrame::Ping { request_id } => {
+            session.push(ServerFrame::Pong { request_id }, now);
+        }
+        ClientFrame::Health { request_id } => {
+            let health = crate::health::snapshot(shared);
+            let ok = health.ok;
+            let health = serde_json::to_value(&health).expect("health serializes");
+            session.push(
+                ServerFrame::HealthRes {
+                    request_id,
+                    ok,
+                    health,
+                },
+                now,
+            );
+        }
+    }
+}
+
+/// Cancel one running call: `cancelled` goes out first, then the call's own terminal frame
+/// (`CANCELLED`); an unknown or finished call gets an error frame naming it. Shared with the
+/// in-process client (`local`), so a cancel from MCP is the same cancel.
+pub fn cancel_call(shared: &Shared, session: &Session, request_id: String) {
+    let now = shared.rt.now();
+    let cancelled = ServerFrame::Cancelled {
+        request_id: request_id.clone(),
+    };
+    if !session.stop_call(&request_id, StopReason::ClientCancel, Some(cancelled), now) {
+        let error = CallError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "no running call with request_id \"{request_id}\" (it may have finished already)"
+            ),
+        );
+        session.push(
+            ServerFrame::Error {
+                request_id: Some(request_id),
+                error,
+            },
+            now,
+        );
+    }
+}
+
+/// Validate, register, ack and spawn one call: every call of the daemon starts here, whether
+/// it came over a WebSocket or from the in-process client (`local`, used by the MCP endpoint),
+/// so both go through the same session, admission, deadline and outbox.
+pub fn start_call(
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    request_id: String,
+    name: &str,
+    arguments: serde_json::Map<String, serde_json::Value>,
+) {
+    let now = shared.rt.now();
+    if !shared.lifecycle.is_ready() {
+        let error = CallError::new(
+            ErrorCode::ServiceUnavailable,
+            "exaid is shutting down and accepts no new calls; retry once it is back",
+        )
+        .with_retry_after_secs(5);
+        session.push(ServerFrame::call_failed(request_id, error), now);
+        return;
+    }
+    let arguments = serde_json::Value::Object(arguments);
+    let chars_max = shared.config.arg_string_chars_max as usize;
+    if let Some((path, chars)) = crate::tools::schema::longest_string_over(&arguments, chars_max) {
+        let error = CallError::new(
+            ErrorCode::ValidationError,
+            format!("argument {path} is {chars} characters, the limit is {chars_max} (EXAI_ARG_STRING_CHARS_MAX)"),
+        )
+        .with_details(serde_json::json!({ "field": path }));
+        session.push(ServerFrame::call_failed(request_id, error), now);
+        return;
+    }
+    let serde_json::Value::Object(arguments) = arguments else {
+        unreachable!("built as an object just above");
+    };
+    let Some(tool) = shared.tools.get(name).cloned() else {
+        let canonical = crate::tools::ToolRegistry::canonical(name);
+        let why = if crate::tools::profile::BUILTIN_TOOL_NAMES.contains(&canonical.as_str()) {
+            format!(
+                "tool \"{name}\" is disabled here (TOOL_PROFILE={}, ENABLED_TOOLS, DISABLED_TOOLS)",
+                shared.config.tool_profile.name()
+            )
+        } else {
+            format!("no tool named \"{name}\"")
+        };
+        let error = CallError::new(
+            ErrorCode::ToolNotFound,
+            format!("{why}; available: {}", shared.tools.names().join(", ")),
+        );
+        session.push(ServerFrame::call_failed(request_id, error), now);
+        return;
+    };
+    let timeout_ms = match tool.kind() {
+        ToolKind::Simple => shared.config.simple_tool_timeout_ms,
+        ToolKind::Workflow => shared.config.workflow_tool_timeout_ms,
+    };
+    let prepared = match tool.prepare(arguments, shared) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            session.push(ServerFrame::call_failed(request_id, error), now);
+            return;
+        }
+    };
+    let ack = |joined: bool| ServerFrame::CallToolAck {
+        request_id: request_id.clone(),
+        accepted: true,
+        timeout: timeout_ms as f64 / 1000.0,
+        name: tool.name().to_string(),
+        joined,
+    };
+    let stop_rx = match session.begin_call(&request_id, now) {
+        Begin::New(stop_rx) => stop_rx,
+        Begin::Running => {
+            // The same request id again while it runs is the same call: join it.
+            session.push(ack(true), now);
+            return;
+        }
+        Begin::Finished(terminal) => {
+            // It already ended: the stored result again, and no second provider call.
+            session.push(terminal, now);
+            return;
+        }
+    };
+    session.push(ack(false), now);
+    let deadline = now + Duration::from_millis(timeout_ms);
+    shared
+        .observer
+        .call_accepted(&session.id, &request_id, tool.name(), now, deadline);
+    let accepted = Accepted {
+        shared: shared.clone(),
+        session: session.clone(),
+        request_id,
+        tool: tool.name(),
+        prepared,
+        accepted_at: now,
+        deadline,
+        stop: stop_rx,
+    };
+    let span = tracing::info_span!(
+        "call",
+        session = %session.id,
+        request_id = %accepted.request_id,
+        tool = accepted.tool,
+        provider = accepted.prepared.provider.as_ref().map(|p| p.entry.provider.name()).unwrap_or("-"),
+        model = accepted.prepared.provider.as_ref().map(|p| p.model.as_str()).unwrap_or("-"),
+    );
+    shared.rt.spawn(
+        "call",
+        tracing::Instrument::instrument(call::run(accepted), span),
+    );
+}
