@@ -23,6 +23,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use exaid::protocol::{Received, ServerFrame, decode_server};
+
 use crate::journal::{Invariant, JournalRef, lock, now_ms};
 
 /// What an ok answer must show.
@@ -253,27 +255,34 @@ pub async fn run_connection(
     if sink.send(text(hello)).await.is_err() {
         return;
     }
-    let ack = match source.next().await {
-        Some(Ok(Message::Text(ack))) => serde_json::from_str::<Value>(&ack).unwrap_or(Value::Null),
+    let first = match source.next().await {
+        Some(Ok(Message::Text(first))) => first,
         _ => return,
     };
-    let replay_until = ack["last_seq"].as_u64().unwrap_or(0);
+    let ack = decode_server(&first).map(|received| received.frame);
+    let Ok(ServerFrame::HelloAck {
+        session_id,
+        resume_token,
+        resumed,
+        last_seq: replay_until,
+        ..
+    }) = ack
+    else {
+        lock(&journal).violate(
+            Invariant::ExactlyOnce,
+            format!("{} got {first} instead of hello_ack", spec.name),
+        );
+        return;
+    };
     {
         let mut state = state.lock().expect("client lock");
         let mut journal = lock(&journal);
-        if ack["op"] != "hello_ack" {
-            journal.violate(
-                Invariant::ExactlyOnce,
-                format!("{} got {ack} instead of hello_ack", spec.name),
-            );
-            return;
-        }
         if resume {
-            if ack["resumed"] != true || ack["session_id"].as_str() != state.session_id.as_deref() {
+            if !resumed || Some(session_id.as_str()) != state.session_id.as_deref() {
                 journal.violate(
                     Invariant::ExactlyOnce,
                     format!(
-                        "{} resumed within the TTL but the daemon refused: {ack}",
+                        "{} resumed within the TTL but the daemon refused: {first}",
                         spec.name
                     ),
                 );
@@ -288,8 +297,8 @@ pub async fn run_connection(
             }
             journal.count("resumes", 1);
         } else {
-            state.session_id = ack["session_id"].as_str().map(String::from);
-            state.resume_token = ack["resume_token"].as_str().map(String::from);
+            state.session_id = Some(session_id);
+            state.resume_token = Some(resume_token);
             journal.record(format!("{} hello", spec.name));
         }
     }
@@ -350,8 +359,16 @@ pub async fn run_connection(
                     }
                     _ => continue,
                 };
-                let frame: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                let ack_seq = on_frame(&spec, &state, &journal, &frame);
+                let ack_seq = match decode_server(&body) {
+                    Ok(received) => on_frame(&spec, &state, &journal, &received),
+                    Err(why) => {
+                        lock(&journal).violate(
+                            Invariant::ExactlyOnce,
+                            format!("{} got a frame it cannot read ({why}): {body}", spec.name),
+                        );
+                        None
+                    }
+                };
                 if let Some(seq) = ack_seq {
                     let _ = sink.send(text(json!({"op": "ack", "seq": seq}))).await;
                 }
@@ -505,22 +522,21 @@ fn on_frame(
     spec: &ClientSpec,
     state: &ClientRef,
     journal: &JournalRef,
-    frame: &Value,
+    received: &Received,
 ) -> Option<u64> {
     let mut state = state.lock().expect("client lock");
     let mut journal = lock(journal);
-    let op = frame["op"].as_str().unwrap_or("");
-    if op == "gap" {
-        let to_seq = frame["to_seq"].as_u64().unwrap_or(0);
+    let frame = &received.frame;
+    if let ServerFrame::Gap { to_seq, .. } = frame {
         journal.record(format!("{} gap to {to_seq}", spec.name));
         journal.cover("gap_announced");
-        state.last_seq = state.last_seq.max(to_seq);
+        state.last_seq = state.last_seq.max(*to_seq);
         return None;
     }
-    let Some(seq) = frame["seq"].as_u64() else {
+    let Some(seq) = received.seq else {
         journal.violate(
             Invariant::ExactlyOnce,
-            format!("{} got a frame without seq: {frame}", spec.name),
+            format!("{} got a frame without seq: {frame:?}", spec.name),
         );
         return None;
     };
@@ -528,25 +544,31 @@ fn on_frame(
         journal.violate(
             Invariant::ExactlyOnce,
             format!(
-                "{} expected seq {} but got {seq} ({op})",
+                "{} expected seq {} but got {seq} ({frame:?})",
                 spec.name,
                 state.last_seq + 1
             ),
         );
     }
     state.last_seq = state.last_seq.max(seq);
-    let request_id = frame["request_id"].as_str().unwrap_or("").to_string();
-    match op {
-        "call_tool_ack" => {
-            state.acked.insert(request_id);
+    match frame {
+        ServerFrame::CallToolAck { request_id, .. } => {
+            state.acked.insert(request_id.clone());
         }
-        "call_tool_res" => {
-            let sends = state.sends.get(&request_id).copied().unwrap_or(0);
+        ServerFrame::CallToolRes {
+            request_id,
+            ok,
+            text,
+            error,
+            repeated,
+            ..
+        } => {
+            let sends = state.sends.get(request_id).copied().unwrap_or(0);
             let count = state.results.entry(request_id.clone()).or_insert(0);
             *count += 1;
             // One result per send at most: a repeat of a finished id gets the stored result
             // again (marked `repeated`), never a second run.
-            if *count > sends.max(1) || (*count > 1 && frame["repeated"] != true) {
+            if *count > sends.max(1) || (*count > 1 && !*repeated) {
                 journal.violate(
                     Invariant::ExactlyOnce,
                     format!(
@@ -556,29 +578,26 @@ fn on_frame(
                 );
             }
             let first_result = *count == 1;
-            let refused_conversation = frame["error"]["details"]["field"] == "continuation_id";
+            let refused_conversation = error
+                .as_ref()
+                .and_then(|e| e.details.as_ref())
+                .is_some_and(|details| details["field"] == "continuation_id");
             if refused_conversation {
                 journal.cover("continuation_refused");
             }
-            let index = spec.calls.iter().position(|c| c.request_id == request_id);
-            let ok = frame["ok"] == true;
-            if ok {
+            let index = spec.calls.iter().position(|c| c.request_id == *request_id);
+            if *ok {
                 state.ok_results += 1;
                 if let Some(call) = index.map(|i| &spec.calls[i]) {
-                    check_answer(spec, call, frame, &mut state, &mut journal);
+                    check_answer(spec, call, text, &mut state, &mut journal);
                 }
             }
             if first_result {
-                schedule_next_steps(spec, &request_id, ok, &mut state, &mut journal);
+                schedule_next_steps(spec, request_id, *ok, &mut state, &mut journal);
             }
         }
-        "cancelled" => journal.cover("cancel_won_the_race"),
-        "error"
-            if frame["error"]["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("no running call") =>
-        {
+        ServerFrame::Cancelled { .. } => journal.cover("cancel_won_the_race"),
+        ServerFrame::Error { error, .. } if error.message.contains("no running call") => {
             journal.cover("cancel_lost_the_race");
         }
         _ => {}
@@ -596,11 +615,10 @@ fn on_frame(
 fn check_answer(
     spec: &ClientSpec,
     call: &CallSpec,
-    frame: &Value,
+    text: &str,
     state: &mut ClientState,
     journal: &mut crate::journal::Journal,
 ) {
-    let text = frame["text"].as_str().unwrap_or("");
     let output: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let content = output["content"].as_str().unwrap_or("");
     let status = output["status"].as_str().unwrap_or("");

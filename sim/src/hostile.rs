@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use exaid::ErrorCode;
+use exaid::protocol::{ServerFrame, decode_server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,20 +44,28 @@ async fn connect(daemon: SocketAddr) -> Option<Ws> {
     None
 }
 
+/// The error code a frame carries, if it is an error (a failed call or a frame error).
+fn error_code(text: &str) -> Option<ErrorCode> {
+    match decode_server(text).ok()?.frame {
+        ServerFrame::CallToolRes {
+            error: Some(error), ..
+        }
+        | ServerFrame::Error { error, .. } => Some(error.code),
+        _ => None,
+    }
+}
+
 /// Read until the daemon closes; returns its close code (0 if the socket just ended) and how
 /// many frames carried each error code of interest.
 async fn read_to_close(ws: &mut Ws) -> (u16, u32, u32) {
     let (mut over_capacity, mut errors) = (0, 0);
     while let Some(message) = ws.next().await {
         match message {
-            Ok(Message::Text(text)) => {
-                let frame: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                if frame["error"]["code"] == "OVER_CAPACITY" {
-                    over_capacity += 1;
-                } else if frame["error"]["code"].is_string() {
-                    errors += 1;
-                }
-            }
+            Ok(Message::Text(text)) => match error_code(&text) {
+                Some(ErrorCode::OverCapacity) => over_capacity += 1,
+                Some(_) => errors += 1,
+                None => {}
+            },
             Ok(Message::Close(Some(frame))) => {
                 return (u16::from(frame.code), over_capacity, errors);
             }
@@ -141,11 +151,11 @@ pub async fn run(
             let mut errors = 0;
             while let Some(Ok(message)) = ws.next().await {
                 if let Message::Text(text) = message {
-                    let frame: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    if frame["error"]["code"].is_string() {
+                    if error_code(&text).is_some() {
                         errors += 1;
                     }
-                    if frame["op"] == "pong" {
+                    let frame = decode_server(&text).map(|received| received.frame);
+                    if matches!(frame, Ok(ServerFrame::Pong { .. })) {
                         break;
                     }
                 }

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::mock::{self, MockState};
 use super::stats::Samples;
+use exaid::protocol::ServerFrame;
 
 /// Error messages kept as examples; the rest are only counted.
 const ERROR_EXAMPLES_MAX: usize = 5;
@@ -298,17 +299,14 @@ fn check_frame(
     if !text.contains("\"op\":\"call_tool_res\"") && !text.contains("\"op\":\"error\"") {
         return None;
     }
-    let frame: Value = match serde_json::from_str(text) {
-        Ok(frame) => frame,
+    let frame = match exaid::protocol::decode_server(text) {
+        Ok(received) => received.frame,
         Err(e) => {
-            outcome.error(format!("a frame is not JSON ({e}): {text:.200}"));
+            outcome.error(format!("{e}: {text:.200}"));
             return None;
         }
     };
-    let Some(id) = frame["request_id"]
-        .as_str()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
+    let Some(id) = frame.request_id().and_then(|s| s.parse::<u64>().ok()) else {
         outcome.error(format!("a frame names no call of ours: {text:.200}"));
         return None;
     };
@@ -318,13 +316,17 @@ fn check_frame(
         ));
         return None;
     };
-    if frame["op"] != "call_tool_res" || frame["ok"] != true {
+    let ServerFrame::CallToolRes {
+        ok: true,
+        text: output,
+        ..
+    } = &frame
+    else {
         outcome.error(format!("call {id} failed: {text:.300}"));
         return Some(id);
-    }
-    let content = frame["text"]
-        .as_str()
-        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+    };
+    let content = serde_json::from_str::<Value>(output)
+        .ok()
         .and_then(|output| output["content"].as_str().map(str::to_string));
     let expected = mock::answer_for(id);
     if content.as_deref() != Some(expected.as_str()) {
