@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{WebSocketConfig, frame::coding::CloseCode};
 
 use crate::call::{self, Accepted};
+use crate::config::key;
 use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::reply::ServerInfo;
@@ -119,7 +120,7 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
 
 /// The WebSocket upgrade, with the frame-size limit applied.
 async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Source)> {
-    let max_bytes = shared.config.max_frame_bytes;
+    let max_bytes = shared.config.limits.frame_bytes_max;
     // The write buffer is bounded too: a client that stops reading cannot make the daemon
     // buffer without limit (its frames wait in the outbox, under the outbox caps).
     let config = WebSocketConfig::default()
@@ -128,7 +129,7 @@ async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Source)>
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(max_bytes.saturating_add(WRITE_BUFFER_BYTES * 2));
-    let handshake_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
+    let handshake_timeout = Duration::from_millis(shared.config.connections.hello_timeout_ms);
     let accept = tokio_tungstenite::accept_async_with_config(stream, Some(config));
     let give_up = shared.rt.sleep(handshake_timeout);
     let ws = tokio::select! {
@@ -148,7 +149,7 @@ async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Source)>
 /// Wait for the first frame and insist it is a `hello`. On any failure, the connection is
 /// closed with the protocol's code and `None` is returned.
 async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Option<Hello> {
-    let hello_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
+    let hello_timeout = Duration::from_millis(shared.config.connections.hello_timeout_ms);
     let mut give_up = shared.rt.sleep(hello_timeout);
     let first = loop {
         tokio::select! {
@@ -239,8 +240,9 @@ fn open_session(
     match shared.sessions.create(id, resume_token, shared.rt.now()) {
         Some(session) => Ok((session, false, resume_refused, 0)),
         None => Err(format!(
-            "too many sessions (EXAI_WS_MAX_SESSIONS={})",
-            shared.config.max_sessions
+            "too many sessions ({}={})",
+            key::EXAI_WS_MAX_SESSIONS,
+            shared.config.sessions.sessions_max
         )),
     }
 }
@@ -301,10 +303,10 @@ async fn run(
             .session_resumed(&session.id, *cursor - before);
     }
     let rt = &shared.rt;
-    let ping_every = Duration::from_millis(shared.config.ping_interval_ms);
-    let ping_timeout = Duration::from_millis(shared.config.ping_timeout_ms);
+    let ping_every = Duration::from_millis(shared.config.connections.ping_interval_ms);
+    let ping_timeout = Duration::from_millis(shared.config.connections.ping_timeout_ms);
     let mut keep_alive = KeepAlive::new(rt.now());
-    let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
+    let idle_timeout = Duration::from_millis(shared.config.connections.idle_timeout_ms);
     let mut last_frame_at = rt.now();
     let mut ping_timer = rt.sleep(ping_every);
     loop {
@@ -359,7 +361,7 @@ async fn run(
                     let now = rt.now();
                     keep_alive.heard(now);
                     last_frame_at = now;
-                    match session.inbound(now, shared.config.session_burst) {
+                    match session.inbound(now, shared.config.sessions.burst) {
                         Inbound::Close => return Some((close_code::POLICY, flood_reason(shared))),
                         verdict => handle_text(shared, session, &text, verdict),
                     }
@@ -368,7 +370,7 @@ async fn run(
                     let now = rt.now();
                     keep_alive.heard(now);
                     last_frame_at = now;
-                    if session.inbound(now, shared.config.session_burst) == Inbound::Close {
+                    if session.inbound(now, shared.config.sessions.burst) == Inbound::Close {
                         return Some((close_code::POLICY, flood_reason(shared)));
                     }
                     let error = CallError::new(ErrorCode::ProtocolError, "binary frames are not part of the protocol; send JSON text frames");
@@ -441,7 +443,7 @@ async fn bounded<F>(shared: &Shared, write: F) -> Result<(), Ending>
 where
     F: std::future::Future<Output = Result<(), WsError>>,
 {
-    let limit = Duration::from_millis(shared.config.write_timeout_ms);
+    let limit = Duration::from_millis(shared.config.connections.write_timeout_ms);
     let give_up = shared.rt.sleep(limit);
     tokio::select! {
         biased;
@@ -468,8 +470,11 @@ async fn flush_bounded(
 
 fn flood_reason(shared: &Shared) -> String {
     format!(
-        "message rate exceeded again and again (EXAI_WS_SESSION_RATE={}/s, EXAI_WS_SESSION_BURST={})",
-        shared.config.session_rate_per_sec, shared.config.session_burst
+        "message rate exceeded again and again ({}={}/s, {}={})",
+        key::EXAI_WS_SESSION_RATE,
+        shared.config.sessions.rate_per_sec,
+        key::EXAI_WS_SESSION_BURST,
+        shared.config.sessions.burst
     )
 }
 
@@ -495,7 +500,7 @@ async fn flush(
                 "frames fell out of the session outbox before delivery (caps: {} frames, {} bytes, {} s)",
                 session.outbox.frames_max(),
                 session.outbox.bytes_max(),
-                shared.config.session_ttl_ms / 1000
+                shared.config.sessions.ttl_ms / 1000
             ),
         };
         tracing::warn!(session = %session.id, from_seq = gap.from_seq, to_seq = gap.to_seq, "outbox gap");
@@ -523,8 +528,10 @@ fn handle_text(shared: &Arc<Shared>, session: &Arc<Session>, text: &str, verdict
         let error = CallError::new(
             ErrorCode::OverCapacity,
             format!(
-                "message rate over EXAI_WS_SESSION_RATE ({}/s, burst {}): frame not handled; retry in {retry_after_secs} s",
-                shared.config.session_rate_per_sec, shared.config.session_burst
+                "message rate over {} ({}/s, burst {}): frame not handled; retry in {retry_after_secs} s",
+                key::EXAI_WS_SESSION_RATE,
+                shared.config.sessions.rate_per_sec,
+                shared.config.sessions.burst
             ),
         )
         .with_retry_after_secs(retry_after_secs);
@@ -656,7 +663,7 @@ pub(crate) fn start_call(
         return;
     }
     let arguments = serde_json::Value::Object(arguments);
-    let chars_max = shared.config.arg_string_chars_max as usize;
+    let chars_max = shared.config.limits.arg_string_chars_max as usize;
     if let Some((path, chars)) = crate::tools::schema::longest_string_over(&arguments, chars_max) {
         let error = CallError::new(
             ErrorCode::ValidationError,
@@ -674,7 +681,7 @@ pub(crate) fn start_call(
         let why = if crate::tools::profile::BUILTIN_TOOL_NAMES.contains(&canonical.as_str()) {
             format!(
                 "tool \"{name}\" is disabled here (TOOL_PROFILE={}, ENABLED_TOOLS, DISABLED_TOOLS)",
-                shared.config.tool_profile.name()
+                shared.config.tools.profile.name()
             )
         } else {
             format!("no tool named \"{name}\"")
@@ -687,8 +694,8 @@ pub(crate) fn start_call(
         return;
     };
     let timeout_ms = match tool.kind() {
-        ToolKind::Simple => shared.config.simple_tool_timeout_ms,
-        ToolKind::Workflow => shared.config.workflow_tool_timeout_ms,
+        ToolKind::Simple => shared.config.tools.simple_timeout_ms,
+        ToolKind::Workflow => shared.config.tools.workflow_timeout_ms,
     };
     let prepared = match tool.prepare(arguments, shared) {
         Ok(prepared) => prepared,
@@ -748,8 +755,9 @@ pub(crate) fn start_call(
 
 fn too_big_reason(shared: &Shared) -> String {
     format!(
-        "frame exceeds EXAI_WS_MAX_BYTES ({} bytes)",
-        shared.config.max_frame_bytes
+        "frame exceeds {} ({} bytes)",
+        key::EXAI_WS_MAX_BYTES,
+        shared.config.limits.frame_bytes_max
     )
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::ConversationSettings;
 use crate::error::{CallError, ErrorCode};
 use crate::provider::{ChatMessage, Role};
 use crate::rt::Instant;
@@ -36,6 +37,17 @@ pub struct ConversationLimits {
     pub bytes_max: usize,
     /// How long an untouched conversation is kept (`EXAI_CONVERSATION_TTL_SECS`).
     pub ttl: Duration,
+}
+
+impl From<&ConversationSettings> for ConversationLimits {
+    fn from(settings: &ConversationSettings) -> ConversationLimits {
+        ConversationLimits {
+            conversations_max: settings.conversations_max as usize,
+            turns_max: settings.turns_max as usize,
+            bytes_max: settings.bytes_max,
+            ttl: Duration::from_millis(settings.ttl_ms),
+        }
+    }
 }
 
 /// A workflow issue as the caller reported it (`issues_found` items).

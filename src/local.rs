@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::config::key;
 use crate::connection;
 use crate::daemon::Shared;
 use crate::error::{CallError, ErrorCode};
@@ -89,8 +90,9 @@ impl LocalClient {
             return Err(CallError::new(
                 ErrorCode::OverCapacity,
                 format!(
-                    "too many sessions (EXAI_WS_MAX_SESSIONS={}); retry when some have closed",
-                    shared.config.max_sessions
+                    "too many sessions ({}={}); retry when some have closed",
+                    key::EXAI_WS_MAX_SESSIONS,
+                    shared.config.sessions.sessions_max
                 ),
             ));
         };
