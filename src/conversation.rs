@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::ConversationSettings;
+use crate::config::{ConversationSettings, key};
 use crate::error::{CallError, ErrorCode};
 use crate::provider::{ChatMessage, Role};
 use crate::rt::Instant;
@@ -402,7 +402,7 @@ impl ConversationStore {
                 .min_by_key(|(_, c)| c.touched_at)
                 .map(|(id, _)| id.clone());
             let Some(oldest) = oldest else { break };
-            tracing::info!(conversation = %oldest, "conversation evicted: EXAI_CONVERSATIONS_MAX reached");
+            tracing::info!(conversation = %oldest, "conversation evicted: {} reached", key::EXAI_CONVERSATIONS_MAX);
             conversations.remove(&oldest);
         }
         let id = new_id();
@@ -477,10 +477,12 @@ impl ConversationStore {
         CallError::new(
             ErrorCode::ValidationError,
             format!(
-                "continuation_id: no conversation \"{shown}\": it expired (idle longer than EXAI_CONVERSATION_TTL_SECS = {} s), \
-                 was evicted (more than EXAI_CONVERSATIONS_MAX = {} conversations), or never existed; \
+                "continuation_id: no conversation \"{shown}\": it expired (idle longer than {} = {} s), \
+                 was evicted (more than {} = {} conversations), or never existed; \
                  start again without a continuation_id",
+                key::EXAI_CONVERSATION_TTL_SECS,
                 self.limits.ttl.as_secs(),
+                key::EXAI_CONVERSATIONS_MAX,
                 self.limits.conversations_max
             ),
         )

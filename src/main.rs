@@ -392,7 +392,7 @@ fn resolve_token(config: &Config, rt: &Rt) -> Result<(String, TokenOrigin), Stri
 
 fn log_startup(config: &Config, bound: std::net::SocketAddr, origin: &TokenOrigin) {
     let token_note = match origin {
-        TokenOrigin::Config => "token: EXAI_WS_TOKEN".to_string(),
+        TokenOrigin::Config => format!("token: {}", key::EXAI_WS_TOKEN),
         TokenOrigin::File(path) => format!("token: read from {}", path.display()),
         TokenOrigin::Generated(path) => format!(
             "token: none configured, generated one into {} (owner-only)",
