@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::config::LimitSettings;
 use crate::error::{CallError, ErrorCode};
 use crate::rt::{Instant, Rt};
 
@@ -404,6 +405,17 @@ impl Admission {
             global: Limit::new("global", global_max, waiters_max),
             queue_timeout,
         }
+    }
+}
+
+impl From<&LimitSettings> for Admission {
+    /// The global limit, its queue and the queue timeout of `config.limits`.
+    fn from(limits: &LimitSettings) -> Admission {
+        Admission::new(
+            limits.global_inflight_max,
+            limits.queue_waiters_max,
+            Duration::from_millis(limits.queue_timeout_ms),
+        )
     }
 }
 

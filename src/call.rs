@@ -141,7 +141,8 @@ impl CallCtx {
                 .provider_attempt(&name, &self.request_id, attempt, rt.now());
             let chunks = shared
                 .config
-                .provider_streaming
+                .tools
+                .streaming
                 .then(|| self.chunk_sink(&name, attempt));
             let attempt_started = rt.now();
             let result = entry.provider.complete(request.clone(), chunks).await;
@@ -334,7 +335,7 @@ pub async fn run(call: Accepted) {
     let rt = shared.rt.clone();
     let _live = shared.lifecycle.call_started();
     let phase = Arc::new(PhaseCell::new());
-    let progress_every = Duration::from_millis(shared.config.progress_interval_ms);
+    let progress_every = Duration::from_millis(shared.config.tools.progress_interval_ms);
 
     let mut limits = Vec::new();
     if let Some(resolved) = &prepared.provider {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::{ConversationSettings, key};
 use crate::error::{CallError, ErrorCode};
 use crate::provider::{ChatMessage, Role};
 use crate::rt::Instant;
@@ -36,6 +37,17 @@ pub struct ConversationLimits {
     pub bytes_max: usize,
     /// How long an untouched conversation is kept (`EXAI_CONVERSATION_TTL_SECS`).
     pub ttl: Duration,
+}
+
+impl From<&ConversationSettings> for ConversationLimits {
+    fn from(settings: &ConversationSettings) -> ConversationLimits {
+        ConversationLimits {
+            conversations_max: settings.conversations_max as usize,
+            turns_max: settings.turns_max as usize,
+            bytes_max: settings.bytes_max,
+            ttl: Duration::from_millis(settings.ttl_ms),
+        }
+    }
 }
 
 /// A workflow issue as the caller reported it (`issues_found` items).
@@ -390,7 +402,7 @@ impl ConversationStore {
                 .min_by_key(|(_, c)| c.touched_at)
                 .map(|(id, _)| id.clone());
             let Some(oldest) = oldest else { break };
-            tracing::info!(conversation = %oldest, "conversation evicted: EXAI_CONVERSATIONS_MAX reached");
+            tracing::info!(conversation = %oldest, "conversation evicted: {} reached", key::EXAI_CONVERSATIONS_MAX);
             conversations.remove(&oldest);
         }
         let id = new_id();
@@ -465,10 +477,12 @@ impl ConversationStore {
         CallError::new(
             ErrorCode::ValidationError,
             format!(
-                "continuation_id: no conversation \"{shown}\": it expired (idle longer than EXAI_CONVERSATION_TTL_SECS = {} s), \
-                 was evicted (more than EXAI_CONVERSATIONS_MAX = {} conversations), or never existed; \
+                "continuation_id: no conversation \"{shown}\": it expired (idle longer than {} = {} s), \
+                 was evicted (more than {} = {} conversations), or never existed; \
                  start again without a continuation_id",
+                key::EXAI_CONVERSATION_TTL_SECS,
                 self.limits.ttl.as_secs(),
+                key::EXAI_CONVERSATIONS_MAX,
                 self.limits.conversations_max
             ),
         )

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::admission::{Admission, Limit};
-use crate::config::Config;
+use crate::config::{Config, ProviderId};
 use crate::connection::slots::ConnectionSlots;
 use crate::conversation::{ConversationLimits, ConversationStore};
 use crate::lifecycle::Lifecycle;
@@ -25,16 +25,6 @@ use crate::session::{SessionLimits, SessionRegistry};
 use crate::shutdown::{self, ShutdownReport};
 use crate::state::Shared;
 use crate::tools::{Tool, ToolRegistry, profile};
-
-/// The concurrency limit configured for a provider name.
-fn provider_permits_max(config: &Config, name: &str) -> u32 {
-    match name {
-        "kimi" => config.kimi_max_inflight,
-        "glm" => config.glm_max_inflight,
-        "offline" => config.offline_max_inflight,
-        _ => config.global_max_inflight,
-    }
-}
 
 /// A built daemon, ready to serve listeners.
 pub struct Daemon {
@@ -105,17 +95,21 @@ impl DaemonBuilder {
         if providers.is_empty() {
             providers.push(Arc::new(OfflineProvider::new(
                 rt.clone(),
-                Duration::from_millis(config.offline_latency_ms),
+                Duration::from_millis(config.providers[ProviderId::Offline].latency_ms),
             )));
         }
         let entries = providers
             .into_iter()
             .map(|provider| {
-                let permits_max = provider_permits_max(&config, provider.name());
+                // A provider the configuration does not know (a test's) gets the global limit.
+                let permits_max = config
+                    .providers
+                    .get(provider.name())
+                    .map_or(config.limits.global_inflight_max, |p| p.inflight_max);
                 let limit = Limit::new(
                     format!("provider:{}", provider.name()),
                     permits_max,
-                    config.queue_max_waiters,
+                    config.limits.queue_waiters_max,
                 );
                 Arc::new(ProviderEntry {
                     provider,
@@ -124,64 +118,34 @@ impl DaemonBuilder {
                 })
             })
             .collect();
-        let sessions = SessionRegistry::new(
-            SessionLimits {
-                inflight_max: config.session_max_inflight,
-                waiters_max: config.queue_max_waiters,
-                outbox_frames_max: config.outbox_max_frames as usize,
-                outbox_bytes_max: config.outbox_max_bytes,
-                ttl: Duration::from_millis(config.session_ttl_ms),
-                sessions_max: config.max_sessions as usize,
-                rate_per_sec: config.session_rate_per_sec,
-                burst: config.session_burst,
-                result_cache_max: config.result_cache_max as usize,
-                result_ttl: Duration::from_millis(config.result_ttl_ms),
-            },
-            observer.clone(),
-        );
+        let sessions = SessionRegistry::new(SessionLimits::from(&config), observer.clone());
         let selected = profile::selected(
-            config.tool_profile,
-            &config.enabled_tools,
-            &config.disabled_tools,
+            config.tools.profile,
+            &config.tools.enabled,
+            &config.tools.disabled,
         );
         let mut tools: Vec<Arc<dyn Tool>> = ToolRegistry::builtin_tools()
             .into_iter()
             .filter(|tool| selected.contains(tool.name()))
             .collect();
         tools.extend(extra_tools);
-        let conversations = ConversationStore::new(ConversationLimits {
-            conversations_max: config.conversations_max as usize,
-            turns_max: config.conversation_turns_max as usize,
-            bytes_max: config.conversation_bytes_max,
-            ttl: Duration::from_millis(config.conversation_ttl_ms),
-        });
+        let conversations = ConversationStore::new(ConversationLimits::from(&config.conversations));
         let shared = Shared {
-            admission: Admission::new(
-                config.global_max_inflight,
-                config.queue_max_waiters,
-                Duration::from_millis(config.queue_timeout_ms),
-            ),
+            admission: Admission::from(&config.limits),
             providers: Providers::new(entries),
             tools: ToolRegistry::new(tools),
             sessions,
             conversations,
-            retry: RetryPolicy {
-                attempts_max: config.retry_attempts_max,
-                backoff_base: Duration::from_millis(config.retry_backoff_base_ms),
-                backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
-            },
+            retry: RetryPolicy::from(&config.retry),
             observer,
             lifecycle: Lifecycle::new(),
             rng: Mutex::new(rt.rng()),
             started_at: rt.now(),
             connections: Arc::new(ConnectionSlots::new(
-                config.max_connections,
-                config.max_connections_per_ip,
+                config.connections.connections_max,
+                config.connections.per_ip_max,
             )),
-            decode_limits: crate::protocol::DecodeLimits {
-                json_depth_max: config.json_depth_max as usize,
-                request_id_bytes_max: config.request_id_bytes_max as usize,
-            },
+            decode_limits: crate::protocol::DecodeLimits::from(&config.limits),
             token,
             config,
             rt,
@@ -213,8 +177,10 @@ impl Daemon {
     pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
         let kimi = HttpProvider::kimi(&config, rt.clone());
         let glm = HttpProvider::glm(&config, rt.clone());
-        let offline =
-            OfflineProvider::new(rt.clone(), Duration::from_millis(config.offline_latency_ms));
+        let offline = OfflineProvider::new(
+            rt.clone(),
+            Duration::from_millis(config.providers[ProviderId::Offline].latency_ms),
+        );
         Daemon::builder(config, token, rt)
             .provider(Arc::new(kimi))
             .provider(Arc::new(glm))
@@ -255,7 +221,7 @@ impl Daemon {
     /// Expire detached sessions periodically.
     fn spawn_reaper(&self) {
         let shared = self.shared.clone();
-        let every = Duration::from_millis((shared.config.session_ttl_ms / 4).clamp(10, 1000));
+        let every = Duration::from_millis((shared.config.sessions.ttl_ms / 4).clamp(10, 1000));
         let rt = shared.rt.clone();
         rt.clone().spawn("session-reaper", async move {
             loop {

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 
 use exaid::auth::{self, TokenOrigin};
-use exaid::config::{Config, Layers};
+use exaid::config::{Config, Layers, key};
 use exaid::lifecycle::Stage;
 use exaid::mcp::bridge::{Bridge, BridgeConfig, TokenSource};
 use exaid::mcp::handler::ExaidMcp;
@@ -53,7 +53,12 @@ enum Command {
     /// Serve the EXAI WebSocket protocol (the default).
     Serve,
     /// Print every effective configuration value and where it came from.
-    Config,
+    Config {
+        /// Explain one key instead: what it bounds, its default, what it accepts, its unit,
+        /// and its effective value with its source.
+        #[arg(long, value_name = "KEY")]
+        explain: Option<String>,
+    },
     /// Serve MCP on stdio for an editor, forwarding every call to the running daemon
     /// (EXAI_WS_HOST, EXAI_WS_PORT, EXAI_WS_TOKEN or the token file).
     Mcp {
@@ -80,10 +85,22 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Some(Command::Bench(args)) => bench::run(args),
-        Some(Command::Config) => {
+        Some(Command::Config { explain: None }) => {
             print!("{}", loaded.config.render());
             ExitCode::SUCCESS
         }
+        Some(Command::Config {
+            explain: Some(name),
+        }) => match loaded.config.explain(&name) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("exaid: {message}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::Mcp { standalone }) => mcp(loaded.config, standalone),
         Some(Command::Serve) | None => serve(loaded.config),
     }
@@ -96,20 +113,21 @@ fn load_config(cli: &Cli) -> Result<exaid::config::Loaded, String> {
             .find(|(k, _)| k == key)
             .map(|(_, v)| PathBuf::from(v))
     };
-    let (file, file_required) = match cli.config.clone().or_else(|| lookup("EXAI_CONFIG")) {
+    let (file, file_required) = match cli.config.clone().or_else(|| lookup(key::EXAI_CONFIG)) {
         Some(path) => (Some(path), true),
         None => (Some(PathBuf::from("exaid.toml")), false),
     };
-    let (dotenv, dotenv_required) = match cli.env_file.clone().or_else(|| lookup("EXAI_ENV_FILE")) {
-        Some(path) => (Some(path), true),
-        None => (Some(PathBuf::from(".env")), false),
-    };
+    let (dotenv, dotenv_required) =
+        match cli.env_file.clone().or_else(|| lookup(key::EXAI_ENV_FILE)) {
+            Some(path) => (Some(path), true),
+            None => (Some(PathBuf::from(".env")), false),
+        };
     let mut flags = Vec::new();
     if let Some(host) = &cli.host {
-        flags.push(("EXAI_WS_HOST".to_string(), host.clone()));
+        flags.push((key::EXAI_WS_HOST.to_string(), host.clone()));
     }
     if let Some(port) = &cli.port {
-        flags.push(("EXAI_WS_PORT".to_string(), port.clone()));
+        flags.push((key::EXAI_WS_PORT.to_string(), port.clone()));
     }
     for pair in &cli.set {
         let Some((key, value)) = pair.split_once('=') else {
@@ -129,7 +147,7 @@ fn load_config(cli: &Cli) -> Result<exaid::config::Loaded, String> {
 }
 
 fn serve(config: Config) -> ExitCode {
-    init_tracing(&config.log_format);
+    init_tracing(&config.server.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,22 +167,23 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let addr = match (config.ws_host.as_str(), config.ws_port)
+        let addr = match (config.server.host.as_str(), config.server.port)
             .to_socket_addrs()
             .map(|mut a| a.next())
         {
             Ok(Some(addr)) => addr,
             Ok(None) | Err(_) => {
                 eprintln!(
-                    "exaid: EXAI_WS_HOST={} does not resolve to an address",
-                    config.ws_host
+                    "exaid: {}={} does not resolve to an address",
+                    key::EXAI_WS_HOST,
+                    config.server.host
                 );
                 return ExitCode::from(2);
             }
         };
         // A generated token lives in a file only this user can read: good for local clients,
         // useless for remote ones. Listening beyond loopback takes a token set on purpose.
-        if !addr.ip().is_loopback() && config.ws_token.is_none() {
+        if !addr.ip().is_loopback() && config.server.token.is_none() {
             eprintln!(
                 "exaid: refusing to listen on {addr}, which is not a loopback address, without EXAI_WS_TOKEN: \
                  set a token of your own for remote clients, or bind 127.0.0.1"
@@ -180,8 +199,8 @@ fn serve(config: Config) -> ExitCode {
         };
         let bound = exaid::rt::Listener::local_addr(&listener).unwrap_or(addr);
         log_startup(&config, bound, &origin);
-        let grace = Duration::from_millis(config.shutdown_grace_ms);
-        let http_port = config.http_port;
+        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+        let http_port = config.server.http_port;
         let daemon = exaid::Daemon::new(config, token, rt);
         log_providers(&daemon);
         if http_port != 0 {
@@ -191,7 +210,7 @@ fn serve(config: Config) -> ExitCode {
             match serve_http(http_addr, daemon.http_routes(), closed).await {
                 Ok(bound) => println!("exaid http on http://{bound} (/healthz /readyz /status /metrics /mcp)"),
                 Err(err) => {
-                    eprintln!("exaid: cannot serve EXAI_HTTP_PORT={http_port} on {http_addr}: {err} (0 turns it off)");
+                    eprintln!("exaid: cannot serve {}={http_port} on {http_addr}: {err} (0 turns it off)", key::EXAI_HTTP_PORT);
                     return ExitCode::FAILURE;
                 }
             }
@@ -225,7 +244,7 @@ fn serve(config: Config) -> ExitCode {
 /// `exaid mcp`: MCP on stdio, bridged to a daemon over the EXAI WebSocket protocol. Stdout
 /// carries MCP, so everything else goes to stderr.
 fn mcp(config: Config, standalone: bool) -> ExitCode {
-    init_tracing_to(&config.log_format, "info,rmcp=warn", Writer::Stderr);
+    init_tracing_to(&config.server.log_format, "info,rmcp=warn", Writer::Stderr);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -256,7 +275,7 @@ fn mcp(config: Config, standalone: bool) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let dialer = TokioDialer::new(dial_host(&config.ws_host), config.ws_port);
+            let dialer = TokioDialer::new(dial_host(&config.server.host), config.server.port);
             (dialer, token, None)
         };
         tracing::info!(daemon = %exaid::rt::Dialer::peer(&dialer), standalone, "exaid mcp bridging stdio to the daemon");
@@ -308,10 +327,10 @@ async fn start_standalone(
 /// The token the bridge presents: `EXAI_WS_TOKEN`, else the daemon's token file (read before
 /// each connection, never created: only the daemon decides the token).
 fn bridge_token(config: &Config) -> Result<TokenSource, String> {
-    if let Some(token) = &config.ws_token {
+    if let Some(token) = &config.server.token {
         return Ok(TokenSource::Fixed(token.expose().to_string()));
     }
-    let path = match &config.token_file {
+    let path = match &config.server.token_file {
         Some(path) => path.clone(),
         None => {
             let xdg = std::env::var("XDG_STATE_HOME").ok();
@@ -355,10 +374,10 @@ async fn signalled() {
 }
 
 fn resolve_token(config: &Config, rt: &Rt) -> Result<(String, TokenOrigin), String> {
-    if let Some(token) = &config.ws_token {
+    if let Some(token) = &config.server.token {
         return Ok((token.expose().to_string(), TokenOrigin::Config));
     }
-    let path = match &config.token_file {
+    let path = match &config.server.token_file {
         Some(path) => path.clone(),
         None => {
             let xdg = std::env::var("XDG_STATE_HOME").ok();
@@ -373,7 +392,7 @@ fn resolve_token(config: &Config, rt: &Rt) -> Result<(String, TokenOrigin), Stri
 
 fn log_startup(config: &Config, bound: std::net::SocketAddr, origin: &TokenOrigin) {
     let token_note = match origin {
-        TokenOrigin::Config => "token: EXAI_WS_TOKEN".to_string(),
+        TokenOrigin::Config => format!("token: {}", key::EXAI_WS_TOKEN),
         TokenOrigin::File(path) => format!("token: read from {}", path.display()),
         TokenOrigin::Generated(path) => format!(
             "token: none configured, generated one into {} (owner-only)",

@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::config::RetrySettings;
 use crate::rt::{Instant, Rng};
 
 /// How many attempts, and how long to back off without a retry-after.
@@ -24,6 +25,16 @@ pub struct RetryPolicy {
     pub backoff_base: Duration,
     /// The longest backoff pause.
     pub backoff_max: Duration,
+}
+
+impl From<&RetrySettings> for RetryPolicy {
+    fn from(settings: &RetrySettings) -> RetryPolicy {
+        RetryPolicy {
+            attempts_max: settings.attempts_max,
+            backoff_base: Duration::from_millis(settings.backoff_base_ms),
+            backoff_max: Duration::from_millis(settings.backoff_max_ms),
+        }
+    }
 }
 
 impl RetryPolicy {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::call::{self, Accepted};
+use crate::config::key;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::{ClientFrame, DecodeError, ServerFrame, decode_with};
 use crate::session::{Begin, Inbound, Session, StopReason};
@@ -20,98 +21,94 @@ use crate::tools::ToolKind;
 pub fn dispatch(shared: &Arc<Shared>, session: &Arc<Session>, text: &str, verdict: Inbound) {
     let now = shared.rt.now();
     let decoded = decode_with(text, &shared.decode_limits);
-    // Over the rate: the frame is not handled, whatever it holds; the refusal names its
-    // request when one could be read, so a client waiting on that id is answered.
+    // Over the rate: the frame is not handled, whatever it holds.
     if let Inbound::Refuse(wait) = verdict {
-        let retry_after_secs = wait.as_millis().div_ceil(1000).max(1) as u64;
-        let error = CallError::new(
-            ErrorCode::OverCapacity,
-            format!(
-                "message rate over EXAI_WS_SESSION_RATE ({}/s, burst {}): frame not handled; retry in {retry_after_secs} s",
-                shared.config.session_rate_per_sec, shared.config.session_burst
-            ),
-        )
-        .with_retry_after_secs(retry_after_secs);
-        let reply = match decoded {
-            Ok(ClientFrame::CallTool { request_id, .. }) => {
-                ServerFrame::call_failed(request_id, error)
-            }
-            Ok(ClientFrame::Cancel { request_id }) => ServerFrame::Error {
-                request_id: Some(request_id),
-                error,
-            },
-            Err(DecodeError {
-                op: Some(op),
-                request_id: Some(request_id),
-                ..
-            }) if op == "call_tool" => ServerFrame::call_failed(request_id, error),
-            Err(DecodeError { request_id, .. }) => ServerFrame::Error { request_id, error },
-            Ok(_) => ServerFrame::Error {
-                request_id: None,
-                error,
-            },
-        };
-        session.push(reply, now);
+        session.push(refusal(shared, &decoded, wait), now);
         return;
     }
-    let frame = match decoded {
-        Ok(frame) => frame,
-        Err(err) => {
-            let error = CallError::new(err.code, err.message);
-            // A broken call_tool that named its request gets a terminal frame, so a client
-            // waiting on that id is answered.
-            let reply = match (err.op.as_deref(), err.request_id) {
-                (Some("call_tool"), Some(request_id)) => {
-                    ServerFrame::call_failed(request_id, error)
-                }
-                (_, request_id) => ServerFrame::Error { request_id, error },
-            };
-            session.push(reply, now);
-            return;
-        }
+    match decoded {
+        Ok(frame) => handle(shared, session, frame),
+        Err(err) => session.push(decode_failure(err), now),
+    }
+}
+
+/// The answer to a frame refused by the session's rate: it names the frame's request when
+/// one could be read, so a client waiting on that id is answered (a `call_tool` gets its
+/// terminal frame).
+fn refusal(
+    shared: &Shared,
+    decoded: &Result<ClientFrame, DecodeError>,
+    wait: Duration,
+) -> ServerFrame {
+    let retry_after_secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+    let error = CallError::new(
+        ErrorCode::OverCapacity,
+        format!(
+            "message rate over {} ({}/s, burst {}): frame not handled; retry in {retry_after_secs} s",
+            key::EXAI_WS_SESSION_RATE,
+            shared.config.sessions.rate_per_sec,
+            shared.config.sessions.burst
+        ),
+    )
+    .with_retry_after_secs(retry_after_secs);
+    let (request_id, is_call) = match decoded {
+        Ok(ClientFrame::CallTool { request_id, .. }) => (Some(request_id.clone()), true),
+        Ok(ClientFrame::Cancel { request_id }) => (Some(request_id.clone()), false),
+        Ok(_) => (None, false),
+        Err(err) => (
+            err.request_id.clone(),
+            err.op.as_deref() == Some("call_tool"),
+        ),
     };
-    match frame {
-        ClientFrame::Hello(_) => {
-            let error = CallError::new(
-                ErrorCode::InvalidRequest,
-                "hello was already received on this connection",
-            );
-            session.push(
-                ServerFrame::Error {
-                    request_id: None,
-                    error,
-                },
-                now,
-            );
-        }
-        ClientFrame::ListTools { request_id } => {
-            let tools = shared.tools.infos();
-            session.push(ServerFrame::ListToolsRes { request_id, tools }, now);
-        }
+    match (request_id, is_call) {
+        (Some(request_id), true) => ServerFrame::call_failed(request_id, error),
+        (request_id, _) => ServerFrame::Error { request_id, error },
+    }
+}
+
+/// The answer to a frame that did not decode. A broken `call_tool` that named its request
+/// gets a terminal frame, so a client waiting on that id is answered.
+fn decode_failure(err: DecodeError) -> ServerFrame {
+    let error = CallError::new(err.code, err.message);
+    match (err.op.as_deref(), err.request_id) {
+        (Some("call_tool"), Some(request_id)) => ServerFrame::call_failed(request_id, error),
+        (_, request_id) => ServerFrame::Error { request_id, error },
+    }
+}
+
+/// Act on one decoded frame.
+fn handle(shared: &Arc<Shared>, session: &Arc<Session>, frame: ClientFrame) {
+    let now = shared.rt.now();
+    let reply = match frame {
         ClientFrame::CallTool {
             request_id,
             name,
             arguments,
-        } => start_call(shared, session, request_id, &name, arguments),
-        ClientFrame::Cancel { request_id } => cancel_call(shared, session, request_id),
-        ClientFrame::Ack { seq } => session.ack(seq),
-        ClientFrame::Ping { request_id } => {
-            session.push(ServerFrame::Pong { request_id }, now);
-        }
+        } => return start_call(shared, session, request_id, &name, arguments),
+        ClientFrame::Cancel { request_id } => return cancel_call(shared, session, request_id),
+        ClientFrame::Ack { seq } => return session.ack(seq),
+        ClientFrame::Hello(_) => ServerFrame::Error {
+            request_id: None,
+            error: CallError::new(
+                ErrorCode::InvalidRequest,
+                "hello was already received on this connection",
+            ),
+        },
+        ClientFrame::ListTools { request_id } => ServerFrame::ListToolsRes {
+            request_id,
+            tools: shared.tools.infos(),
+        },
+        ClientFrame::Ping { request_id } => ServerFrame::Pong { request_id },
         ClientFrame::Health { request_id } => {
             let health = crate::health::snapshot(shared);
-            let ok = health.ok;
-            let health = serde_json::to_value(&health).expect("health serializes");
-            session.push(
-                ServerFrame::HealthRes {
-                    request_id,
-                    ok,
-                    health,
-                },
-                now,
-            );
+            ServerFrame::HealthRes {
+                request_id,
+                ok: health.ok,
+                health: serde_json::to_value(&health).expect("health serializes"),
+            }
         }
-    }
+    };
+    session.push(reply, now);
 }
 
 /// Cancel one running call: `cancelled` goes out first, then the call's own terminal frame
@@ -160,7 +157,7 @@ pub fn start_call(
         return;
     }
     let arguments = serde_json::Value::Object(arguments);
-    let chars_max = shared.config.arg_string_chars_max as usize;
+    let chars_max = shared.config.limits.arg_string_chars_max as usize;
     if let Some((path, chars)) = crate::tools::schema::longest_string_over(&arguments, chars_max) {
         let error = CallError::new(
             ErrorCode::ValidationError,
@@ -178,7 +175,7 @@ pub fn start_call(
         let why = if crate::tools::profile::BUILTIN_TOOL_NAMES.contains(&canonical.as_str()) {
             format!(
                 "tool \"{name}\" is disabled here (TOOL_PROFILE={}, ENABLED_TOOLS, DISABLED_TOOLS)",
-                shared.config.tool_profile.name()
+                shared.config.tools.profile.name()
             )
         } else {
             format!("no tool named \"{name}\"")
@@ -191,8 +188,8 @@ pub fn start_call(
         return;
     };
     let timeout_ms = match tool.kind() {
-        ToolKind::Simple => shared.config.simple_tool_timeout_ms,
-        ToolKind::Workflow => shared.config.workflow_tool_timeout_ms,
+        ToolKind::Simple => shared.config.tools.simple_timeout_ms,
+        ToolKind::Workflow => shared.config.tools.workflow_timeout_ms,
     };
     let prepared = match tool.prepare(arguments, shared) {
         Ok(prepared) => prepared,

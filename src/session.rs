@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, oneshot};
 
 use crate::admission::Limit;
+use crate::config::Config;
 use crate::observe::Observer;
 use crate::outbox::Outbox;
 use crate::protocol::ServerFrame;
@@ -364,6 +365,26 @@ pub struct SessionLimits {
     pub result_cache_max: usize,
     /// How long a finished result is kept.
     pub result_ttl: Duration,
+}
+
+impl From<&Config> for SessionLimits {
+    /// The limits of `config.sessions`, waiting as long as every queue may
+    /// (`config.limits.queue_waiters_max`).
+    fn from(config: &Config) -> SessionLimits {
+        let sessions = &config.sessions;
+        SessionLimits {
+            inflight_max: sessions.inflight_max,
+            waiters_max: config.limits.queue_waiters_max,
+            outbox_frames_max: sessions.outbox_frames_max as usize,
+            outbox_bytes_max: sessions.outbox_bytes_max,
+            ttl: Duration::from_millis(sessions.ttl_ms),
+            sessions_max: sessions.sessions_max as usize,
+            rate_per_sec: sessions.rate_per_sec,
+            burst: sessions.burst,
+            result_cache_max: sessions.result_cache_max as usize,
+            result_ttl: Duration::from_millis(sessions.result_ttl_ms),
+        }
+    }
 }
 
 /// All sessions, by id.

@@ -1,5 +1,6 @@
 //! The real `exaid` binary as a separate process, the way a user runs it: embedded defaults,
-//! a generated owner-only token file, `exaid config`, and start-up refusing a bad value.
+//! a generated owner-only token file, `exaid config` (and `--explain`), and start-up refusing a
+//! bad value.
 
 mod common;
 
@@ -155,6 +156,36 @@ fn config_prints_every_value_with_its_source() {
     }
     assert!(line("TOOL_PROFILE").contains("full"), "{text}");
     assert!(!text.contains("from-dotenv-secret"), "secrets never print");
+}
+
+#[test]
+fn config_explain_documents_one_key_and_suggests_on_a_typo() {
+    let home = tempfile::tempdir().unwrap();
+    let output = command(home.path())
+        .env("EXAI_WS_TOKEN", "from-env-secret-1234567")
+        .args(["config", "--explain", "exai_ws_token"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("EXAI_WS_TOKEN\n  Shared secret"), "{text}");
+    assert!(text.contains("  field:   config.server.token\n"), "{text}");
+    assert!(
+        text.contains("  value:   <set, 23 chars> (from environment)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("from-env-secret"), "secrets never print");
+
+    let output = command(home.path())
+        .args(["config", "--explain", "EXAI_WS_MAX_SESION"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("unknown key EXAI_WS_MAX_SESION: did you mean EXAI_WS_MAX_SESSIONS?"),
+        "{stderr}"
+    );
 }
 
 #[test]

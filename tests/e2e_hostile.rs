@@ -25,7 +25,7 @@ async fn still_serves(addr: SocketAddr) {
 
 #[tokio::test]
 async fn oversized_and_binary_frames() {
-    let daemon = start(|c| c.max_frame_bytes = 4096).await;
+    let daemon = start(|c| c.limits.frame_bytes_max = 4096).await;
     // Oversized before hello.
     let mut client = Client::connect(daemon.addr).await;
     client.send_text(&"x".repeat(10_000)).await;
@@ -133,8 +133,8 @@ async fn invalid_utf8_in_a_text_frame_closes_only_that_connection() {
 #[tokio::test]
 async fn a_flood_is_refused_then_closed_and_others_are_served() {
     let daemon = start(|c| {
-        c.session_rate_per_sec = 50;
-        c.session_burst = 100;
+        c.sessions.rate_per_sec = 50;
+        c.sessions.burst = 100;
     })
     .await;
     let (mut flooder, _) = Client::ready(daemon.addr).await;
@@ -178,8 +178,8 @@ async fn a_flood_is_refused_then_closed_and_others_are_served() {
 #[tokio::test]
 async fn sockets_that_never_say_hello_are_closed_and_others_are_served() {
     let daemon = start(|c| {
-        c.hello_timeout_ms = 300;
-        c.max_connections_per_ip = 100;
+        c.connections.hello_timeout_ms = 300;
+        c.connections.per_ip_max = 100;
     })
     .await;
     // Raw TCP that never even upgrades, and WebSockets that never say hello.
@@ -209,7 +209,7 @@ async fn sockets_that_never_say_hello_are_closed_and_others_are_served() {
 
 #[tokio::test]
 async fn connections_per_address_are_limited_with_1008() {
-    let daemon = start(|c| c.max_connections_per_ip = 2).await;
+    let daemon = start(|c| c.connections.per_ip_max = 2).await;
     let (_a, _) = Client::ready(daemon.addr).await;
     let (_b, _) = Client::ready(daemon.addr).await;
     let mut third = Client::connect(daemon.addr).await;
@@ -227,10 +227,10 @@ async fn connections_per_address_are_limited_with_1008() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected_and_can_resume() {
     let daemon = start(|c| {
-        c.write_timeout_ms = 500;
-        c.session_rate_per_sec = 100_000;
-        c.session_burst = 100_000;
-        c.outbox_max_frames = 256;
+        c.connections.write_timeout_ms = 500;
+        c.sessions.rate_per_sec = 100_000;
+        c.sessions.burst = 100_000;
+        c.sessions.outbox_frames_max = 256;
     })
     .await;
     let (mut reader, hello) = Client::ready(daemon.addr).await;

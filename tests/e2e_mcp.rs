@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TOKEN, TestDaemon, start};
+use exaid::config::ProviderId;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientRequest, ProgressNotificationParam, Request,
     ServerResult,
@@ -330,8 +331,8 @@ async fn stdio_bridge_lists_calls_and_fails_clearly() {
 #[tokio::test]
 async fn stdio_bridge_relays_progress_and_cancel() {
     let daemon = start(|c| {
-        c.offline_latency_ms = 30_000;
-        c.progress_interval_ms = 100;
+        c.providers[ProviderId::Offline].latency_ms = 30_000;
+        c.tools.progress_interval_ms = 100;
     })
     .await;
     let home = tempfile::tempdir().unwrap();
@@ -360,8 +361,8 @@ async fn http_endpoint_lists_calls_and_fails_clearly() {
 #[tokio::test]
 async fn http_endpoint_relays_progress_and_cancel() {
     let daemon = start(|c| {
-        c.offline_latency_ms = 30_000;
-        c.progress_interval_ms = 100;
+        c.providers[ProviderId::Offline].latency_ms = 30_000;
+        c.tools.progress_interval_ms = 100;
     })
     .await;
     let (_addr, client, mut progress) = http_client(&daemon).await;
@@ -512,8 +513,8 @@ async fn wait_calls_running(daemon: &TestDaemon, n: usize) {
 #[tokio::test]
 async fn stdio_bridge_survives_a_cut_connection_mid_call() {
     let daemon = start(|c| {
-        c.offline_latency_ms = 1_500;
-        c.progress_interval_ms = 100;
+        c.providers[ProviderId::Offline].latency_ms = 1_500;
+        c.tools.progress_interval_ms = 100;
     })
     .await;
     let proxy = Proxy::start(daemon.addr).await;

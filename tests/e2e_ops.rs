@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Client, start, wait_permits_back};
+use exaid::config::ProviderId;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,7 +110,7 @@ async fn metrics_move_with_calls() {
 
 #[tokio::test]
 async fn ready_and_honest_while_a_call_runs_then_unready_while_draining() {
-    let daemon = start(|c| c.offline_latency_ms = 1_500).await;
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 1_500).await;
     let http = serve_http(&daemon).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     client

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Client, TOKEN, start, wait_permits_back};
+use exaid::config::ProviderId;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 
@@ -32,7 +33,7 @@ async fn close_4001_when_first_frame_is_not_hello() {
 
 #[tokio::test]
 async fn close_4002_when_no_hello_in_time() {
-    let daemon = start(|c| c.hello_timeout_ms = 200).await;
+    let daemon = start(|c| c.connections.hello_timeout_ms = 200).await;
     let mut client = Client::connect(daemon.addr).await;
     let (code, reason) = client.expect_close().await;
     assert_eq!(code, 4002, "{reason}");
@@ -214,7 +215,7 @@ async fn bad_frames_get_errors_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn oversized_frame_closes_1009() {
-    let daemon = start(|c| c.max_frame_bytes = 1024).await;
+    let daemon = start(|c| c.limits.frame_bytes_max = 1024).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     client
         .call("big", "chat", json!({"prompt": "x".repeat(4000)}))
@@ -226,7 +227,7 @@ async fn oversized_frame_closes_1009() {
 
 #[tokio::test]
 async fn forty_concurrent_calls_each_answered_exactly_once() {
-    let daemon = start(|c| c.offline_latency_ms = 50).await;
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 50).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     for i in 0..40 {
         client
@@ -274,7 +275,7 @@ async fn forty_concurrent_calls_each_answered_exactly_once() {
 
 #[tokio::test]
 async fn a_slow_call_never_blocks_the_next_frame() {
-    let daemon = start(|c| c.offline_latency_ms = 3_000).await;
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 3_000).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     client.call("slow", "chat", json!({"prompt": "slow"})).await;
     client
@@ -287,9 +288,9 @@ async fn a_slow_call_never_blocks_the_next_frame() {
 #[tokio::test]
 async fn over_capacity_is_immediate_when_the_queue_is_full() {
     let daemon = start(|c| {
-        c.offline_latency_ms = 2_000;
-        c.offline_max_inflight = 1;
-        c.queue_max_waiters = 0;
+        c.providers[ProviderId::Offline].latency_ms = 2_000;
+        c.providers[ProviderId::Offline].inflight_max = 1;
+        c.limits.queue_waiters_max = 0;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -315,10 +316,10 @@ async fn over_capacity_is_immediate_when_the_queue_is_full() {
 #[tokio::test]
 async fn over_capacity_after_the_queue_timeout() {
     let daemon = start(|c| {
-        c.offline_latency_ms = 5_000;
-        c.global_max_inflight = 1;
-        c.queue_timeout_ms = 300;
-        c.progress_interval_ms = 100;
+        c.providers[ProviderId::Offline].latency_ms = 5_000;
+        c.limits.global_inflight_max = 1;
+        c.limits.queue_timeout_ms = 300;
+        c.tools.progress_interval_ms = 100;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -345,10 +346,10 @@ async fn over_capacity_after_the_queue_timeout() {
 #[tokio::test]
 async fn deadline_ends_the_call_and_returns_permits() {
     let daemon = start(|c| {
-        c.offline_latency_ms = 60_000;
-        c.simple_tool_timeout_ms = 300;
-        c.queue_timeout_ms = 300;
-        c.progress_interval_ms = 100;
+        c.providers[ProviderId::Offline].latency_ms = 60_000;
+        c.tools.simple_timeout_ms = 300;
+        c.limits.queue_timeout_ms = 300;
+        c.tools.progress_interval_ms = 100;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -380,7 +381,7 @@ async fn deadline_ends_the_call_and_returns_permits() {
 
 #[tokio::test]
 async fn cancel_really_stops_the_work() {
-    let daemon = start(|c| c.offline_latency_ms = 60_000).await;
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 60_000).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     client.call("k", "chat", json!({"prompt": "long"})).await;
     assert_eq!(client.recv().await["op"], "call_tool_ack");
@@ -405,7 +406,7 @@ async fn cancel_really_stops_the_work() {
 
 #[tokio::test]
 async fn health_reports_running_calls_without_a_leak() {
-    let daemon = start(|c| c.offline_latency_ms = 2_000).await;
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 2_000).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     client.call("h", "chat", json!({"prompt": "hold"})).await;
     assert_eq!(client.recv().await["op"], "call_tool_ack");
@@ -428,7 +429,7 @@ async fn health_reports_running_calls_without_a_leak() {
 
 #[tokio::test]
 async fn same_request_id_while_running_is_joined() {
-    let daemon = start(|c| c.offline_latency_ms = 300).await;
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 300).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     client.call("j", "chat", json!({"prompt": "once"})).await;
     client.call("j", "chat", json!({"prompt": "once"})).await;

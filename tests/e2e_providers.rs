@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use common::{Client, start, wait_permits_back};
-use exaid::config::{Config, Secret};
+use exaid::config::{Config, ProviderId, Secret};
 use serde_json::{Value, json};
 
 /// The model's text inside a successful call's tool output (the original's JSON shape:
@@ -163,9 +163,9 @@ impl Mock {
 
     /// Kimi configured against this mock (with defaults changed by the caller afterwards).
     fn kimi(&self, config: &mut Config) {
-        config.kimi_api_url = self.kimi_url();
-        config.kimi_api_key = Some(Secret::new(KEY));
-        config.glm_api_url = self.glm_url();
+        config.providers[ProviderId::Kimi].api_url = self.kimi_url();
+        config.providers[ProviderId::Kimi].api_key = Some(Secret::new(KEY));
+        config.providers[ProviderId::Glm].api_url = self.glm_url();
     }
 }
 
@@ -270,7 +270,7 @@ async fn chat_with_a_kimi_model_answers_with_the_providers_text() {
     let mock = Mock::start(vec![Reply::Text("Hello from the mock".into())]).await;
     let daemon = start(|c| {
         mock.kimi(c);
-        c.provider_streaming = false;
+        c.tools.streaming = false;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -313,8 +313,8 @@ async fn rate_limits_are_waited_out_as_the_provider_asks() {
     .await;
     let daemon = start(|c| {
         mock.kimi(c);
-        c.simple_tool_timeout_ms = 10_000;
-        c.retry_attempts_max = 4;
+        c.tools.simple_timeout_ms = 10_000;
+        c.retry.attempts_max = 4;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -343,7 +343,7 @@ async fn a_retry_after_past_the_deadline_fails_fast() {
     let mock = Mock::start(vec![rate_limited(vec![("retry-after", "30".into())])]).await;
     let daemon = start(|c| {
         mock.kimi(c);
-        c.simple_tool_timeout_ms = 5_000;
+        c.tools.simple_timeout_ms = 5_000;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -366,8 +366,8 @@ async fn glm_arrears_are_never_retried() {
     )])
     .await;
     let daemon = start(|c| {
-        c.glm_api_url = mock.glm_url();
-        c.glm_api_key = Some(Secret::new(KEY));
+        c.providers[ProviderId::Glm].api_url = mock.glm_url();
+        c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -397,8 +397,8 @@ async fn a_hanging_provider_times_out_at_the_deadline_and_the_request_is_aborted
     let mock = Mock::start(vec![Reply::Hang]).await;
     let daemon = start(|c| {
         mock.kimi(c);
-        c.simple_tool_timeout_ms = 1_000;
-        c.kimi_timeout_ms = 2_000;
+        c.tools.simple_timeout_ms = 1_000;
+        c.providers[ProviderId::Kimi].timeout_ms = 2_000;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -429,9 +429,9 @@ async fn an_attempt_timeout_is_retried_within_the_deadline() {
     let mock = Mock::start(vec![Reply::Hang, Reply::Text("second try".into())]).await;
     let daemon = start(|c| {
         mock.kimi(c);
-        c.simple_tool_timeout_ms = 5_000;
-        c.kimi_timeout_ms = 1_000;
-        c.retry_backoff_base_ms = 50;
+        c.tools.simple_timeout_ms = 5_000;
+        c.providers[ProviderId::Kimi].timeout_ms = 1_000;
+        c.retry.backoff_base_ms = 50;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -450,8 +450,8 @@ async fn the_provider_never_sees_more_than_its_limit() {
     mock.set_fallback(Reply::Slow(Duration::from_millis(60), "done".into()));
     let daemon = start(|c| {
         mock.kimi(c);
-        c.kimi_max_inflight = 3;
-        c.session_max_inflight = 24;
+        c.providers[ProviderId::Kimi].inflight_max = 3;
+        c.sessions.inflight_max = 24;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -507,7 +507,7 @@ async fn streamed_chunks_arrive_as_progress_in_order() {
     .await;
     let daemon = start(|c| {
         mock.kimi(c);
-        c.provider_streaming = true;
+        c.tools.streaming = true;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -543,17 +543,29 @@ async fn listmodels_shows_each_provider_and_whether_it_is_configured() {
     assert_eq!(names, vec!["kimi", "glm", "offline"]);
     let config = Config::defaults();
     assert_eq!(providers[0]["configured"], true);
-    assert_eq!(providers[0]["models"], json!(config.kimi_models));
+    assert_eq!(
+        providers[0]["models"],
+        json!(config.providers[ProviderId::Kimi].models)
+    );
     assert_eq!(
         providers[0]["default_model"],
-        config.kimi_models[0].as_str()
+        config.providers[ProviderId::Kimi].models[0].as_str()
     );
-    assert_eq!(providers[0]["max_inflight"], config.kimi_max_inflight);
+    assert_eq!(
+        providers[0]["max_inflight"],
+        config.providers[ProviderId::Kimi].inflight_max
+    );
     assert_eq!(providers[1]["configured"], false);
-    assert_eq!(providers[1]["models"], json!(config.glm_models));
+    assert_eq!(
+        providers[1]["models"],
+        json!(config.providers[ProviderId::Glm].models)
+    );
     assert_eq!(providers[2]["configured"], true);
     assert_eq!(listed["auto"]["provider"], "kimi");
-    assert_eq!(listed["auto"]["model"], config.kimi_models[0].as_str());
+    assert_eq!(
+        listed["auto"]["model"],
+        config.providers[ProviderId::Kimi].models[0].as_str()
+    );
     // A model of the unconfigured provider is refused up front, naming the fix.
     let (refused, _) = chat(
         &mut client,
@@ -586,10 +598,10 @@ async fn unreachable_providers_are_transport_errors_that_never_show_the_key() {
         ("tls", format!("https://{}/kimi/v1", mock.addr)),
     ] {
         let daemon = start(|c| {
-            c.kimi_api_url = url.clone();
-            c.kimi_api_key = Some(Secret::new(KEY));
-            c.retry_attempts_max = 2;
-            c.retry_backoff_base_ms = 50;
+            c.providers[ProviderId::Kimi].api_url = url.clone();
+            c.providers[ProviderId::Kimi].api_key = Some(Secret::new(KEY));
+            c.retry.attempts_max = 2;
+            c.retry.backoff_base_ms = 50;
         })
         .await;
         let (mut client, _) = Client::ready(daemon.addr).await;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::{Client, TOKEN, start, start_with, wait_permits_back};
+use exaid::config::ProviderId;
 use exaid::provider::{ChatRequest, ChatResponse, ChunkSink, Provider, ProviderError};
 use exaid::rt::BoxFuture;
 use serde_json::{Value, json};
@@ -61,8 +62,8 @@ fn seq(frame: &Value) -> u64 {
 #[tokio::test]
 async fn a_result_survives_a_dropped_socket_and_arrives_once_on_resume() {
     let daemon = start(|c| {
-        c.offline_latency_ms = 400;
-        c.progress_interval_ms = 100;
+        c.providers[ProviderId::Offline].latency_ms = 400;
+        c.tools.progress_interval_ms = 100;
     })
     .await;
     let (mut first, hello) = Client::ready(daemon.addr).await;
@@ -140,7 +141,7 @@ async fn acked_frames_are_not_replayed() {
 
 #[tokio::test]
 async fn a_wrong_resume_token_never_reaches_the_session() {
-    let daemon = start(|c| c.offline_latency_ms = 100).await;
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 100).await;
     let (mut owner, hello) = Client::ready(daemon.addr).await;
     owner
         .call("secret-call", "chat", json!({"prompt": "private"}))
@@ -178,7 +179,7 @@ async fn a_wrong_resume_token_never_reaches_the_session() {
 
 #[tokio::test]
 async fn a_second_connection_supersedes_the_first_and_the_session_stays() {
-    let daemon = start(|c| c.offline_latency_ms = 300).await;
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 300).await;
     let (mut first, hello) = Client::ready(daemon.addr).await;
     first
         .call("keep", "chat", json!({"prompt": "still running"}))
@@ -249,8 +250,8 @@ async fn a_repeated_request_id_after_completion_gets_the_result_without_a_second
 #[tokio::test]
 async fn a_client_that_never_returns_is_cleaned_up_after_the_ttl() {
     let daemon = start(|c| {
-        c.offline_latency_ms = 60_000;
-        c.session_ttl_ms = 300;
+        c.providers[ProviderId::Offline].latency_ms = 60_000;
+        c.sessions.ttl_ms = 300;
     })
     .await;
     let (mut client, hello) = Client::ready(daemon.addr).await;
@@ -282,8 +283,8 @@ async fn a_client_that_never_returns_is_cleaned_up_after_the_ttl() {
 #[tokio::test]
 async fn keep_alive_closes_a_silent_peer_and_keeps_a_live_one() {
     let daemon = start(|c| {
-        c.ping_interval_ms = 150;
-        c.ping_timeout_ms = 150;
+        c.connections.ping_interval_ms = 150;
+        c.connections.ping_timeout_ms = 150;
     })
     .await;
     // A live client keeps reading and talking (tungstenite answers the daemon's pings while

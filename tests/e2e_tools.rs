@@ -255,7 +255,7 @@ async fn consensus_asks_two_models_and_combines_their_answers() {
 
 #[tokio::test]
 async fn consensus_models_are_bounded_and_checked() {
-    let daemon = start(|c| c.consensus_models_max = 1).await;
+    let daemon = start(|c| c.tools.consensus_models_max = 1).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     let base = json!({"step": "q", "step_number": 1, "total_steps": 1,
                       "next_step_required": false, "findings": "f"});
@@ -378,7 +378,7 @@ async fn chat_continues_a_workflow_conversation_and_sees_its_turns() {
 
 #[tokio::test]
 async fn dropped_history_is_announced() {
-    let daemon = start(|c| c.conversation_turns_max = 2).await;
+    let daemon = start(|c| c.conversations.turns_max = 2).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     let first = output(&call(&mut client, "h1", "chat", json!({"prompt": "one"})).await);
     assert!(first.get("history_truncated").is_none());
@@ -525,7 +525,7 @@ async fn profiles_and_tool_lists_decide_what_is_served() {
             .collect()
     };
 
-    let lean = start(|c| c.tool_profile = Profile::Lean).await;
+    let lean = start(|c| c.tools.profile = Profile::Lean).await;
     let (mut client, _) = Client::ready(lean.addr).await;
     client.send(json!({"op": "list_tools"})).await;
     let listed = names(&client.recv().await);
@@ -554,7 +554,7 @@ async fn profiles_and_tool_lists_decide_what_is_served() {
     output(&call(&mut client, "p2", "version", json!({})).await);
 
     let disabled = start(|c| {
-        c.disabled_tools = vec!["chat".to_string(), "version".to_string()];
+        c.tools.disabled = vec!["chat".to_string(), "version".to_string()];
     })
     .await;
     let (mut client, _) = Client::ready(disabled.addr).await;
@@ -565,7 +565,7 @@ async fn profiles_and_tool_lists_decide_what_is_served() {
     assert!(!info["tools"].as_array().unwrap().contains(&json!("chat")));
     output(&call(&mut client, "p5", "listmodels", json!({})).await);
 
-    let enabled = start(|c| c.enabled_tools = vec!["debug".to_string()]).await;
+    let enabled = start(|c| c.tools.enabled = vec!["debug".to_string()]).await;
     let (mut client, _) = Client::ready(enabled.addr).await;
     client.send(json!({"op": "list_tools"})).await;
     assert_eq!(

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use exaid::config::{ProviderId, key};
 use exaid::rt::{Instant, Rt};
 use exaid::state::Shared;
 use serde_json::json;
@@ -107,10 +108,10 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     let calm = Arc::new(AtomicBool::new(false));
     let witness = Witness::new(
         &[
-            ("kimi", plan.config.kimi_max_inflight),
-            ("glm", plan.config.glm_max_inflight),
+            ("kimi", plan.config.providers[ProviderId::Kimi].inflight_max),
+            ("glm", plan.config.providers[ProviderId::Glm].inflight_max),
         ],
-        plan.config.global_max_inflight,
+        plan.config.limits.global_inflight_max,
         journal.clone(),
     );
     let observer = Arc::new(SimObserver::new(
@@ -118,8 +119,8 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         Expectations {
             simple_timeout: plan.simple_timeout,
             workflow_timeout: plan.workflow_timeout,
-            outbox_frames_max: plan.config.outbox_max_frames as usize,
-            outbox_bytes_max: plan.config.outbox_max_bytes,
+            outbox_frames_max: plan.config.sessions.outbox_frames_max as usize,
+            outbox_bytes_max: plan.config.sessions.outbox_bytes_max,
         },
     ));
     let health = Arc::new(Health {
@@ -208,7 +209,7 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             .ip(ip.parse().expect("ip"))
             .build();
         let journal = journal.clone();
-        let max_frame_bytes = plan.config.max_frame_bytes;
+        let max_frame_bytes = plan.config.limits.frame_bytes_max;
         node.spawn(async move {
             madsim::time::sleep(Duration::from_millis(at_ms)).await;
             crate::hostile::run(
@@ -280,7 +281,7 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     }
 
     // Quiescence: every session expires, then nothing may be held.
-    let ttl = Duration::from_millis(plan.config.session_ttl_ms);
+    let ttl = Duration::from_millis(plan.config.sessions.ttl_ms);
     madsim::time::sleep(ttl + Duration::from_secs(2)).await;
     quiescence(
         &shared,
@@ -443,18 +444,20 @@ fn check_health(health: &Health, journal: &JournalRef, why: &str) {
             );
         }
     }
-    if snapshot.sessions > shared.config.max_sessions as usize {
+    if snapshot.sessions > shared.config.sessions.sessions_max as usize {
         journal.violate(
             Invariant::MemoryBounded,
             format!("{} sessions alive", snapshot.sessions),
         );
     }
-    if snapshot.conversations > shared.config.conversations_max as usize {
+    if snapshot.conversations > shared.config.conversations.conversations_max as usize {
         journal.violate(
             Invariant::MemoryBounded,
             format!(
-                "{} conversations kept, EXAI_CONVERSATIONS_MAX {}",
-                snapshot.conversations, shared.config.conversations_max
+                "{} conversations kept, {} {}",
+                snapshot.conversations,
+                key::EXAI_CONVERSATIONS_MAX,
+                shared.config.conversations.conversations_max
             ),
         );
     }
@@ -610,7 +613,7 @@ fn table(
                 "{}, all {}/{}",
                 peaks.join(", "),
                 witness.total_peak(),
-                plan.config.global_max_inflight
+                plan.config.limits.global_inflight_max
             ),
         ),
         (

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use exaid::config::{Config, Layers};
+use exaid::config::{Config, Layers, ProviderId};
 use madsim::rand::{Rng, thread_rng};
 use serde_json::json;
 
@@ -218,11 +218,11 @@ fn chance(p: f64) -> bool {
 
 fn base_config() -> Config {
     let mut config = Config::defaults();
-    config.progress_interval_ms = between(1, 5) * 1000;
-    config.simple_tool_timeout_ms = 60_000;
-    config.workflow_tool_timeout_ms = 180_000;
-    config.retry_backoff_base_ms = 500;
-    config.retry_backoff_max_ms = 8_000;
+    config.tools.progress_interval_ms = between(1, 5) * 1000;
+    config.tools.simple_timeout_ms = 60_000;
+    config.tools.workflow_timeout_ms = 180_000;
+    config.retry.backoff_base_ms = 500;
+    config.retry.backoff_max_ms = 8_000;
     config
 }
 
@@ -399,8 +399,8 @@ fn plan(
         .max()
         .unwrap_or(1_000);
     Plan {
-        simple_timeout: Duration::from_millis(config.simple_tool_timeout_ms),
-        workflow_timeout: Duration::from_millis(config.workflow_tool_timeout_ms),
+        simple_timeout: Duration::from_millis(config.tools.simple_timeout_ms),
+        workflow_timeout: Duration::from_millis(config.tools.workflow_timeout_ms),
         health_checks_ms: random_health_checks(between(3, 12), horizon + 30_000),
         config,
         kimi,
@@ -438,7 +438,7 @@ fn calm_mix() -> Mix {
 fn smoke() -> Plan {
     let config = base_config();
     let latency = (between(1, 200), between(200, 3_000));
-    let clients = clients(between(1, 3), &calm_mix(), config.session_ttl_ms);
+    let clients = clients(between(1, 3), &calm_mix(), config.sessions.ttl_ms);
     plan(
         config,
         Faults::healthy(latency),
@@ -477,21 +477,24 @@ fn storm_faults() -> Faults {
 
 fn rate_limit_storm() -> Plan {
     let mut config = base_config();
-    config.simple_tool_timeout_ms = between(20, 60) * 1000;
-    config.queue_timeout_ms = config.queue_timeout_ms.min(config.simple_tool_timeout_ms);
+    config.tools.simple_timeout_ms = between(20, 60) * 1000;
+    config.limits.queue_timeout_ms = config
+        .limits
+        .queue_timeout_ms
+        .min(config.tools.simple_timeout_ms);
     let mix = Mix {
         tools: CHAT_ONLY,
         calls: (5, 15),
         spread_ms: 10_000,
         ..calm_mix()
     };
-    let clients = clients(between(3, 6), &mix, config.session_ttl_ms);
+    let clients = clients(between(3, 6), &mix, config.sessions.ttl_ms);
     plan(config, storm_faults(), storm_faults(), clients, "storm")
 }
 
 fn disconnect_storm() -> Plan {
     let mut config = base_config();
-    config.session_ttl_ms = between(20, 120) * 1000;
+    config.sessions.ttl_ms = between(20, 120) * 1000;
     let mix = Mix {
         tools: MOSTLY_CHAT,
         disconnect: 0.8,
@@ -505,18 +508,18 @@ fn disconnect_storm() -> Plan {
     let mut faults = Faults::healthy(latency);
     faults.calm.hang = u32::from(chance(0.5));
     faults.calm.ok = 6;
-    let clients = clients(between(3, 6), &mix, config.session_ttl_ms);
+    let clients = clients(between(3, 6), &mix, config.sessions.ttl_ms);
     plan(config, faults.clone(), faults, clients, "disconnects")
 }
 
 fn overload() -> Plan {
     let mut config = base_config();
-    config.global_max_inflight = between(3, 8) as u32;
-    config.kimi_max_inflight = between(1, 3) as u32;
-    config.glm_max_inflight = between(1, 2) as u32;
-    config.session_max_inflight = between(2, 4) as u32;
-    config.queue_max_waiters = between(0, 6) as u32;
-    config.queue_timeout_ms = between(300, 3_000);
+    config.limits.global_inflight_max = between(3, 8) as u32;
+    config.providers[ProviderId::Kimi].inflight_max = between(1, 3) as u32;
+    config.providers[ProviderId::Glm].inflight_max = between(1, 2) as u32;
+    config.sessions.inflight_max = between(2, 4) as u32;
+    config.limits.queue_waiters_max = between(0, 6) as u32;
+    config.limits.queue_timeout_ms = between(300, 3_000);
     let mix = Mix {
         tools: CHAT_ONLY,
         calls: (5, 20),
@@ -524,7 +527,7 @@ fn overload() -> Plan {
         ..calm_mix()
     };
     let latency = (between(100, 500), between(500, 4_000));
-    let clients = clients(between(8, 16), &mix, config.session_ttl_ms);
+    let clients = clients(between(8, 16), &mix, config.sessions.ttl_ms);
     plan(
         config,
         Faults::healthy(latency),
@@ -556,10 +559,10 @@ fn incident_config() -> Config {
 
 fn incident_2025_10_31() -> Plan {
     let mut config = incident_config();
-    config.progress_interval_ms = between(1, 8) * 1000;
-    config.retry_attempts_max = between(3, 6) as u32;
+    config.tools.progress_interval_ms = between(1, 8) * 1000;
+    config.retry.attempts_max = between(3, 6) as u32;
     // The configured value is the one to honor: read it back, never restate it.
-    let workflow_timeout = Duration::from_millis(config.workflow_tool_timeout_ms);
+    let workflow_timeout = Duration::from_millis(config.tools.workflow_timeout_ms);
     let hang = chance(0.5);
     let kimi = Faults {
         latency_ms: (between(200, 2_000), between(2_000, 30_000)),
@@ -617,21 +620,22 @@ fn double_release_2025_10_21() -> Plan {
     let mut config = base_config();
     let session_mode = chance(0.5);
     if session_mode {
-        config.session_max_inflight = 3;
+        config.sessions.inflight_max = 3;
     } else {
-        config.global_max_inflight = 3;
-        config.session_max_inflight = 8;
+        config.limits.global_inflight_max = 3;
+        config.sessions.inflight_max = 8;
     }
     let latency_ms = between(200, 2_000);
     // Acquisition timeouts land exactly on releases: a multiple of the (fixed) latency.
-    config.queue_timeout_ms = latency_ms * between(1, 3);
+    config.limits.queue_timeout_ms = latency_ms * between(1, 3);
     // Deadlines bite too, so permits are given back on the timeout path as well (where the
     // original released one twice).
     // Never shorter than one answer, or even a call with no queue could not succeed.
-    let drawn_ms =
-        config.queue_timeout_ms + latency_ms * between(0, 4) + between(0, 1) * latency_ms / 2;
-    config.simple_tool_timeout_ms = drawn_ms.max(latency_ms + 1);
-    config.queue_max_waiters = between(8, 40) as u32;
+    let drawn_ms = config.limits.queue_timeout_ms
+        + latency_ms * between(0, 4)
+        + between(0, 1) * latency_ms / 2;
+    config.tools.simple_timeout_ms = drawn_ms.max(latency_ms + 1);
+    config.limits.queue_waiters_max = between(8, 40) as u32;
     let calls = (0..40)
         .map(|i| {
             let request_id = format!("stress-r{i}");
@@ -675,7 +679,7 @@ fn shutdown() -> Plan {
         ..calm_mix()
     };
     let latency = (between(100, 1_000), between(1_000, 20_000));
-    let clients = clients(between(2, 6), &mix, config.session_ttl_ms);
+    let clients = clients(between(2, 6), &mix, config.sessions.ttl_ms);
     let shutdown_at_ms = between(500, 8_000);
     let grace_ms = [0, between(1, 3_000), between(3_000, 15_000)][thread_rng().gen_range(0..3)];
     let mut planned = plan(
@@ -692,11 +696,11 @@ fn shutdown() -> Plan {
 fn hostile_client() -> Plan {
     use crate::hostile::HostileKind;
     let mut config = base_config();
-    config.max_frame_bytes = 64 * 1024;
-    config.session_rate_per_sec = between(100, 400) as u32;
-    config.session_burst = between(100, 400) as u32;
-    config.hello_timeout_ms = between(1, 5) * 1000;
-    config.outbox_max_frames = between(32, 256) as u32;
+    config.limits.frame_bytes_max = 64 * 1024;
+    config.sessions.rate_per_sec = between(100, 400) as u32;
+    config.sessions.burst = between(100, 400) as u32;
+    config.connections.hello_timeout_ms = between(1, 5) * 1000;
+    config.sessions.outbox_frames_max = between(32, 256) as u32;
     let mix = Mix {
         tools: MOSTLY_CHAT,
         calls: (3, 10),
@@ -704,7 +708,7 @@ fn hostile_client() -> Plan {
         ..calm_mix()
     };
     let latency = (between(10, 500), between(500, 5_000));
-    let clients = clients(between(2, 4), &mix, config.session_ttl_ms);
+    let clients = clients(between(2, 4), &mix, config.sessions.ttl_ms);
     let kinds = [
         HostileKind::Flood,
         HostileKind::Garbage,
@@ -733,12 +737,12 @@ fn hostile_client() -> Plan {
 
 fn mixed_soak() -> Plan {
     let mut config = base_config();
-    config.global_max_inflight = between(4, 24) as u32;
-    config.session_max_inflight = between(2, 8) as u32;
-    config.queue_max_waiters = between(2, 64) as u32;
-    config.queue_timeout_ms = between(1_000, 20_000);
-    config.simple_tool_timeout_ms = between(20, 60) * 1000;
-    config.session_ttl_ms = between(30, 300) * 1000;
+    config.limits.global_inflight_max = between(4, 24) as u32;
+    config.sessions.inflight_max = between(2, 8) as u32;
+    config.limits.queue_waiters_max = between(2, 64) as u32;
+    config.limits.queue_timeout_ms = between(1_000, 20_000);
+    config.tools.simple_timeout_ms = between(20, 60) * 1000;
+    config.sessions.ttl_ms = between(30, 300) * 1000;
     let mix = Mix {
         tools: SOAK_MIX,
         cancel: (0.1, 0, 5_000),
@@ -751,13 +755,13 @@ fn mixed_soak() -> Plan {
     let mut kimi = storm_faults();
     kimi.calm.hang = u32::from(chance(0.5));
     let glm = storm_faults();
-    let clients = clients(between(3, 8), &mix, config.session_ttl_ms);
+    let clients = clients(between(3, 8), &mix, config.sessions.ttl_ms);
     let mut planned = plan(config, kimi, glm, clients, "mixed");
     // Sometimes memory is tight: conversations are evicted and their oldest turns dropped,
     // which answers must announce (and a continuation_id evicted must be refused).
     if chance(0.3) {
-        planned.config.conversations_max = between(1, 6) as u32;
-        planned.config.conversation_turns_max = between(2, 6) as u32;
+        planned.config.conversations.conversations_max = between(1, 6) as u32;
+        planned.config.conversations.turns_max = between(2, 6) as u32;
     }
     planned
 }

@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::read::{Data, Source, next_data};
 use super::writer::{Sink, close};
+use crate::config::key;
 use crate::protocol::{ClientFrame, Hello, close_code, decode_with};
 use crate::rt::BoxStream;
 use crate::session::Session;
@@ -26,7 +27,7 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// The WebSocket upgrade, with the frame-size limit applied.
 pub async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Source)> {
-    let max_bytes = shared.config.max_frame_bytes;
+    let max_bytes = shared.config.limits.frame_bytes_max;
     // The write buffer is bounded too: a client that stops reading cannot make the daemon
     // buffer without limit (its frames wait in the outbox, under the outbox caps).
     let config = WebSocketConfig::default()
@@ -35,7 +36,7 @@ pub async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Sour
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(max_bytes.saturating_add(WRITE_BUFFER_BYTES * 2));
-    let handshake_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
+    let handshake_timeout = Duration::from_millis(shared.config.connections.hello_timeout_ms);
     let accept = tokio_tungstenite::accept_async_with_config(stream, Some(config));
     let give_up = shared.rt.sleep(handshake_timeout);
     let ws = tokio::select! {
@@ -55,7 +56,7 @@ pub async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Sour
 /// Wait for the first frame and insist it is a `hello`. On any failure, the connection is
 /// closed with the protocol's code and `None` is returned.
 pub async fn read_hello(shared: &Shared, sink: &mut Sink, source: &mut Source) -> Option<Hello> {
-    let hello_timeout = Duration::from_millis(shared.config.hello_timeout_ms);
+    let hello_timeout = Duration::from_millis(shared.config.connections.hello_timeout_ms);
     let mut give_up = shared.rt.sleep(hello_timeout);
     let first = loop {
         tokio::select! {
@@ -146,15 +147,17 @@ pub fn open_session(
     match shared.sessions.create(id, resume_token, shared.rt.now()) {
         Some(session) => Ok((session, false, resume_refused, 0)),
         None => Err(format!(
-            "too many sessions (EXAI_WS_MAX_SESSIONS={})",
-            shared.config.max_sessions
+            "too many sessions ({}={})",
+            key::EXAI_WS_MAX_SESSIONS,
+            shared.config.sessions.sessions_max
         )),
     }
 }
 
 pub fn too_big_reason(shared: &Shared) -> String {
     format!(
-        "frame exceeds EXAI_WS_MAX_BYTES ({} bytes)",
-        shared.config.max_frame_bytes
+        "frame exceeds {} ({} bytes)",
+        key::EXAI_WS_MAX_BYTES,
+        shared.config.limits.frame_bytes_max
     )
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::config::key;
 use crate::error::{CallError, ErrorCode};
 use crate::lifecycle::Stage;
 use crate::protocol::reply::ServerInfo;
@@ -131,10 +132,10 @@ async fn run(
             .session_resumed(&session.id, *cursor - before);
     }
     let rt = &shared.rt;
-    let ping_every = Duration::from_millis(shared.config.ping_interval_ms);
-    let ping_timeout = Duration::from_millis(shared.config.ping_timeout_ms);
+    let ping_every = Duration::from_millis(shared.config.connections.ping_interval_ms);
+    let ping_timeout = Duration::from_millis(shared.config.connections.ping_timeout_ms);
     let mut keep_alive = KeepAlive::new(rt.now());
-    let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
+    let idle_timeout = Duration::from_millis(shared.config.connections.idle_timeout_ms);
     let mut last_frame_at = rt.now();
     let mut ping_timer = rt.sleep(ping_every);
     loop {
@@ -189,7 +190,7 @@ async fn run(
                     let now = rt.now();
                     keep_alive.heard(now);
                     last_frame_at = now;
-                    match session.inbound(now, shared.config.session_burst) {
+                    match session.inbound(now, shared.config.sessions.burst) {
                         Inbound::Close => return Some((close_code::POLICY, flood_reason(shared))),
                         verdict => router::dispatch(shared, session, &text, verdict),
                     }
@@ -198,7 +199,7 @@ async fn run(
                     let now = rt.now();
                     keep_alive.heard(now);
                     last_frame_at = now;
-                    if session.inbound(now, shared.config.session_burst) == Inbound::Close {
+                    if session.inbound(now, shared.config.sessions.burst) == Inbound::Close {
                         return Some((close_code::POLICY, flood_reason(shared)));
                     }
                     let error = CallError::new(ErrorCode::ProtocolError, "binary frames are not part of the protocol; send JSON text frames");
@@ -213,7 +214,10 @@ async fn run(
 
 fn flood_reason(shared: &Shared) -> String {
     format!(
-        "message rate exceeded again and again (EXAI_WS_SESSION_RATE={}/s, EXAI_WS_SESSION_BURST={})",
-        shared.config.session_rate_per_sec, shared.config.session_burst
+        "message rate exceeded again and again ({}={}/s, {}={})",
+        key::EXAI_WS_SESSION_RATE,
+        shared.config.sessions.rate_per_sec,
+        key::EXAI_WS_SESSION_BURST,
+        shared.config.sessions.burst
     )
 }

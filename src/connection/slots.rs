@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::config::key;
+
 /// The connection counters and their limits.
 pub struct ConnectionSlots {
     /// Connections open now.
@@ -56,13 +58,15 @@ impl ConnectionSlots {
         };
         if before >= self.open_max {
             return Err(format!(
-                "too many connections (EXAI_WS_MAX_CONNECTIONS={})",
+                "too many connections ({}={})",
+                key::EXAI_WS_MAX_CONNECTIONS,
                 self.open_max
             ));
         }
         if from_ip > self.per_ip_max {
             return Err(format!(
-                "too many connections from one address (EXAI_WS_MAX_CONNECTIONS_PER_IP={})",
+                "too many connections from one address ({}={})",
+                key::EXAI_WS_MAX_CONNECTIONS_PER_IP,
                 self.per_ip_max
             ));
         }

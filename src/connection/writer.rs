@@ -35,7 +35,7 @@ pub async fn bounded<F>(shared: &Shared, write: F) -> Result<(), Ending>
 where
     F: std::future::Future<Output = Result<(), WsError>>,
 {
-    let limit = Duration::from_millis(shared.config.write_timeout_ms);
+    let limit = Duration::from_millis(shared.config.connections.write_timeout_ms);
     let give_up = shared.rt.sleep(limit);
     tokio::select! {
         biased;
@@ -82,7 +82,7 @@ async fn flush(
                 "frames fell out of the session outbox before delivery (caps: {} frames, {} bytes, {} s)",
                 session.outbox.frames_max(),
                 session.outbox.bytes_max(),
-                shared.config.session_ttl_ms / 1000
+                shared.config.sessions.ttl_ms / 1000
             ),
         };
         tracing::warn!(session = %session.id, from_seq = gap.from_seq, to_seq = gap.to_seq, "outbox gap");

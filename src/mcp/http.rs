@@ -36,7 +36,7 @@ pub const PATH: &str = "/mcp";
 /// The `/mcp` route, with its bearer-token check, bound to the daemon.
 pub fn routes(shared: Arc<Shared>) -> Router {
     let handlers = Arc::new(AtomicUsize::new(0));
-    let handlers_max = shared.config.max_sessions as usize;
+    let handlers_max = shared.config.sessions.sessions_max as usize;
     let factory = {
         let shared = shared.clone();
         move || {
@@ -50,8 +50,8 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         }
     };
     let config = StreamableHttpServerConfig::default()
-        .with_max_request_body_bytes(shared.config.max_frame_bytes);
-    let config = allow_configured_host(config, &shared.config.ws_host);
+        .with_max_request_body_bytes(shared.config.limits.frame_bytes_max);
+    let config = allow_configured_host(config, &shared.config.server.host);
     // When the daemon closes, so do the MCP sessions and their event streams: otherwise an
     // open stream would hold the HTTP server's graceful shutdown.
     let closing = config.cancellation_token.clone();

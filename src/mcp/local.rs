@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use super::pending::{PendingCalls, Waiting};
+use crate::config::key;
 use crate::error::{CallError, ErrorCode};
 use crate::router;
 use crate::session::{Session, StopReason};
@@ -70,8 +71,9 @@ impl LocalClient {
             return Err(CallError::new(
                 ErrorCode::OverCapacity,
                 format!(
-                    "too many sessions (EXAI_WS_MAX_SESSIONS={}); retry when some have closed",
-                    shared.config.max_sessions
+                    "too many sessions ({}={}); retry when some have closed",
+                    key::EXAI_WS_MAX_SESSIONS,
+                    shared.config.sessions.sessions_max
                 ),
             ));
         };

@@ -7,6 +7,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::config::LimitSettings;
 use crate::error::ErrorCode;
 
 /// Longest accepted tool name, in bytes: no tool name is longer, and it is echoed in errors.
@@ -28,6 +29,15 @@ impl Default for DecodeLimits {
         DecodeLimits {
             json_depth_max: 64,
             request_id_bytes_max: 256,
+        }
+    }
+}
+
+impl From<&LimitSettings> for DecodeLimits {
+    fn from(limits: &LimitSettings) -> DecodeLimits {
+        DecodeLimits {
+            json_depth_max: limits.json_depth_max as usize,
+            request_id_bytes_max: limits.request_id_bytes_max as usize,
         }
     }
 }

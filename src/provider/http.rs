@@ -25,7 +25,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::config::{Config, Secret};
+use crate::config::{Config, ProviderId, ProviderSettings, Secret, key};
 use crate::provider::{
     ChatRequest, ChatResponse, ChunkSink, Provider, ProviderError, RateLimitKind,
 };
@@ -72,8 +72,8 @@ impl Dialect {
     /// The configuration key that holds this provider's API key, for messages.
     fn key_name(self) -> &'static str {
         match self {
-            Dialect::Kimi => "KIMI_API_KEY",
-            Dialect::Glm => "GLM_API_KEY",
+            Dialect::Kimi => key::KIMI_API_KEY,
+            Dialect::Glm => key::GLM_API_KEY,
         }
     }
 }
@@ -96,23 +96,22 @@ pub struct HttpSettings {
 impl HttpSettings {
     /// Kimi's settings from the configuration.
     pub fn kimi(config: &Config) -> HttpSettings {
-        HttpSettings {
-            dialect: Dialect::Kimi,
-            base_url: config.kimi_api_url.clone(),
-            api_key: config.kimi_api_key.clone(),
-            models: config.kimi_models.clone(),
-            attempt_timeout_ms: config.kimi_timeout_ms,
-        }
+        HttpSettings::of(Dialect::Kimi, &config.providers[ProviderId::Kimi])
     }
 
     /// GLM's settings from the configuration.
     pub fn glm(config: &Config) -> HttpSettings {
+        HttpSettings::of(Dialect::Glm, &config.providers[ProviderId::Glm])
+    }
+
+    /// One provider's settings, spoken in `dialect`.
+    fn of(dialect: Dialect, provider: &ProviderSettings) -> HttpSettings {
         HttpSettings {
-            dialect: Dialect::Glm,
-            base_url: config.glm_api_url.clone(),
-            api_key: config.glm_api_key.clone(),
-            models: config.glm_models.clone(),
-            attempt_timeout_ms: config.glm_timeout_ms,
+            dialect,
+            base_url: provider.api_url.clone(),
+            api_key: provider.api_key.clone(),
+            models: provider.models.clone(),
+            attempt_timeout_ms: provider.timeout_ms,
         }
     }
 }

@@ -240,7 +240,7 @@ impl Tool for Consensus {
                 })
                 .unwrap_or_default()
         };
-        let limit = shared.config.consensus_models_max as usize;
+        let limit = shared.config.tools.consensus_models_max as usize;
         if models.len() > limit {
             return Err(invalid(
                 "models",

@@ -104,7 +104,7 @@ impl Tool for Version {
                 "protocol": 1,
                 "default_provider": shared.providers.default_entry().provider.name(),
                 "providers": providers,
-                "tool_profile": shared.config.tool_profile.name(),
+                "tool_profile": shared.config.tools.profile.name(),
                 "tools": shared.tools.names(),
             }),
         )))

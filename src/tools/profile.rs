@@ -9,96 +9,12 @@
 //! 3. `DISABLED_TOOLS` removes tools (never `version` or `listmodels`).
 //!
 //! Names are checked at start-up by the configuration (an unknown name stops the daemon,
-//! naming it), so a typo never silently hides or exposes a tool.
+//! naming it), so a typo never silently hides or exposes a tool. The profiles and tool names
+//! themselves live in `config::profile`, below configuration, and are re-exported here.
 
 use std::collections::BTreeSet;
 
-/// Every built-in tool, sorted. Configuration checks tool names against this list; a test
-/// checks it equals the registry's built-in set.
-pub const BUILTIN_TOOL_NAMES: &[&str] = &[
-    "analyze",
-    "challenge",
-    "chat",
-    "codereview",
-    "consensus",
-    "debug",
-    "docgen",
-    "listmodels",
-    "planner",
-    "precommit",
-    "refactor",
-    "secaudit",
-    "status",
-    "testgen",
-    "thinkdeep",
-    "tracer",
-    "version",
-];
-
-/// Tools no profile or list can turn off.
-pub const ALWAYS_ON: &[&str] = &["listmodels", "version"];
-
-/// `lean`: the everyday tools (the original's "essential" and "core" tiers).
-const LEAN: &[&str] = &[
-    "analyze",
-    "chat",
-    "codereview",
-    "debug",
-    "planner",
-    "refactor",
-    "status",
-    "testgen",
-    "thinkdeep",
-];
-
-/// What `standard` adds to `lean` (the original's "advanced" tier).
-const STANDARD_ADDS: &[&str] = &["consensus", "docgen", "precommit", "secaudit", "tracer"];
-
-/// A named set of tools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    /// chat, status, planner, analyze, codereview, debug, refactor, testgen, thinkdeep
-    /// (plus version and listmodels).
-    Lean,
-    /// `lean` plus consensus, docgen, precommit, secaudit, tracer.
-    Standard,
-    /// Every tool (`standard` plus challenge). The default, so every tool is listed out of
-    /// the box.
-    Full,
-}
-
-/// The names `TOOL_PROFILE` accepts.
-pub const PROFILE_NAMES: &[&str] = &["lean", "standard", "full"];
-
-impl Profile {
-    /// The profile named `name` (lower case, as configuration stores it).
-    pub fn from_name(name: &str) -> Option<Profile> {
-        match name {
-            "lean" => Some(Profile::Lean),
-            "standard" => Some(Profile::Standard),
-            "full" => Some(Profile::Full),
-            _ => None,
-        }
-    }
-
-    /// Its name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Lean => "lean",
-            Profile::Standard => "standard",
-            Profile::Full => "full",
-        }
-    }
-
-    /// The tools it holds (before the always-on ones are added).
-    pub fn members(self) -> BTreeSet<&'static str> {
-        match self {
-            Profile::Lean => LEAN.iter().copied().collect(),
-            Profile::Standard => LEAN.iter().chain(STANDARD_ADDS).copied().collect(),
-            Profile::Full => BUILTIN_TOOL_NAMES.iter().copied().collect(),
-        }
-    }
-}
+pub use crate::config::profile::{ALWAYS_ON, BUILTIN_TOOL_NAMES, PROFILE_NAMES, Profile};
 
 /// The built-in tools to serve, by the rules in the module doc. Names not in
 /// [`BUILTIN_TOOL_NAMES`] are ignored here (configuration refuses them before).

@@ -48,7 +48,7 @@ pub async fn start_with(
     build: impl FnOnce(Config, Rt) -> exaid::Daemon,
 ) -> TestDaemon {
     let mut config = Config::defaults();
-    config.ws_port = 0;
+    config.server.port = 0;
     tweak(&mut config);
     let rt = Rt::new(Arc::new(TokioRuntime::new()));
     let listener = TokioListener::bind("127.0.0.1:0".parse().unwrap())
