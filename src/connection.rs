@@ -25,7 +25,7 @@ use crate::protocol::{ClientFrame, DecodeError, Hello, ServerFrame, close_code, 
 use crate::rt::{BoxStream, Instant};
 use crate::session::{Begin, Inbound, Session, StopReason};
 use crate::shutdown::Stage;
-use crate::tools::ToolKind;
+use crate::tools::PlanEnv;
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream<BoxStream>, Message>;
 type Source = futures_util::stream::SplitStream<WebSocketStream<BoxStream>>;
@@ -638,6 +638,10 @@ pub(crate) fn cancel_call(shared: &Shared, session: &Session, request_id: String
 /// Validate, register, ack and spawn one call: every call of the daemon starts here, whether
 /// it came over a WebSocket or from the in-process client (`local`, used by the MCP endpoint),
 /// so both go through the same session, admission, deadline and outbox.
+///
+/// Find the tool, let it validate and plan the call (`DynTool::prepare`), register it with
+/// the session (new, joined or repeated), ack it with its timeout, and hand it to `call`,
+/// which owns its deadline and its one terminal frame.
 pub(crate) fn start_call(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
@@ -655,48 +659,19 @@ pub(crate) fn start_call(
         session.push(&ServerFrame::call_failed(request_id, error), now);
         return;
     }
-    let arguments = serde_json::Value::Object(arguments);
-    let chars_max = shared.config.arg_string_chars_max as usize;
-    if let Some((path, chars)) = crate::tools::schema::longest_string_over(&arguments, chars_max) {
-        let error = CallError::new(
-            ErrorCode::ValidationError,
-            format!("argument {path} is {chars} characters, the limit is {chars_max} (EXAI_ARG_STRING_CHARS_MAX)"),
-        )
-        .with_details(serde_json::json!({ "field": path }));
-        session.push(&ServerFrame::call_failed(request_id, error), now);
-        return;
-    }
-    let serde_json::Value::Object(arguments) = arguments else {
-        unreachable!("built as an object just above");
-    };
     let Some(tool) = shared.tools.get(name).cloned() else {
-        let canonical = crate::tools::ToolRegistry::canonical(name);
-        let why = if crate::tools::profile::BUILTIN_TOOL_NAMES.contains(&canonical.as_str()) {
-            format!(
-                "tool \"{name}\" is disabled here (TOOL_PROFILE={}, ENABLED_TOOLS, DISABLED_TOOLS)",
-                shared.config.tool_profile.name()
-            )
-        } else {
-            format!("no tool named \"{name}\"")
-        };
-        let error = CallError::new(
-            ErrorCode::ToolNotFound,
-            format!("{why}; available: {}", shared.tools.names().join(", ")),
-        );
+        let error = unknown_tool(shared, name, &arguments);
         session.push(&ServerFrame::call_failed(request_id, error), now);
         return;
     };
-    let timeout_ms = match tool.kind() {
-        ToolKind::Simple => shared.config.simple_tool_timeout_ms,
-        ToolKind::Workflow => shared.config.workflow_tool_timeout_ms,
-    };
-    let prepared = match tool.prepare(arguments, shared) {
-        Ok(prepared) => prepared,
+    let plan = match tool.prepare(arguments, &PlanEnv::new(shared.as_ref())) {
+        Ok(plan) => plan,
         Err(error) => {
             session.push(&ServerFrame::call_failed(request_id, error), now);
             return;
         }
     };
+    let timeout_ms = call::timeout_ms(tool.kind(), &shared.config);
     let ack = |joined: bool| ServerFrame::CallToolAck {
         request_id: request_id.clone(),
         accepted: true,
@@ -704,8 +679,8 @@ pub(crate) fn start_call(
         name: tool.name().to_string(),
         joined,
     };
-    let stop_rx = match session.begin_call(&request_id, now) {
-        Begin::New(stop_rx) => stop_rx,
+    let stop = match session.begin_call(&request_id, now) {
+        Begin::New(stop) => stop,
         Begin::Running => {
             // The same request id again while it runs is the same call: join it.
             session.push(&ack(true), now);
@@ -718,32 +693,42 @@ pub(crate) fn start_call(
         }
     };
     session.push(&ack(false), now);
-    let deadline = now + Duration::from_millis(timeout_ms);
-    shared
-        .observer
-        .call_accepted(&session.id, &request_id, tool.name(), now, deadline);
-    let accepted = Accepted {
+    call::spawn(Accepted {
         shared: shared.clone(),
         session: session.clone(),
         request_id,
         tool: tool.name(),
-        prepared,
+        kind: tool.kind(),
+        plan,
         accepted_at: now,
-        deadline,
-        stop: stop_rx,
+        stop,
+    });
+}
+
+/// Why no tool answers to `name`: disabled by the profile, or unknown. An over-long string in
+/// the arguments is named first, as for any call.
+fn unknown_tool(
+    shared: &Shared,
+    name: &str,
+    arguments: &serde_json::Map<String, serde_json::Value>,
+) -> CallError {
+    let chars_max = shared.config.arg_string_chars_max as usize;
+    if let Err(error) = crate::tools::arguments::check_strings(arguments, chars_max) {
+        return error;
+    }
+    let canonical = crate::tools::ToolRegistry::canonical(name);
+    let why = if crate::tools::profile::BUILTIN_TOOL_NAMES.contains(&canonical.as_str()) {
+        format!(
+            "tool \"{name}\" is disabled here (TOOL_PROFILE={}, ENABLED_TOOLS, DISABLED_TOOLS)",
+            shared.config.tool_profile.name()
+        )
+    } else {
+        format!("no tool named \"{name}\"")
     };
-    let span = tracing::info_span!(
-        "call",
-        session = %session.id,
-        request_id = %accepted.request_id,
-        tool = accepted.tool,
-        provider = accepted.prepared.provider.as_ref().map(|p| p.entry.provider.name()).unwrap_or("-"),
-        model = accepted.prepared.provider.as_ref().map(|p| p.model.as_str()).unwrap_or("-"),
-    );
-    shared.rt.spawn(
-        "call",
-        tracing::Instrument::instrument(call::run(accepted), span),
-    );
+    CallError::new(
+        ErrorCode::ToolNotFound,
+        format!("{why}; available: {}", shared.tools.names().join(", ")),
+    )
 }
 
 fn too_big_reason(shared: &Shared) -> String {

@@ -23,7 +23,7 @@ use crate::retry::{Cooldown, RetryPolicy};
 use crate::rt::{Instant, Listener, Rng, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
 use crate::shutdown::{self, Lifecycle, ShutdownReport};
-use crate::tools::{Tool, ToolRegistry, profile};
+use crate::tools::{DynTool, ToolRegistry, profile};
 
 /// Everything connections and calls share.
 pub struct Shared {
@@ -120,6 +120,56 @@ impl Shared {
     }
 }
 
+// ---- What tools and the retry loop may ask of the daemon (issue 13, `tools` branch). ----
+// Tools see the daemon only through `tools::Host`, and the retry loop draws its jitter
+// through `retry::Jitter`, so neither imports this module. Kept in one block so it moves with
+// `Shared`.
+
+impl crate::tools::Host for Shared {
+    fn now(&self) -> Instant {
+        self.rt.now()
+    }
+
+    fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    fn conversations(&self) -> &ConversationStore {
+        &self.conversations
+    }
+
+    fn random_hex(&self, n_bytes: usize) -> String {
+        Shared::random_hex(self, n_bytes)
+    }
+
+    fn tool_settings(&self) -> crate::tools::ToolSettings {
+        crate::tools::ToolSettings {
+            arg_string_chars_max: self.config.arg_string_chars_max as usize,
+            consensus_models_max: self.config.consensus_models_max as usize,
+        }
+    }
+
+    fn tool_profile(&self) -> &'static str {
+        self.config.tool_profile.name()
+    }
+
+    fn tool_names(&self) -> Vec<&'static str> {
+        self.tools.names()
+    }
+
+    fn health(&self) -> serde_json::Value {
+        serde_json::to_value(crate::health::snapshot(self)).expect("health serializes")
+    }
+}
+
+impl crate::retry::Jitter for Shared {
+    fn backoff(&self, policy: &RetryPolicy, attempt: u32) -> Duration {
+        self.with_rng(|rng| policy.backoff(attempt, rng))
+    }
+}
+
+// ---- End of the `tools` branch's block. ----
+
 /// One counted connection; uncounted on drop.
 pub struct ConnectionSlot {
     /// Whose counter.
@@ -169,7 +219,7 @@ pub struct DaemonBuilder {
     /// Providers, in `listmodels` order.
     providers: Vec<Arc<dyn Provider>>,
     /// Tools beyond the built-in set (always served, whatever the profile).
-    extra_tools: Vec<Arc<dyn Tool>>,
+    extra_tools: Vec<Arc<dyn DynTool>>,
     /// The witness.
     observer: Arc<dyn Observer>,
     /// Metrics, if kept (they are then also the observer).
@@ -184,7 +234,7 @@ impl DaemonBuilder {
     }
 
     /// Add a tool beyond the built-in set.
-    pub fn tool(mut self, tool: Arc<dyn Tool>) -> DaemonBuilder {
+    pub fn tool(mut self, tool: Arc<dyn DynTool>) -> DaemonBuilder {
         self.extra_tools.push(tool);
         self
     }
@@ -257,7 +307,7 @@ impl DaemonBuilder {
             &config.enabled_tools,
             &config.disabled_tools,
         );
-        let mut tools: Vec<Arc<dyn Tool>> = ToolRegistry::builtin_tools()
+        let mut tools: Vec<Arc<dyn DynTool>> = ToolRegistry::builtin_tools()
             .into_iter()
             .filter(|tool| selected.contains(tool.name()))
             .collect();
