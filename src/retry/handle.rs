@@ -141,6 +141,14 @@ impl ProviderHandle {
             ],
             "a provider handle holds the session, global and its own provider's permit"
         );
+        let provider = &resolved.entry.provider;
+        assert!(
+            provider.models().contains(&resolved.model)
+                || provider.default_model() == resolved.model,
+            "model {} is one of provider {}'s",
+            resolved.model,
+            provider.name()
+        );
         let previous = caller.handles.live.fetch_add(1, Ordering::SeqCst);
         assert_eq!(previous, 0, "a call holds at most one provider handle");
         ProviderHandle {

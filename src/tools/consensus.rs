@@ -190,21 +190,7 @@ impl Tool for Consensus {
         let earlier = snapshot
             .map(|s| s.steps_of(CONSENSUS.name))
             .unwrap_or_default();
-        // The models: this step's, else the latest earlier step's.
-        let models: Vec<ModelStance> = if !args.models.is_empty() {
-            args.models
-        } else {
-            earlier
-                .iter()
-                .rev()
-                .filter(|s| s.step_number < input.record.step_number)
-                .find_map(|s| {
-                    serde_json::from_value::<Vec<ModelStance>>(s.options["models"].clone())
-                        .ok()
-                        .filter(|m| !m.is_empty())
-                })
-                .unwrap_or_default()
-        };
+        let models = models_to_consult(args.models, &earlier, input.record.step_number);
         let limit = env.settings().consensus_models_max;
         if models.len() > limit {
             return Err(invalid(
@@ -223,30 +209,7 @@ impl Tool for Consensus {
                     .to_string(),
             ));
         }
-        let mut seen = BTreeSet::new();
-        let mut consultations = Vec::with_capacity(models.len());
-        for (index, stance) in models.into_iter().enumerate() {
-            let field = format!("models[{index}].model");
-            let resolved = env
-                .providers()
-                .resolve(&stance.model)
-                .map_err(|error| invalid(&field, error.message))?;
-            let key = (
-                resolved.model.clone(),
-                stance.stance.unwrap_or(Stance::Neutral),
-            );
-            if !seen.insert(key) {
-                return Err(invalid(
-                    &format!("models[{index}]"),
-                    format!(
-                        "model {} with stance {} is listed twice; each model and stance may appear once",
-                        resolved.model,
-                        stance.stance.unwrap_or(Stance::Neutral).name()
-                    ),
-                ));
-            }
-            consultations.push(Consultation { stance, resolved });
-        }
+        let consultations = resolve_all(models, env)?;
         // The proposal is step 1's text (or this step's, when it is step 1 or step 1 is gone).
         let proposal = earlier
             .iter()
@@ -256,6 +219,60 @@ impl Tool for Consensus {
             run_consensus(ctx, input, consultations, proposal)
         }))
     }
+}
+
+/// The models to consult: this step's, else the latest earlier step's.
+fn models_to_consult(
+    given: Vec<ModelStance>,
+    earlier: &[StepRecord],
+    step_number: u32,
+) -> Vec<ModelStance> {
+    if !given.is_empty() {
+        return given;
+    }
+    earlier
+        .iter()
+        .rev()
+        .filter(|s| s.step_number < step_number)
+        .find_map(|s| {
+            serde_json::from_value::<Vec<ModelStance>>(s.options["models"].clone())
+                .ok()
+                .filter(|m| !m.is_empty())
+        })
+        .unwrap_or_default()
+}
+
+/// Resolve every model to its provider; a model and stance may appear once. Errors name the
+/// entry (`models[1].model`).
+fn resolve_all(
+    models: Vec<ModelStance>,
+    env: &PlanEnv<'_>,
+) -> Result<Vec<Consultation>, CallError> {
+    let mut seen = BTreeSet::new();
+    let mut consultations = Vec::with_capacity(models.len());
+    for (index, stance) in models.into_iter().enumerate() {
+        let field = format!("models[{index}].model");
+        let resolved = env
+            .providers()
+            .resolve(&stance.model)
+            .map_err(|error| invalid(&field, error.message))?;
+        let key = (
+            resolved.model.clone(),
+            stance.stance.unwrap_or(Stance::Neutral),
+        );
+        if !seen.insert(key) {
+            return Err(invalid(
+                &format!("models[{index}]"),
+                format!(
+                    "model {} with stance {} is listed twice; each model and stance may appear once",
+                    resolved.model,
+                    stance.stance.unwrap_or(Stance::Neutral).name()
+                ),
+            ));
+        }
+        consultations.push(Consultation { stance, resolved });
+    }
+    Ok(consultations)
 }
 
 /// Ask one consulted model: admitted on its own, its permits given back on return.
