@@ -24,7 +24,7 @@ use crate::rt::{Listener, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
 use crate::shutdown::{self, ShutdownReport};
 use crate::state::Shared;
-use crate::tools::{Tool, ToolRegistry, profile};
+use crate::tools::{DynTool, ToolRegistry, profile};
 
 /// A built daemon, ready to serve listeners.
 pub struct Daemon {
@@ -46,7 +46,7 @@ pub struct DaemonBuilder {
     /// Providers, in `listmodels` order.
     providers: Vec<Arc<dyn Provider>>,
     /// Tools beyond the built-in set (always served, whatever the profile).
-    extra_tools: Vec<Arc<dyn Tool>>,
+    extra_tools: Vec<Arc<dyn DynTool>>,
     /// The witness.
     observer: Arc<dyn Observer>,
     /// Metrics, if kept (they are then also the observer).
@@ -61,7 +61,7 @@ impl DaemonBuilder {
     }
 
     /// Add a tool beyond the built-in set.
-    pub fn tool(mut self, tool: Arc<dyn Tool>) -> DaemonBuilder {
+    pub fn tool(mut self, tool: Arc<dyn DynTool>) -> DaemonBuilder {
         self.extra_tools.push(tool);
         self
     }
@@ -124,7 +124,7 @@ impl DaemonBuilder {
             &config.tools.enabled,
             &config.tools.disabled,
         );
-        let mut tools: Vec<Arc<dyn Tool>> = ToolRegistry::builtin_tools()
+        let mut tools: Vec<Arc<dyn DynTool>> = ToolRegistry::builtin_tools()
             .into_iter()
             .filter(|tool| selected.contains(tool.name()))
             .collect();

@@ -12,9 +12,11 @@
 //! - [`server`], [`connection`]: accepting sockets, the hello handshake, reading and writing;
 //! - [`session`], [`outbox`]: what outlives a connection, and seq-stamped delivery;
 //! - [`admission`]: where permits are taken; [`call`]: one call's deadline and ending;
+//!   [`phase`]: what a call is doing now, for its progress frames;
 //! - [`tools`], [`provider`]: what a call runs, and the models behind it;
 //! - [`conversation`]: what a `continuation_id` remembers, bounded;
-//! - [`retry`]: retry policy and provider cooldowns; [`observe`]: hooks for witnesses;
+//! - [`retry`]: retry policy, provider cooldowns, and the provider handle a tool calls a
+//!   provider through; [`observe`]: hooks for witnesses;
 //! - [`health`]: permit books compared with live holders; [`metrics`], [`http`]: what an
 //!   operator sees; [`shutdown`]: draining without losing work;
 //! - [`mcp`]: MCP front doors (`exaid mcp` on stdio, `/mcp` over HTTP); [`local`]: the
@@ -30,11 +32,13 @@ pub mod conversation;
 pub mod daemon;
 pub mod error;
 pub mod health;
+mod host;
 pub mod lifecycle;
 pub mod mcp;
 pub mod observe;
 pub mod operator;
 pub mod outbox;
+pub mod phase;
 pub mod protocol;
 pub mod provider;
 pub mod rate;

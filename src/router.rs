@@ -9,13 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
+
 use crate::call::{self, Accepted};
 use crate::config::key;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::{ClientFrame, DecodeError, ServerFrame, decode_with};
 use crate::session::{Begin, Inbound, Session, StopReason};
 use crate::state::Shared;
-use crate::tools::ToolKind;
+use crate::tools::{DynTool, Plan, PlanEnv, ToolRegistry};
 
 /// Handle one text frame: decode, then act. Never awaits.
 pub fn dispatch(shared: &Arc<Shared>, session: &Arc<Session>, text: &str, verdict: Inbound) {
@@ -28,7 +30,9 @@ pub fn dispatch(shared: &Arc<Shared>, session: &Arc<Session>, text: &str, verdic
     }
     match decoded {
         Ok(frame) => handle(shared, session, frame),
-        Err(err) => session.push(decode_failure(err), now),
+        Err(err) => {
+            session.push(decode_failure(err), now);
+        }
     }
 }
 
@@ -137,67 +141,30 @@ pub fn cancel_call(shared: &Shared, session: &Session, request_id: String) {
 }
 
 /// Validate, register, ack and spawn one call: every call of the daemon starts here, whether
-/// it came over a WebSocket or from the in-process client (`local`, used by the MCP endpoint),
-/// so both go through the same session, admission, deadline and outbox.
+/// it came over a WebSocket or from the in-process client (`mcp::local`), so both go through
+/// the same session, admission, deadline and outbox.
 pub fn start_call(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     request_id: String,
     name: &str,
-    arguments: serde_json::Map<String, serde_json::Value>,
+    arguments: Map<String, Value>,
 ) {
     let now = shared.rt.now();
-    if !shared.lifecycle.is_ready() {
-        let error = CallError::new(
-            ErrorCode::ServiceUnavailable,
-            "exaid is shutting down and accepts no new calls; retry once it is back",
-        )
-        .with_retry_after_secs(5);
-        session.push(ServerFrame::call_failed(request_id, error), now);
-        return;
-    }
-    let arguments = serde_json::Value::Object(arguments);
-    let chars_max = shared.config.limits.arg_string_chars_max as usize;
-    if let Some((path, chars)) = crate::tools::schema::longest_string_over(&arguments, chars_max) {
-        let error = CallError::new(
-            ErrorCode::ValidationError,
-            format!("argument {path} is {chars} characters, the limit is {chars_max} (EXAI_ARG_STRING_CHARS_MAX)"),
-        )
-        .with_details(serde_json::json!({ "field": path }));
-        session.push(ServerFrame::call_failed(request_id, error), now);
-        return;
-    }
-    let serde_json::Value::Object(arguments) = arguments else {
-        unreachable!("built as an object just above");
-    };
-    let Some(tool) = shared.tools.get(name).cloned() else {
-        let canonical = crate::tools::ToolRegistry::canonical(name);
-        let why = if crate::tools::profile::BUILTIN_TOOL_NAMES.contains(&canonical.as_str()) {
-            format!(
-                "tool \"{name}\" is disabled here (TOOL_PROFILE={}, ENABLED_TOOLS, DISABLED_TOOLS)",
-                shared.config.tools.profile.name()
-            )
-        } else {
-            format!("no tool named \"{name}\"")
-        };
-        let error = CallError::new(
-            ErrorCode::ToolNotFound,
-            format!("{why}; available: {}", shared.tools.names().join(", ")),
-        );
-        session.push(ServerFrame::call_failed(request_id, error), now);
-        return;
-    };
-    let timeout_ms = match tool.kind() {
-        ToolKind::Simple => shared.config.tools.simple_timeout_ms,
-        ToolKind::Workflow => shared.config.tools.workflow_timeout_ms,
-    };
-    let prepared = match tool.prepare(arguments, shared) {
-        Ok(prepared) => prepared,
+    let plan = shared
+        .lifecycle
+        .is_ready()
+        .then_some(())
+        .ok_or_else(shutting_down)
+        .and_then(|()| plan_call(shared, name, arguments));
+    let (tool, plan) = match plan {
+        Ok(planned) => planned,
         Err(error) => {
             session.push(ServerFrame::call_failed(request_id, error), now);
             return;
         }
     };
+    let timeout_ms = call::timeout_ms(tool.kind(), &shared.config);
     let ack = |joined: bool| ServerFrame::CallToolAck {
         request_id: request_id.clone(),
         accepted: true,
@@ -205,44 +172,72 @@ pub fn start_call(
         name: tool.name().to_string(),
         joined,
     };
-    let stop_rx = match session.begin_call(&request_id, now) {
-        Begin::New(stop_rx) => stop_rx,
+    let stop = match session.begin_call(&request_id, now) {
+        Begin::New(stop) => stop,
+        // The same request id again while it runs is the same call: join it.
         Begin::Running => {
-            // The same request id again while it runs is the same call: join it.
             session.push(ack(true), now);
             return;
         }
+        // It already ended: the stored result again, and no second provider call.
         Begin::Finished(terminal) => {
-            // It already ended: the stored result again, and no second provider call.
             session.push(terminal, now);
             return;
         }
     };
     session.push(ack(false), now);
-    let deadline = now + Duration::from_millis(timeout_ms);
-    shared
-        .observer
-        .call_accepted(&session.id, &request_id, tool.name(), now, deadline);
-    let accepted = Accepted {
+    call::spawn(Accepted {
         shared: shared.clone(),
         session: session.clone(),
         request_id,
         tool: tool.name(),
-        prepared,
+        kind: tool.kind(),
+        plan,
         accepted_at: now,
-        deadline,
-        stop: stop_rx,
+        stop,
+    });
+}
+
+/// The refusal of a call while the daemon drains.
+fn shutting_down() -> CallError {
+    CallError::new(
+        ErrorCode::ServiceUnavailable,
+        "exaid is shutting down and accepts no new calls; retry once it is back",
+    )
+    .with_retry_after_secs(5)
+}
+
+/// Find the tool and plan the call (arguments validated once, model resolved), or say why not.
+fn plan_call(
+    shared: &Shared,
+    name: &str,
+    arguments: Map<String, Value>,
+) -> Result<(Arc<dyn DynTool>, Plan), CallError> {
+    let Some(tool) = shared.tools.get(name).cloned() else {
+        return Err(unknown_tool(shared, name, &arguments));
     };
-    let span = tracing::info_span!(
-        "call",
-        session = %session.id,
-        request_id = %accepted.request_id,
-        tool = accepted.tool,
-        provider = accepted.prepared.provider.as_ref().map(|p| p.entry.provider.name()).unwrap_or("-"),
-        model = accepted.prepared.provider.as_ref().map(|p| p.model.as_str()).unwrap_or("-"),
-    );
-    shared.rt.spawn(
-        "call",
-        tracing::Instrument::instrument(call::run(accepted), span),
-    );
+    let plan = tool.prepare(arguments, &PlanEnv::new(shared))?;
+    Ok((tool, plan))
+}
+
+/// Why no enabled tool answers to `name`: disabled by the profile, or unknown. An over-long
+/// argument string is reported first, as for any call.
+fn unknown_tool(shared: &Shared, name: &str, arguments: &Map<String, Value>) -> CallError {
+    let chars_max = shared.config.limits.arg_string_chars_max as usize;
+    if let Err(error) = crate::tools::arguments::check_strings(arguments, chars_max) {
+        return error;
+    }
+    let canonical = ToolRegistry::canonical(name);
+    let why = if crate::tools::profile::BUILTIN_TOOL_NAMES.contains(&canonical.as_str()) {
+        format!(
+            "tool \"{name}\" is disabled here (TOOL_PROFILE={}, ENABLED_TOOLS, DISABLED_TOOLS)",
+            shared.config.tools.profile.name()
+        )
+    } else {
+        format!("no tool named \"{name}\"")
+    };
+    CallError::new(
+        ErrorCode::ToolNotFound,
+        format!("{why}; available: {}", shared.tools.names().join(", ")),
+    )
 }

@@ -201,7 +201,7 @@ pub struct ProviderEntry {
     /// Its limit (`provider:<name>`).
     pub limit: Arc<Limit>,
     /// When it may be called again after a 429 with retry-after, for every call.
-    pub cooldown: crate::retry::Cooldown,
+    pub cooldown: crate::retry::cooldown::Cooldown,
 }
 
 /// All providers, and which one `auto` means.

@@ -4,17 +4,14 @@
 //! pushes back. This tool hands the statement back framed as something to evaluate, not to
 //! obey. It calls no model and takes no permits.
 
-use std::sync::Arc;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
-use crate::call::CallCtx;
 use crate::error::CallError;
-use crate::state::Shared;
+use crate::tools::context::PlanEnv;
 use crate::tools::output::{ContentType, ToolOutput};
-use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
+use crate::tools::tool::{Plan, Tool, ToolKind};
 
 /// Arguments of `challenge`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -25,25 +22,7 @@ pub struct ChallengeArgs {
 }
 
 /// The `challenge` tool.
-pub struct Challenge {
-    /// Generated once from [`ChallengeArgs`].
-    schema: Value,
-}
-
-impl Challenge {
-    /// The tool with its schema.
-    pub fn new() -> Challenge {
-        Challenge {
-            schema: schema_of::<ChallengeArgs>(),
-        }
-    }
-}
-
-impl Default for Challenge {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub struct Challenge;
 
 /// The statement framed as a claim to test.
 fn wrap(statement: &str) -> String {
@@ -56,30 +35,14 @@ fn wrap(statement: &str) -> String {
 }
 
 impl Tool for Challenge {
-    fn name(&self) -> &'static str {
-        "challenge"
-    }
-
-    fn description(&self) -> &'static str {
-        "Use when the user questions or disagrees with something you said: returns their \
+    type Args = ChallengeArgs;
+    const NAME: &'static str = "challenge";
+    const DESCRIPTION: &'static str = "Use when the user questions or disagrees with something you said: returns their \
          statement wrapped in instructions to evaluate it critically instead of agreeing by \
-         reflex. Calls no model."
-    }
+         reflex. Calls no model.";
+    const KIND: ToolKind = ToolKind::Simple;
 
-    fn kind(&self) -> ToolKind {
-        ToolKind::Simple
-    }
-
-    fn input_schema(&self) -> &Value {
-        &self.schema
-    }
-
-    fn prepare(
-        &self,
-        arguments: Map<String, Value>,
-        _shared: &Arc<Shared>,
-    ) -> Result<Prepared, CallError> {
-        let args: ChallengeArgs = parse_arguments(self.name(), &self.schema, arguments)?;
+    fn plan(&self, args: ChallengeArgs, _env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         let content = json!({
             "original_statement": args.prompt,
             "challenge_prompt": wrap(&args.prompt),
@@ -93,9 +56,6 @@ impl Tool for Challenge {
             ContentType::Json,
         )
         .render();
-        Ok(Prepared {
-            provider: None,
-            run: Box::new(move |_ctx: CallCtx| Box::pin(async move { Ok(text) })),
-        })
+        Ok(Plan::answer(text))
     }
 }

@@ -2,19 +2,15 @@
 //! memory: a `continuation_id` brings the conversation's earlier turns (from any tool) to the
 //! model, and every answer offers a `continuation_id` to go on.
 
-use std::sync::Arc;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
-use crate::call::CallCtx;
 use crate::conversation::Turn;
 use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, Role};
-use crate::state::Shared;
+use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::output::{ContentType, ToolOutput};
-use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
+use crate::tools::tool::{Plan, Tool, ToolKind};
 
 /// Arguments of `chat`. Unknown extra arguments are accepted and ignored, so clients of the
 /// original daemon that send more keep working.
@@ -47,57 +43,23 @@ pub struct ChatArgs {
 }
 
 /// The `chat` tool.
-pub struct Chat {
-    /// Generated once from [`ChatArgs`].
-    schema: Value,
-}
-
-impl Chat {
-    /// The tool with its schema.
-    pub fn new() -> Chat {
-        Chat {
-            schema: schema_of::<ChatArgs>(),
-        }
-    }
-}
-
-impl Default for Chat {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub struct Chat;
 
 impl Tool for Chat {
-    fn name(&self) -> &'static str {
-        "chat"
-    }
-
-    fn description(&self) -> &'static str {
-        "General chat with a model: ask a question, brainstorm, get a second opinion. \
+    type Args = ChatArgs;
+    const NAME: &'static str = "chat";
+    const DESCRIPTION: &'static str = "General chat with a model: ask a question, brainstorm, get a second opinion. \
          Pass a continuation_id to continue a conversation (from chat or any workflow tool); \
-         every answer offers one. Answered in one provider round trip under the simple-tool deadline."
-    }
+         every answer offers one. Answered in one provider round trip under the simple-tool deadline.";
+    const KIND: ToolKind = ToolKind::Simple;
 
-    fn kind(&self) -> ToolKind {
-        ToolKind::Simple
-    }
-
-    fn input_schema(&self) -> &Value {
-        &self.schema
-    }
-
-    fn prepare(
-        &self,
-        arguments: Map<String, Value>,
-        shared: &Arc<Shared>,
-    ) -> Result<Prepared, CallError> {
-        let args: ChatArgs = parse_arguments(self.name(), &self.schema, arguments)?;
-        let resolved = shared
-            .providers
+    fn plan(&self, args: ChatArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
+        let resolved = env
+            .providers()
             .resolve(args.model.as_deref().unwrap_or("auto"))?;
         // Refuse an unknown conversation now, before admission.
         let earlier = match &args.continuation_id {
-            Some(id) => Some(shared.conversations.snapshot(id, shared.rt.now())?),
+            Some(id) => Some(env.conversations().snapshot(id, env.now())?),
             None => None,
         };
         let mut messages = Vec::new();
@@ -126,36 +88,40 @@ impl Tool for Chat {
             temperature: args.temperature,
             max_tokens: args.max_tokens,
         };
-        let entry = resolved.entry.clone();
         let continuation_id = args.continuation_id;
         let prompt = args.prompt;
-        Ok(Prepared {
-            provider: Some(resolved),
-            run: Box::new(move |ctx: CallCtx| {
-                Box::pin(async move {
-                    let response = ctx.complete(&entry, request).await?;
-                    let shared = &ctx.shared;
-                    let now = shared.rt.now();
-                    let (id, history) = shared.conversations.open_append(
-                        continuation_id.as_deref(),
-                        || shared.random_hex(16),
-                        vec![
-                            Turn::text(Role::User, "chat", prompt),
-                            Turn::text(Role::Assistant, "chat", response.text.clone()),
-                        ],
-                        now,
-                    )?;
-                    Ok(ToolOutput::new(
-                        "chat",
-                        "continuation_available",
-                        response.text,
-                        ContentType::Text,
-                    )
-                    .model(entry.provider.name(), &response.model)
-                    .continuation(&id, history)
-                    .render())
-                })
-            }),
-        })
+        Ok(Plan::work(Some(resolved), move |ctx| {
+            answer(ctx, request, continuation_id, prompt)
+        }))
     }
+}
+
+/// Ask the admitted provider, then record the exchange in the conversation.
+async fn answer(
+    ctx: ToolCtx,
+    request: ChatRequest,
+    continuation_id: Option<String>,
+    prompt: String,
+) -> Result<String, CallError> {
+    let provider = ctx.provider();
+    let response = provider.complete(request).await?;
+    let now = ctx.now();
+    let (id, history) = ctx.conversations().open_append(
+        continuation_id.as_deref(),
+        || ctx.new_conversation_id(),
+        vec![
+            Turn::text(Role::User, "chat", prompt),
+            Turn::text(Role::Assistant, "chat", response.text.clone()),
+        ],
+        now,
+    )?;
+    Ok(ToolOutput::new(
+        "chat",
+        "continuation_available",
+        response.text,
+        ContentType::Text,
+    )
+    .model(provider.provider_name(), &response.model)
+    .continuation(&id, history)
+    .render())
 }

@@ -4,27 +4,25 @@
 //! It is a workflow tool on the same engine: steps before the last are recorded and answered
 //! with `pause_for_consensus` and no provider call; the final step consults every model in
 //! `models` (given with the final step or an earlier one), one after the other. The call
-//! itself holds no permits (`Prepared::provider` is `None`): each consultation is admitted on
-//! its own (session, global, then that model's provider) through [`CallCtx::consult`] and gives
-//! its permits back before the next, so a consensus never holds more than one provider
-//! permit. The number of models is bounded by `EXAI_CONSENSUS_MODELS_MAX`. A model that fails
+//! itself holds no permits (`Plan::provider` is `None`): each consultation is admitted on
+//! its own (session, global, then that model's provider) through [`ToolCtx::consult`], whose
+//! provider handle gives its permits back before the next, so a consensus never holds more
+//! than one provider permit. The number of models is bounded by `EXAI_CONSENSUS_MODELS_MAX`. A model that fails
 //! is reported in the answer; the call fails only if every model failed.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::call::CallCtx;
 use crate::conversation::{StepRecord, Turn};
 use crate::error::CallError;
-use crate::provider::{ChatMessage, ChatRequest, Resolved, Role, offline};
-use crate::state::Shared;
+use crate::provider::{ChatMessage, ChatRequest, ChatResponse, Resolved, Role, offline};
+use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::output::{ContentType, ToolOutput};
-use crate::tools::workflow::{self, Spec, StepInput, describe_field, invalid};
-use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
+use crate::tools::tool::{Plan, Tool, ToolKind};
+use crate::tools::workflow::{self, Spec, StepFields, StepInput, describe_fields, invalid};
 
 /// The position a consulted model is asked to argue.
 #[derive(
@@ -86,17 +84,9 @@ pub struct ModelStance {
 /// `current_model_index`, `model_responses`) are accepted and ignored.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ConsensusArgs {
-    /// Step 1: the exact proposal or question every model evaluates. Later steps: your notes.
-    #[schemars(length(min = 1, max = 100000))]
-    pub step: String,
-    /// This step's number, from 1.
-    #[schemars(range(min = 1, max = 100))]
-    pub step_number: u32,
-    /// Steps in all.
-    #[schemars(range(min = 1, max = 100))]
-    pub total_steps: u32,
-    /// False on the step that consults the models.
-    pub next_step_required: bool,
+    /// The fields of every step (consensus's wording is in [`CONSENSUS`]'s field help).
+    #[serde(flatten)]
+    pub step: StepFields,
     /// Your own analysis (not sent to the models; kept for the synthesis).
     #[schemars(length(max = 100000))]
     pub findings: String,
@@ -108,10 +98,6 @@ pub struct ConsensusArgs {
     #[serde(default)]
     #[schemars(length(max = 1000), inner(length(max = 4096)))]
     pub relevant_files: Vec<String>,
-    /// The `continuation_id` returned by step 1 (required from step 2 on).
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 128))]
-    pub continuation_id: Option<String>,
 }
 
 /// `consensus`'s texts and guidance.
@@ -122,10 +108,27 @@ pub static CONSENSUS: Spec = Spec {
                   step and the models in models; with next_step_required false the models are \
                   consulted at once (each admitted separately), otherwise earlier steps are recorded \
                   first. At most EXAI_CONSENSUS_MODELS_MAX models.",
-    step_help: "Step 1: the exact proposal or question for every model (a clear question, not a \
-                statement about yourself). Later steps: your notes.",
-    findings_help: "Your own analysis of the proposal; not sent to the models, kept for the \
-                    synthesis.",
+    field_help: &[
+        (
+            "step",
+            "Step 1: the exact proposal or question for every model (a clear question, not a \
+             statement about yourself). Later steps: your notes.",
+        ),
+        (
+            "findings",
+            "Your own analysis of the proposal; not sent to the models, kept for the \
+             synthesis.",
+        ),
+        ("total_steps", "Steps in all."),
+        (
+            "next_step_required",
+            "False on the step that consults the models.",
+        ),
+        (
+            "continuation_id",
+            "The `continuation_id` returned by step 1 (required from step 2 on).",
+        ),
+    ],
     expert_prompt: None,
     first_actions: &[
         "Write your own independent analysis of the proposal in findings",
@@ -148,26 +151,7 @@ fn consult_prompt(stance: Stance, custom: Option<&str>) -> String {
 }
 
 /// The `consensus` tool.
-pub struct Consensus {
-    /// Generated from [`ConsensusArgs`], with the tool's field descriptions.
-    schema: Value,
-}
-
-impl Consensus {
-    /// The tool with its schema.
-    pub fn new() -> Consensus {
-        let mut schema = schema_of::<ConsensusArgs>();
-        describe_field(&mut schema, "step", CONSENSUS.step_help);
-        describe_field(&mut schema, "findings", CONSENSUS.findings_help);
-        Consensus { schema }
-    }
-}
-
-impl Default for Consensus {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub struct Consensus;
 
 /// A model to consult, resolved.
 #[derive(Clone)]
@@ -179,68 +163,35 @@ struct Consultation {
 }
 
 impl Tool for Consensus {
-    fn name(&self) -> &'static str {
-        CONSENSUS.name
+    type Args = ConsensusArgs;
+    const NAME: &'static str = CONSENSUS.name;
+    const DESCRIPTION: &'static str = CONSENSUS.description;
+    const KIND: ToolKind = ToolKind::Workflow;
+
+    fn tailor_schema(schema: &mut Value) {
+        describe_fields(schema, &CONSENSUS);
     }
 
-    fn description(&self) -> &'static str {
-        CONSENSUS.description
-    }
-
-    fn kind(&self) -> ToolKind {
-        ToolKind::Workflow
-    }
-
-    fn input_schema(&self) -> &Value {
-        &self.schema
-    }
-
-    fn prepare(
-        &self,
-        arguments: Map<String, Value>,
-        shared: &Arc<Shared>,
-    ) -> Result<Prepared, CallError> {
-        let args: ConsensusArgs = parse_arguments(self.name(), &self.schema, arguments)?;
+    fn plan(&self, args: ConsensusArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         let input = StepInput {
             record: StepRecord {
-                tool: CONSENSUS.name,
-                step_number: args.step_number,
-                total_steps: args.total_steps,
-                step: args.step,
                 findings: args.findings,
-                files_checked: Vec::new(),
                 relevant_files: args.relevant_files,
-                relevant_context: Vec::new(),
-                issues_found: Vec::new(),
-                confidence: None,
-                hypothesis: None,
-                options: json!({ "models": args.models }),
+                ..args
+                    .step
+                    .record(CONSENSUS.name, json!({ "models": args.models }))
             },
-            next_step_required: args.next_step_required,
+            next_step_required: args.step.next_step_required,
             backtrack_from_step: None,
-            continuation_id: args.continuation_id,
+            continuation_id: args.step.continuation_id,
             confidence: None,
         };
-        let snapshot = workflow::validate(&input, shared)?;
+        let snapshot = workflow::validate(&input, env)?;
         let earlier = snapshot
             .map(|s| s.steps_of(CONSENSUS.name))
             .unwrap_or_default();
-        // The models: this step's, else the latest earlier step's.
-        let models: Vec<ModelStance> = if !args.models.is_empty() {
-            args.models
-        } else {
-            earlier
-                .iter()
-                .rev()
-                .filter(|s| s.step_number < input.record.step_number)
-                .find_map(|s| {
-                    serde_json::from_value::<Vec<ModelStance>>(s.options["models"].clone())
-                        .ok()
-                        .filter(|m| !m.is_empty())
-                })
-                .unwrap_or_default()
-        };
-        let limit = shared.config.tools.consensus_models_max as usize;
+        let models = models_to_consult(args.models, &earlier, input.record.step_number);
+        let limit = env.settings().consensus_models_max;
         if models.len() > limit {
             return Err(invalid(
                 "models",
@@ -258,58 +209,92 @@ impl Tool for Consensus {
                     .to_string(),
             ));
         }
-        let mut seen = BTreeSet::new();
-        let mut consultations = Vec::with_capacity(models.len());
-        for (index, stance) in models.into_iter().enumerate() {
-            let field = format!("models[{index}].model");
-            let resolved = shared
-                .providers
-                .resolve(&stance.model)
-                .map_err(|error| invalid(&field, error.message))?;
-            let key = (
-                resolved.model.clone(),
-                stance.stance.unwrap_or(Stance::Neutral),
-            );
-            if !seen.insert(key) {
-                return Err(invalid(
-                    &format!("models[{index}]"),
-                    format!(
-                        "model {} with stance {} is listed twice; each model and stance may appear once",
-                        resolved.model,
-                        stance.stance.unwrap_or(Stance::Neutral).name()
-                    ),
-                ));
-            }
-            consultations.push(Consultation { stance, resolved });
-        }
+        let consultations = resolve_all(models, env)?;
         // The proposal is step 1's text (or this step's, when it is step 1 or step 1 is gone).
         let proposal = earlier
             .iter()
             .find(|s| s.step_number == 1 && input.record.step_number > 1)
             .map_or_else(|| input.record.step.clone(), |s| s.step.clone());
-        Ok(Prepared {
-            provider: None,
-            run: Box::new(move |ctx: CallCtx| {
-                Box::pin(run_consensus(ctx, input, consultations, proposal))
-            }),
-        })
+        Ok(Plan::work(None, move |ctx| {
+            run_consensus(ctx, input, consultations, proposal)
+        }))
     }
 }
 
+/// The models to consult: this step's, else the latest earlier step's.
+fn models_to_consult(
+    given: Vec<ModelStance>,
+    earlier: &[StepRecord],
+    step_number: u32,
+) -> Vec<ModelStance> {
+    if !given.is_empty() {
+        return given;
+    }
+    earlier
+        .iter()
+        .rev()
+        .filter(|s| s.step_number < step_number)
+        .find_map(|s| {
+            serde_json::from_value::<Vec<ModelStance>>(s.options["models"].clone())
+                .ok()
+                .filter(|m| !m.is_empty())
+        })
+        .unwrap_or_default()
+}
+
+/// Resolve every model to its provider; a model and stance may appear once. Errors name the
+/// entry (`models[1].model`).
+fn resolve_all(
+    models: Vec<ModelStance>,
+    env: &PlanEnv<'_>,
+) -> Result<Vec<Consultation>, CallError> {
+    let mut seen = BTreeSet::new();
+    let mut consultations = Vec::with_capacity(models.len());
+    for (index, stance) in models.into_iter().enumerate() {
+        let field = format!("models[{index}].model");
+        let resolved = env
+            .providers()
+            .resolve(&stance.model)
+            .map_err(|error| invalid(&field, error.message))?;
+        let key = (
+            resolved.model.clone(),
+            stance.stance.unwrap_or(Stance::Neutral),
+        );
+        if !seen.insert(key) {
+            return Err(invalid(
+                &format!("models[{index}]"),
+                format!(
+                    "model {} with stance {} is listed twice; each model and stance may appear once",
+                    resolved.model,
+                    stance.stance.unwrap_or(Stance::Neutral).name()
+                ),
+            ));
+        }
+        consultations.push(Consultation { stance, resolved });
+    }
+    Ok(consultations)
+}
+
+/// Ask one consulted model: admitted on its own, its permits given back on return.
+async fn ask(
+    ctx: &ToolCtx,
+    resolved: &Resolved,
+    request: ChatRequest,
+) -> Result<ChatResponse, CallError> {
+    let provider = ctx.consult(resolved).await?;
+    provider.complete(request).await
+}
+
 async fn run_consensus(
-    ctx: CallCtx,
+    ctx: ToolCtx,
     input: StepInput,
     consultations: Vec<Consultation>,
     proposal: String,
 ) -> Result<String, CallError> {
     let name = CONSENSUS.name;
-    let (id, history) = workflow::record(&ctx.shared, &input)?;
+    let (id, history) = workflow::record(&ctx, &input)?;
     if input.next_step_required {
-        let steps = ctx
-            .shared
-            .conversations
-            .snapshot(&id, ctx.shared.rt.now())?
-            .steps_of(name);
+        let steps = ctx.conversations().snapshot(&id, ctx.now())?.steps_of(name);
         return Ok(workflow::pause_output(
             &CONSENSUS, &input, &id, history, &steps,
         ));
@@ -344,7 +329,7 @@ async fn run_consensus(
             max_tokens: None,
         };
         let label = format!("{} ({})", consultation.resolved.model, stance.name());
-        match ctx.consult(&consultation.resolved, request).await {
+        match ask(&ctx, &consultation.resolved, request).await {
             Ok(response) => {
                 any_offline |= provider == offline::NAME;
                 sections.push(format!("## {label}\n{}", response.text));
@@ -389,10 +374,10 @@ async fn run_consensus(
         },
         sections.join("\n\n")
     );
-    let history = ctx.shared.conversations.append(
+    let history = ctx.conversations().append(
         &id,
         vec![Turn::text(Role::Assistant, name, content.clone())],
-        ctx.shared.rt.now(),
+        ctx.now(),
     )?;
     let consulted: Vec<String> = consultations
         .iter()

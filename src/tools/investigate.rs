@@ -12,8 +12,8 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::tools::Tool;
-use crate::tools::workflow::{InvestigationArgs, NoOptions, Spec, WorkflowTool};
+use crate::tools::tool::{DynTool, register};
+use crate::tools::workflow::{InvestigationArgs, NoOptions, Spec, Workflow, WorkflowTool};
 
 /// Severities a review can be limited to.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
@@ -290,9 +290,17 @@ pub static ANALYZE: Spec = Spec {
     description: "Step-by-step code analysis: architecture, performance, maintainability, security \
                   posture, tech debt. You investigate between calls; each step is recorded, and the \
                   final step (next_step_required false) gets one expert analysis of all steps.",
-    step_help: "What you analyze in this step. Step 1: the goal and scope of the analysis and how \
-                you will approach it. Later steps: what you examined and why.",
-    findings_help: "What this step found: structure, patterns, risks, strengths, with evidence.",
+    field_help: &[
+        (
+            "step",
+            "What you analyze in this step. Step 1: the goal and scope of the analysis and how \
+                    you will approach it. Later steps: what you examined and why.",
+        ),
+        (
+            "findings",
+            "What this step found: structure, patterns, risks, strengths, with evidence.",
+        ),
+    ],
     expert_prompt: Some(
         "You are a senior software architect. You receive the record of a step-by-step code \
          analysis made by another engineer. Assess the architecture, scalability, performance, \
@@ -316,10 +324,18 @@ pub static CODEREVIEW: Spec = Spec {
     description: "Step-by-step code review: quality, security, performance, architecture. You walk \
                   the code between calls and record issues with severities; the final step gets one \
                   expert review of everything recorded.",
-    step_help: "What you review in this step. Step 1: what the code is for and your review plan. \
-                Later steps: which code you went through and what you looked for.",
-    findings_help: "What this step found: bugs, risks, quality problems and good practice, with \
-                    locations.",
+    field_help: &[
+        (
+            "step",
+            "What you review in this step. Step 1: what the code is for and your review plan. \
+                    Later steps: which code you went through and what you looked for.",
+        ),
+        (
+            "findings",
+            "What this step found: bugs, risks, quality problems and good practice, with \
+                        locations.",
+        ),
+    ],
     expert_prompt: Some(
         "You are an expert code reviewer. You receive the record of a step-by-step review made by \
          another engineer. Check its issues, find what it missed, and judge correctness, security, \
@@ -343,10 +359,18 @@ pub static DEBUG: Spec = Spec {
     description: "Step-by-step root-cause investigation of a bug, crash, race or performance problem. \
                   You investigate between calls (reading code, reproducing, testing hypotheses); each \
                   step is recorded, and the final step gets one expert analysis of all the evidence.",
-    step_help: "What you investigate in this step. Step 1: the symptoms (errors, logs, how to \
-                reproduce) and where you will look first. Later steps: what you checked and why.",
-    findings_help: "What this step found: evidence for or against your hypothesis, code paths, \
-                    reproduction results.",
+    field_help: &[
+        (
+            "step",
+            "What you investigate in this step. Step 1: the symptoms (errors, logs, how to \
+                    reproduce) and where you will look first. Later steps: what you checked and why.",
+        ),
+        (
+            "findings",
+            "What this step found: evidence for or against your hypothesis, code paths, \
+                        reproduction results.",
+        ),
+    ],
     expert_prompt: Some(
         "You are an expert debugger. You receive the record of a step-by-step investigation of a \
          bug made by another engineer: symptoms, code examined, hypotheses and evidence. Identify \
@@ -378,10 +402,18 @@ pub static DOCGEN: Spec = Spec {
     description: "Step-by-step documentation generation: you go through the code file by file, \
                   documenting functions, complexity and call flow; each step is recorded. Completes \
                   locally with a summary of the work (no model call).",
-    step_help: "What you document in this step. Step 1: the scope (which files) and the \
-                documentation plan. Later steps: which file or functions you documented.",
-    findings_help: "What this step documented, and anything notable found while doing it (bugs, \
-                    unclear logic).",
+    field_help: &[
+        (
+            "step",
+            "What you document in this step. Step 1: the scope (which files) and the \
+                    documentation plan. Later steps: which file or functions you documented.",
+        ),
+        (
+            "findings",
+            "What this step documented, and anything notable found while doing it (bugs, \
+                        unclear logic).",
+        ),
+    ],
     expert_prompt: None,
     first_actions: &[
         "List every file in scope and count them in total_files_to_document",
@@ -404,9 +436,17 @@ pub static PRECOMMIT: Spec = Spec {
     description: "Step-by-step validation of pending changes before a commit: completeness, \
                   correctness, security, regressions. You inspect the diff between calls; the final \
                   step gets one expert assessment of the recorded changes and issues.",
-    step_help: "What you check in this step. Step 1: what the change is meant to do and how you \
-                will validate it. Later steps: which changes you examined.",
-    findings_help: "What this step found in the changes: problems, missing pieces, risks.",
+    field_help: &[
+        (
+            "step",
+            "What you check in this step. Step 1: what the change is meant to do and how you \
+                    will validate it. Later steps: which changes you examined.",
+        ),
+        (
+            "findings",
+            "What this step found in the changes: problems, missing pieces, risks.",
+        ),
+    ],
     expert_prompt: Some(
         "You are an expert reviewer validating changes before they are committed. You receive the \
          record of another engineer's inspection of a change set. Judge whether the changes do \
@@ -434,10 +474,18 @@ pub static REFACTOR: Spec = Spec {
     description: "Step-by-step search for refactoring opportunities: code smells, decomposition, \
                   modernization, organization. You examine the code between calls; the final step \
                   gets one expert plan of prioritized refactorings.",
-    step_help: "What you examine in this step. Step 1: the code in scope and the kind of \
-                refactoring sought. Later steps: which code you examined.",
-    findings_help: "What this step found: smells, oversized units, outdated idioms, with \
-                    locations.",
+    field_help: &[
+        (
+            "step",
+            "What you examine in this step. Step 1: the code in scope and the kind of \
+                    refactoring sought. Later steps: which code you examined.",
+        ),
+        (
+            "findings",
+            "What this step found: smells, oversized units, outdated idioms, with \
+                        locations.",
+        ),
+    ],
     expert_prompt: Some(
         "You are an expert in refactoring. You receive the record of another engineer's search \
          for refactoring opportunities. Prioritize the opportunities by value and risk, describe \
@@ -460,10 +508,18 @@ pub static SECAUDIT: Spec = Spec {
     description: "Step-by-step security audit: OWASP Top 10, authentication, input handling, \
                   secrets, dependencies, compliance. You examine the code between calls; the final \
                   step gets one expert security assessment of everything recorded.",
-    step_help: "What you audit in this step. Step 1: the application, its exposure and the audit \
-                plan. Later steps: which area you audited.",
-    findings_help: "What this step found: vulnerabilities, weak controls, good controls, with \
-                    locations.",
+    field_help: &[
+        (
+            "step",
+            "What you audit in this step. Step 1: the application, its exposure and the audit \
+                    plan. Later steps: which area you audited.",
+        ),
+        (
+            "findings",
+            "What this step found: vulnerabilities, weak controls, good controls, with \
+                        locations.",
+        ),
+    ],
     expert_prompt: Some(
         "You are an application security expert. You receive the record of another engineer's \
          security audit. Assess the vulnerabilities it found and what it missed: injection, \
@@ -491,10 +547,18 @@ pub static TESTGEN: Spec = Spec {
     description: "Step-by-step test planning: you study the code's behaviour, edge cases and \
                   failure modes between calls; the final step gets one expert set of concrete test \
                   cases to write.",
-    step_help: "What you examine in this step. Step 1: the code to test and the testing goal. \
-                Later steps: which behaviour or paths you studied.",
-    findings_help: "What this step found: behaviours, edge cases, failure modes and existing test \
-                    patterns.",
+    field_help: &[
+        (
+            "step",
+            "What you examine in this step. Step 1: the code to test and the testing goal. \
+                    Later steps: which behaviour or paths you studied.",
+        ),
+        (
+            "findings",
+            "What this step found: behaviours, edge cases, failure modes and existing test \
+                        patterns.",
+        ),
+    ],
     expert_prompt: Some(
         "You are an expert in software testing. You receive another engineer's study of the code \
          to test. Propose the tests that matter most: the main behaviours, boundary values, error \
@@ -517,9 +581,17 @@ pub static THINKDEEP: Spec = Spec {
     description: "Step-by-step deep reasoning on a hard problem: hypotheses, evidence, trade-offs, \
                   architecture decisions. You reason and investigate between calls; the final step \
                   gets one expert second opinion on the whole line of thought.",
-    step_help: "Your reasoning in this step. Step 1: the problem, what is known and how you will \
-                approach it. Later steps: the next line of thought or evidence.",
-    findings_help: "What this step established or ruled out, with the reasoning behind it.",
+    field_help: &[
+        (
+            "step",
+            "Your reasoning in this step. Step 1: the problem, what is known and how you will \
+                    approach it. Later steps: the next line of thought or evidence.",
+        ),
+        (
+            "findings",
+            "What this step established or ruled out, with the reasoning behind it.",
+        ),
+    ],
     expert_prompt: Some(
         "You are a senior engineer giving a second opinion. You receive another engineer's \
          step-by-step reasoning about a hard problem. Challenge its assumptions, find gaps and \
@@ -549,9 +621,17 @@ pub static TRACER: Spec = Spec {
     description: "Step-by-step code tracing: execution flow of a function (precision mode) or how \
                   a class or module is wired in (dependencies mode). You trace between calls; each \
                   step is recorded. Completes locally with the recorded trace (no model call).",
-    step_help: "What you trace in this step. Step 1: the target and the trace mode. Later steps: \
-                which calls or dependencies you followed.",
-    findings_help: "What this step traced: call chains, branches, side effects, dependencies.",
+    field_help: &[
+        (
+            "step",
+            "What you trace in this step. Step 1: the target and the trace mode. Later steps: \
+                    which calls or dependencies you followed.",
+        ),
+        (
+            "findings",
+            "What this step traced: call chains, branches, side effects, dependencies.",
+        ),
+    ],
     expert_prompt: None,
     first_actions: &[
         "Locate the target and its entry points",
@@ -568,34 +648,98 @@ pub static TRACER: Spec = Spec {
     temperature: 0.2,
 };
 
+/// `analyze`: the investigation engine with [`ANALYZE`]'s texts and [`AnalyzeOptions`].
+pub struct Analyze;
+
+impl Workflow for Analyze {
+    type Args = InvestigationArgs<AnalyzeOptions>;
+    const SPEC: &'static Spec = &ANALYZE;
+}
+
+/// `codereview`: the investigation engine with [`CODEREVIEW`]'s texts and [`CodeReviewOptions`].
+pub struct CodeReview;
+
+impl Workflow for CodeReview {
+    type Args = InvestigationArgs<CodeReviewOptions>;
+    const SPEC: &'static Spec = &CODEREVIEW;
+}
+
+/// `debug`: the investigation engine with [`DEBUG`]'s texts and no options of its own.
+pub struct Debug;
+
+impl Workflow for Debug {
+    type Args = InvestigationArgs<NoOptions>;
+    const SPEC: &'static Spec = &DEBUG;
+}
+
+/// `docgen`: the investigation engine with [`DOCGEN`]'s texts and [`DocgenOptions`].
+pub struct Docgen;
+
+impl Workflow for Docgen {
+    type Args = InvestigationArgs<DocgenOptions>;
+    const SPEC: &'static Spec = &DOCGEN;
+}
+
+/// `precommit`: the investigation engine with [`PRECOMMIT`]'s texts and [`PrecommitOptions`].
+pub struct Precommit;
+
+impl Workflow for Precommit {
+    type Args = InvestigationArgs<PrecommitOptions>;
+    const SPEC: &'static Spec = &PRECOMMIT;
+}
+
+/// `refactor`: the investigation engine with [`REFACTOR`]'s texts and [`RefactorOptions`].
+pub struct Refactor;
+
+impl Workflow for Refactor {
+    type Args = InvestigationArgs<RefactorOptions>;
+    const SPEC: &'static Spec = &REFACTOR;
+}
+
+/// `secaudit`: the investigation engine with [`SECAUDIT`]'s texts and [`SecauditOptions`].
+pub struct Secaudit;
+
+impl Workflow for Secaudit {
+    type Args = InvestigationArgs<SecauditOptions>;
+    const SPEC: &'static Spec = &SECAUDIT;
+}
+
+/// `testgen`: the investigation engine with [`TESTGEN`]'s texts and no options of its own.
+pub struct Testgen;
+
+impl Workflow for Testgen {
+    type Args = InvestigationArgs<NoOptions>;
+    const SPEC: &'static Spec = &TESTGEN;
+}
+
+/// `thinkdeep`: the investigation engine with [`THINKDEEP`]'s texts and [`ThinkDeepOptions`].
+pub struct ThinkDeep;
+
+impl Workflow for ThinkDeep {
+    type Args = InvestigationArgs<ThinkDeepOptions>;
+    const SPEC: &'static Spec = &THINKDEEP;
+}
+
+/// `tracer`: the investigation engine with [`TRACER`]'s texts and [`TracerOptions`].
+pub struct Tracer;
+
+impl Workflow for Tracer {
+    type Args = InvestigationArgs<TracerOptions>;
+    const SPEC: &'static Spec = &TRACER;
+}
+
 /// Every tool of the family.
-pub fn tools() -> Vec<Arc<dyn Tool>> {
+pub fn tools() -> Vec<Arc<dyn DynTool>> {
     vec![
-        Arc::new(WorkflowTool::<InvestigationArgs<AnalyzeOptions>>::new(
-            &ANALYZE,
-        )),
-        Arc::new(WorkflowTool::<InvestigationArgs<CodeReviewOptions>>::new(
-            &CODEREVIEW,
-        )),
-        Arc::new(WorkflowTool::<InvestigationArgs<NoOptions>>::new(&DEBUG)),
-        Arc::new(WorkflowTool::<InvestigationArgs<DocgenOptions>>::new(
-            &DOCGEN,
-        )),
-        Arc::new(WorkflowTool::<InvestigationArgs<PrecommitOptions>>::new(
-            &PRECOMMIT,
-        )),
-        Arc::new(WorkflowTool::<InvestigationArgs<RefactorOptions>>::new(
-            &REFACTOR,
-        )),
-        Arc::new(WorkflowTool::<InvestigationArgs<SecauditOptions>>::new(
-            &SECAUDIT,
-        )),
-        Arc::new(WorkflowTool::<InvestigationArgs<NoOptions>>::new(&TESTGEN)),
-        Arc::new(WorkflowTool::<InvestigationArgs<ThinkDeepOptions>>::new(
-            &THINKDEEP,
-        )),
-        Arc::new(WorkflowTool::<InvestigationArgs<TracerOptions>>::new(
-            &TRACER,
-        )),
+        register(WorkflowTool::<Analyze>::new()),
+        register(WorkflowTool::<CodeReview>::new()),
+        register(WorkflowTool::<Debug>::new()),
+        register(WorkflowTool::<Docgen>::new()),
+        register(WorkflowTool::<Precommit>::new()),
+        register(WorkflowTool::<Refactor>::new()),
+        register(WorkflowTool::<Secaudit>::new()),
+        register(WorkflowTool::<Testgen>::new()),
+        register(WorkflowTool::<ThinkDeep>::new()),
+        register(WorkflowTool::<Tracer>::new()),
     ]
 }

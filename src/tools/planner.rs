@@ -11,33 +11,21 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::conversation::StepRecord;
 use crate::error::CallError;
-use crate::tools::Tool;
-use crate::tools::workflow::{ModelChoice, Spec, StepArgs, StepInput, WorkflowTool, invalid};
+use crate::tools::tool::{DynTool, register};
+use crate::tools::workflow::{
+    ModelChoice, Spec, StepArgs, StepFields, StepInput, Workflow, WorkflowTool, invalid,
+};
 
 /// Arguments of `planner`. There are no findings: the step is the plan.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct PlannerArgs {
-    /// This planning step. Step 1: the task to plan, described fully. Later steps: the next
-    /// piece of the plan, a revision, or a branch.
-    #[schemars(length(min = 1, max = 100000))]
-    pub step: String,
-    /// This step's number, from 1.
-    #[schemars(range(min = 1, max = 100))]
-    pub step_number: u32,
-    /// Estimated steps in all (may change as the plan evolves).
-    #[schemars(range(min = 1, max = 100))]
-    pub total_steps: u32,
-    /// True while more planning steps follow; false on the last one.
-    pub next_step_required: bool,
+    /// The fields of every step (the planner's wording is in [`PLANNER`]'s field help).
+    #[serde(flatten)]
+    pub step: StepFields,
     /// Planning-specific details of this step.
     #[serde(flatten)]
     pub planning: PlanningFields,
-    /// The `continuation_id` returned by step 1 (required from step 2 on).
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 128))]
-    pub continuation_id: Option<String>,
     /// Accepted for compatibility; the planner asks no model.
     #[serde(default)]
     #[schemars(length(max = 128))]
@@ -76,37 +64,24 @@ impl StepArgs for PlannerArgs {
             ("revises_step_number", self.planning.revises_step_number),
             ("branch_from_step", self.planning.branch_from_step),
         ] {
-            if let Some(target) = target.filter(|t| *t >= self.step_number) {
+            if let Some(target) = target.filter(|t| *t >= self.step.step_number) {
                 return Err(invalid(
                     field,
                     format!(
                         "step {target} is not an earlier step than this one ({})",
-                        self.step_number
+                        self.step.step_number
                     ),
                 ));
             }
         }
         let options = serde_json::to_value(&self.planning).unwrap_or(json!({}));
-        let record = StepRecord {
-            tool,
-            step_number: self.step_number,
-            total_steps: self.total_steps,
-            step: self.step,
-            findings: String::new(),
-            files_checked: Vec::new(),
-            relevant_files: Vec::new(),
-            relevant_context: Vec::new(),
-            issues_found: Vec::new(),
-            confidence: None,
-            hypothesis: None,
-            options,
-        };
+        let record = self.step.record(tool, options);
         Ok((
             StepInput {
                 record,
-                next_step_required: self.next_step_required,
+                next_step_required: self.step.next_step_required,
                 backtrack_from_step: None,
-                continuation_id: self.continuation_id,
+                continuation_id: self.step.continuation_id,
                 confidence: None,
             },
             ModelChoice {
@@ -124,9 +99,25 @@ pub static PLANNER: Spec = Spec {
     description: "Interactive step-by-step planning of a complex task: build the plan one step per \
                   call, revise earlier steps or branch into alternatives, adjust total_steps as you \
                   go. Each step is recorded; the last one returns the whole plan. Asks no model.",
-    step_help: "This planning step. Step 1: the task to plan, described fully. Later steps: the \
-                next piece of the plan, a revision (is_step_revision) or a branch (is_branch_point).",
-    findings_help: "Not used by the planner.",
+    field_help: &[
+        (
+            "step",
+            "This planning step. Step 1: the task to plan, described fully. Later steps: the \
+             next piece of the plan, a revision (is_step_revision) or a branch (is_branch_point).",
+        ),
+        (
+            "total_steps",
+            "Estimated steps in all (may change as the plan evolves).",
+        ),
+        (
+            "next_step_required",
+            "True while more planning steps follow; false on the last one.",
+        ),
+        (
+            "continuation_id",
+            "The `continuation_id` returned by step 1 (required from step 2 on).",
+        ),
+    ],
     expert_prompt: None,
     first_actions: &[
         "Think through the whole scope of the task and its constraints",
@@ -145,7 +136,15 @@ pub static PLANNER: Spec = Spec {
     temperature: 0.5,
 };
 
+/// `planner`: the workflow engine with [`PLANNER`]'s texts and [`PlannerArgs`].
+pub struct Planner;
+
+impl Workflow for Planner {
+    type Args = PlannerArgs;
+    const SPEC: &'static Spec = &PLANNER;
+}
+
 /// The planner tool.
-pub fn tool() -> Arc<dyn Tool> {
-    Arc::new(WorkflowTool::<PlannerArgs>::new(&PLANNER))
+pub fn tool() -> Arc<dyn DynTool> {
+    register(WorkflowTool::<Planner>::new())
 }

@@ -25,68 +25,177 @@ pub struct Violation {
 /// a hostile value from costing more than a bounded walk.
 const DEPTH_MAX: usize = 32;
 
-/// Check `value` against `schema` (whose `$defs` resolve local refs).
-pub fn validate(schema: &Value, value: &Value) -> Result<(), Violation> {
-    check(schema, schema, value, "", 0)
+/// Why arguments are refused: a string over the cap every argument is held to, or a place
+/// where they break the schema. The cap wins: it is checked whatever the schema says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A string longer than the cap (`EXAI_ARG_STRING_CHARS_MAX`).
+    TooLong {
+        /// Path of the string, as [`longest_string_over`] names it.
+        path: String,
+        /// Its length in characters.
+        chars: usize,
+    },
+    /// The first place the value breaks the schema.
+    Violation(Violation),
 }
 
-fn check(
-    root: &Value,
-    schema: &Value,
-    value: &Value,
-    path: &str,
-    depth: usize,
-) -> Result<(), Violation> {
-    if depth > DEPTH_MAX {
-        return Err(violation(
-            path,
-            format!("nests deeper than {DEPTH_MAX} levels"),
-        ));
-    }
-    let Value::Object(rules) = schema else {
-        return Ok(()); // `true` schemas and anything unusual accept everything
+/// Check `value` against `schema` (whose `$defs` resolve local refs).
+pub fn validate(schema: &Value, value: &Value) -> Result<(), Violation> {
+    let mut walk = Walk {
+        root: schema,
+        chars_max: usize::MAX,
+        overlong_seen: false,
     };
-    if let Some(Value::String(reference)) = rules.get("$ref") {
-        let target = resolve(root, reference).ok_or_else(|| {
-            violation(
-                path,
-                format!("schema reference {reference} does not resolve"),
-            )
-        })?;
-        return check(root, target, value, path, depth + 1);
+    walk.check(schema, value, "", 0)
+}
+
+/// Check `value` against `schema` and hold every string in it to `chars_max` characters, in
+/// one walk over the value when it is accepted. Why one entry point: the arguments of a call
+/// are walked once before serde sees them, not once per rule. The answer is the same as
+/// [`longest_string_over`] first, then [`validate`]: a refusal re-reads the value to name
+/// the same string the separate scan would.
+pub fn validate_within(schema: &Value, value: &Value, chars_max: usize) -> Result<(), Refusal> {
+    let mut walk = Walk {
+        root: schema,
+        chars_max,
+        overlong_seen: false,
+    };
+    let checked = walk.check(schema, value, "", 0);
+    if checked.is_ok() && !walk.overlong_seen {
+        return Ok(());
     }
-    if let Some(types) = rules.get("type") {
-        if !type_matches(types, value) {
+    // Refused: the cap has priority, and names the string the separate scan names.
+    if let Some((path, chars)) = longest_string_over(value, chars_max) {
+        return Err(Refusal::TooLong { path, chars });
+    }
+    assert!(
+        !walk.overlong_seen,
+        "a string seen over the cap is found again by the scan"
+    );
+    checked.map_err(Refusal::Violation)
+}
+
+/// One validation walk: the schema it resolves refs in, and the string cap it applies on the
+/// way. Every node of an accepted value is visited, by the schema check or, where the schema
+/// does not descend, by [`Walk::scan`], so an accepted value with no string seen over the cap
+/// has none.
+struct Walk<'a> {
+    /// The whole schema (`$defs`).
+    root: &'a Value,
+    /// The cap on every string, in characters.
+    chars_max: usize,
+    /// Whether a string over the cap was seen.
+    overlong_seen: bool,
+}
+
+impl Walk<'_> {
+    /// A string the schema checks: its length in characters, noted against the cap.
+    fn string(&mut self, text: &str) -> usize {
+        let chars = text.chars().count();
+        if chars > self.chars_max {
+            self.overlong_seen = true;
+        }
+        chars
+    }
+
+    /// Visit a part of the value the schema does not look into, for the cap only.
+    fn scan(&mut self, value: &Value) {
+        if self.overlong_seen || self.chars_max == usize::MAX {
+            return;
+        }
+        match value {
+            // Bytes bound characters from above: only count when it could matter.
+            Value::String(text)
+                if text.len() > self.chars_max && text.chars().count() > self.chars_max =>
+            {
+                self.overlong_seen = true;
+            }
+            Value::Array(items) => items.iter().for_each(|item| self.scan(item)),
+            Value::Object(fields) => fields.values().for_each(|field| self.scan(field)),
+            _ => {}
+        }
+    }
+
+    fn check(
+        &mut self,
+        schema: &Value,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), Violation> {
+        if depth > DEPTH_MAX {
             return Err(violation(
                 path,
-                format!(
-                    "expected {}, got {}",
-                    describe_types(types),
-                    type_name(value)
-                ),
+                format!("nests deeper than {DEPTH_MAX} levels"),
             ));
         }
-    }
-    if let Some(expected) = rules.get("const") {
-        if value != expected {
-            return Err(violation(path, format!("must be {expected}")));
+        let Value::Object(rules) = schema else {
+            self.scan(value);
+            return Ok(()); // `true` schemas and anything unusual accept everything
+        };
+        if let Some(Value::String(reference)) = rules.get("$ref") {
+            let target = resolve(self.root, reference).ok_or_else(|| {
+                violation(
+                    path,
+                    format!("schema reference {reference} does not resolve"),
+                )
+            })?;
+            return self.check(target, value, path, depth + 1);
         }
+        self.check_value(rules, value, path, depth)
     }
-    if let Some(Value::Array(allowed)) = rules.get("enum") {
-        if !allowed.contains(value) {
-            let choices: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-            return Err(violation(
-                path,
-                format!("must be one of {}", choices.join(", ")),
-            ));
+
+    fn check_value(
+        &mut self,
+        rules: &Map<String, Value>,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), Violation> {
+        check_kind(rules, value, path)?;
+        self.check_choices(rules, value, path, depth)?;
+        match value {
+            Value::Number(number) => {
+                check_number(rules, number.as_f64().unwrap_or(f64::NAN), path)?
+            }
+            Value::String(text) => {
+                let chars = self.string(text);
+                check_length(rules, chars, "characters", path, "minLength", "maxLength")?
+            }
+            Value::Array(items) => {
+                check_length(rules, items.len(), "items", path, "minItems", "maxItems")?;
+                match rules.get("items") {
+                    Some(item_schema) => {
+                        for (index, item) in items.iter().enumerate() {
+                            self.check(item_schema, item, &format!("{path}[{index}]"), depth + 1)?;
+                        }
+                    }
+                    None => self.scan(value),
+                }
+            }
+            Value::Object(fields) => self.check_object(rules, fields, path, depth)?,
+            Value::Null | Value::Bool(_) => {}
         }
+        Ok(())
     }
-    for keyword in ["anyOf", "oneOf"] {
-        if let Some(Value::Array(options)) = rules.get(keyword) {
+
+    /// `anyOf` / `oneOf`: the first option that accepts the value wins.
+    fn check_choices(
+        &mut self,
+        rules: &Map<String, Value>,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), Violation> {
+        for keyword in ["anyOf", "oneOf"] {
+            let Some(Value::Array(options)) = rules.get(keyword) else {
+                continue;
+            };
             let mut first_error = None;
             let mut matched = false;
             for option in options {
-                match check(root, option, value, path, depth + 1) {
+                match self.check(option, value, path, depth + 1) {
                     Ok(()) => {
                         matched = true;
                         break;
@@ -112,72 +221,73 @@ fn check(
                     .unwrap_or_else(|| violation(path, "matches no allowed form".to_string())));
             }
         }
+        Ok(())
     }
-    match value {
-        Value::Number(number) => check_number(rules, number.as_f64().unwrap_or(f64::NAN), path)?,
-        Value::String(text) => check_length(
-            rules,
-            text.chars().count(),
-            "characters",
-            path,
-            "minLength",
-            "maxLength",
-        )?,
-        Value::Array(items) => {
-            check_length(rules, items.len(), "items", path, "minItems", "maxItems")?;
-            if let Some(item_schema) = rules.get("items") {
-                for (index, item) in items.iter().enumerate() {
-                    check(
-                        root,
-                        item_schema,
-                        item,
-                        &format!("{path}[{index}]"),
-                        depth + 1,
-                    )?;
+
+    fn check_object(
+        &mut self,
+        rules: &Map<String, Value>,
+        fields: &Map<String, Value>,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), Violation> {
+        let properties = rules.get("properties").and_then(Value::as_object);
+        if let Some(Value::Array(required)) = rules.get("required") {
+            for name in required.iter().filter_map(Value::as_str) {
+                if !fields.contains_key(name) {
+                    return Err(violation(&join(path, name), "is required".to_string()));
                 }
             }
         }
-        Value::Object(fields) => check_object(root, rules, fields, path, depth)?,
-        Value::Null | Value::Bool(_) => {}
+        for (name, field_value) in fields {
+            match properties.and_then(|p| p.get(name)) {
+                Some(field_schema) => {
+                    self.check(field_schema, field_value, &join(path, name), depth + 1)?
+                }
+                None => {
+                    if rules.get("additionalProperties") == Some(&Value::Bool(false)) {
+                        let known: Vec<&str> = properties
+                            .map(|p| p.keys().map(String::as_str).collect())
+                            .unwrap_or_default();
+                        return Err(violation(
+                            &join(path, name),
+                            format!("is not a known argument (known: {})", known.join(", ")),
+                        ));
+                    }
+                    self.scan(field_value);
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
-fn check_object(
-    root: &Value,
-    rules: &Map<String, Value>,
-    fields: &Map<String, Value>,
-    path: &str,
-    depth: usize,
-) -> Result<(), Violation> {
-    let properties = rules.get("properties").and_then(Value::as_object);
-    if let Some(Value::Array(required)) = rules.get("required") {
-        for name in required.iter().filter_map(Value::as_str) {
-            if !fields.contains_key(name) {
-                return Err(violation(&join(path, name), "is required".to_string()));
-            }
+/// `type`, `const` and `enum`: what the value itself may be.
+fn check_kind(rules: &Map<String, Value>, value: &Value, path: &str) -> Result<(), Violation> {
+    if let Some(types) = rules.get("type") {
+        if !type_matches(types, value) {
+            return Err(violation(
+                path,
+                format!(
+                    "expected {}, got {}",
+                    describe_types(types),
+                    type_name(value)
+                ),
+            ));
         }
     }
-    for (name, field_value) in fields {
-        match properties.and_then(|p| p.get(name)) {
-            Some(field_schema) => check(
-                root,
-                field_schema,
-                field_value,
-                &join(path, name),
-                depth + 1,
-            )?,
-            None => {
-                if rules.get("additionalProperties") == Some(&Value::Bool(false)) {
-                    let known: Vec<&str> = properties
-                        .map(|p| p.keys().map(String::as_str).collect())
-                        .unwrap_or_default();
-                    return Err(violation(
-                        &join(path, name),
-                        format!("is not a known argument (known: {})", known.join(", ")),
-                    ));
-                }
-            }
+    if let Some(expected) = rules.get("const") {
+        if value != expected {
+            return Err(violation(path, format!("must be {expected}")));
+        }
+    }
+    if let Some(Value::Array(allowed)) = rules.get("enum") {
+        if !allowed.contains(value) {
+            let choices: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+            return Err(violation(
+                path,
+                format!("must be one of {}", choices.join(", ")),
+            ));
         }
     }
     Ok(())
@@ -370,6 +480,55 @@ mod tests {
         let err = validate(&choice, &json!({"stance": "maybe"})).unwrap_err();
         assert_eq!(err.path, "stance");
         assert_eq!(err.message, "must be one of \"for\", \"against\"");
+    }
+
+    /// The reference `validate_within` must agree with: the scan first, then the schema.
+    fn two_walks(schema: &Value, value: &Value, chars_max: usize) -> Result<(), Refusal> {
+        if let Some((path, chars)) = longest_string_over(value, chars_max) {
+            return Err(Refusal::TooLong { path, chars });
+        }
+        validate(schema, value).map_err(Refusal::Violation)
+    }
+
+    #[test]
+    fn one_walk_answers_as_the_scan_then_the_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "prompt": {"type": "string", "minLength": 1},
+                "files": {"type": "array", "items": {"type": "string"}},
+                "loose": {"type": "array"},
+                "pick": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]},
+                "any": true
+            },
+            "required": ["prompt"],
+            "$defs": {"P": {"type": "object", "properties": {"name": {"type": "string"}}}}
+        });
+        let long = "y".repeat(12);
+        let values = [
+            json!({"prompt": "ok"}),
+            json!({"prompt": long}),
+            json!({"prompt": 5, "extra": long}),
+            json!({"extra": long}),
+            json!({"prompt": "ok", "files": ["a", long, long]}),
+            json!({"prompt": "ok", "loose": [[long]]}),
+            json!({"prompt": "ok", "pick": {"name": long, "other": long}}),
+            json!({"prompt": "ok", "pick": {"other": [long]}}),
+            json!({"prompt": "ok", "any": {"deep": [long]}}),
+            json!({"prompt": "", "z": long, "a": long}),
+            json!({"prompt": "ok", "files": [1, long]}),
+            json!({"prompt": "éééééééééééé"}),
+            json!([long]),
+        ];
+        for value in &values {
+            for chars_max in [0, 3, 11, 12, 100] {
+                assert_eq!(
+                    validate_within(&schema, value, chars_max),
+                    two_walks(&schema, value, chars_max),
+                    "{value} with a cap of {chars_max}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!   before the next step;
 //! - on the final step (`next_step_required: false`) asks the provider once for an expert
 //!   analysis over every recorded step (that call is admitted like any other: its model's
-//!   provider is in `Prepared::provider`), or, for tools that complete locally (`planner`,
+//!   provider is in `Plan::provider`), or, for tools that complete locally (`planner`,
 //!   `docgen`, `tracer`, or `use_assistant_model: false`), answers with the summary.
 //!
 //! Recording replaces: step N replaces any recorded step N or later of the same tool, so a
@@ -20,20 +20,18 @@
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::call::CallCtx;
 use crate::conversation::{History, Snapshot, StepRecord, Turn, describe_issue};
 use crate::error::{CallError, ErrorCode};
-use crate::provider::{ChatMessage, ChatRequest, Resolved, Role};
-use crate::state::Shared;
+use crate::provider::{ChatMessage, ChatRequest, Role};
+use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::output::{ContentType, ToolOutput};
-use crate::tools::{Prepared, Tool, ToolKind, parse_arguments, schema_of};
+use crate::tools::tool::{Plan, Tool, ToolKind};
 
 /// Most steps one investigation may have (`step_number`, `total_steps`).
 pub const STEPS_MAX: u32 = 100;
@@ -96,11 +94,12 @@ pub struct Issue {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct NoOptions {}
 
-/// The arguments of an investigation step (every workflow tool but `planner` and
-/// `consensus`); `X` holds the tool's own options. Unknown extra arguments are accepted and
-/// ignored, as the original's clients send more.
+/// The fields every workflow step carries, whatever the tool: flattened into each workflow
+/// tool's arguments, so they are declared, bounded and decoded once. The descriptions are
+/// the investigation tools' wording; a tool that says it otherwise sets its own
+/// ([`Spec::field_help`]).
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct InvestigationArgs<X> {
+pub struct StepFields {
     /// What this step does or found (step 1: the task and the plan).
     #[schemars(length(min = 1, max = 100000))]
     pub step: String,
@@ -113,6 +112,41 @@ pub struct InvestigationArgs<X> {
     /// True to pause for more work after this step; false on the final step, which gets
     /// the expert analysis.
     pub next_step_required: bool,
+    /// The `continuation_id` returned by step 1 (required from step 2 on); also continues
+    /// a conversation started by another tool.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 128))]
+    pub continuation_id: Option<String>,
+}
+
+impl StepFields {
+    /// The step as recorded, with everything else of the tool's left empty.
+    pub fn record(&self, tool: &'static str, options: Value) -> StepRecord {
+        StepRecord {
+            tool,
+            step_number: self.step_number,
+            total_steps: self.total_steps,
+            step: self.step.clone(),
+            findings: String::new(),
+            files_checked: Vec::new(),
+            relevant_files: Vec::new(),
+            relevant_context: Vec::new(),
+            issues_found: Vec::new(),
+            confidence: None,
+            hypothesis: None,
+            options,
+        }
+    }
+}
+
+/// The arguments of an investigation step (every workflow tool but `planner` and
+/// `consensus`); `X` holds the tool's own options. Unknown extra arguments are accepted and
+/// ignored, as the original's clients send more.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct InvestigationArgs<X> {
+    /// The fields of every step.
+    #[serde(flatten)]
+    pub step: StepFields,
     /// What was found in this step: evidence, conclusions, dead ends.
     #[schemars(length(max = 100000))]
     pub findings: String,
@@ -143,11 +177,6 @@ pub struct InvestigationArgs<X> {
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     pub backtrack_from_step: Option<u32>,
-    /// The `continuation_id` returned by step 1 (required from step 2 on); also continues
-    /// a conversation started by another tool.
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 128))]
-    pub continuation_id: Option<String>,
     /// Model for the expert analysis, or "auto".
     #[serde(default)]
     #[schemars(length(max = 128))]
@@ -208,10 +237,6 @@ impl<X: DeserializeOwned + JsonSchema + Serialize + Send + 'static> StepArgs
             .map(|issue| serde_json::to_value(issue).unwrap_or(Value::Null))
             .collect();
         let record = StepRecord {
-            tool,
-            step_number: self.step_number,
-            total_steps: self.total_steps,
-            step: self.step,
             findings: self.findings,
             files_checked: self.files_checked,
             relevant_files: self.relevant_files,
@@ -219,14 +244,14 @@ impl<X: DeserializeOwned + JsonSchema + Serialize + Send + 'static> StepArgs
             issues_found,
             confidence: self.confidence.map(|c| c.name().to_string()),
             hypothesis: self.hypothesis,
-            options,
+            ..self.step.record(tool, options)
         };
         Ok((
             StepInput {
                 record,
-                next_step_required: self.next_step_required,
+                next_step_required: self.step.next_step_required,
                 backtrack_from_step: self.backtrack_from_step,
-                continuation_id: self.continuation_id,
+                continuation_id: self.step.continuation_id,
                 confidence: self.confidence,
             },
             ModelChoice {
@@ -245,10 +270,9 @@ pub struct Spec {
     pub name: &'static str,
     /// What it does, for the model choosing tools.
     pub description: &'static str,
-    /// Schema description of `step` for this tool.
-    pub step_help: &'static str,
-    /// Schema description of `findings` for this tool.
-    pub findings_help: &'static str,
+    /// The tool's own schema descriptions of shared fields (`step`, `findings`...), by
+    /// field name; each names a field of the tool's arguments.
+    pub field_help: &'static [(&'static str, &'static str)],
     /// System prompt of the expert analysis; `None` for tools that complete locally.
     pub expert_prompt: Option<&'static str>,
     /// What the caller must do after step 1.
@@ -283,7 +307,7 @@ pub fn invalid(field: &str, message: String) -> CallError {
 
 /// Check a step before admission: numbers consistent, the conversation alive, a backtrack
 /// target recorded. Returns the conversation as it is now, if the step continues one.
-pub fn validate(input: &StepInput, shared: &Shared) -> Result<Option<Snapshot>, CallError> {
+pub fn validate(input: &StepInput, env: &PlanEnv<'_>) -> Result<Option<Snapshot>, CallError> {
     let record = &input.record;
     if record.step_number > record.total_steps {
         return Err(invalid(
@@ -304,7 +328,7 @@ pub fn validate(input: &StepInput, shared: &Shared) -> Result<Option<Snapshot>, 
         ));
     }
     let snapshot = match &input.continuation_id {
-        Some(id) => Some(shared.conversations.snapshot(id, shared.rt.now())?),
+        Some(id) => Some(env.conversations().snapshot(id, env.now())?),
         None => None,
     };
     if let Some(target) = input.backtrack_from_step {
@@ -339,14 +363,14 @@ pub fn validate(input: &StepInput, shared: &Shared) -> Result<Option<Snapshot>, 
 
 /// Record the step (opening the conversation, or creating it at step 1). Returns the
 /// conversation's id and size.
-pub fn record(shared: &Shared, input: &StepInput) -> Result<(String, History), CallError> {
-    let now = shared.rt.now();
-    let id = shared.conversations.open(
+pub fn record(ctx: &ToolCtx, input: &StepInput) -> Result<(String, History), CallError> {
+    let now = ctx.now();
+    let id = ctx.conversations().open(
         input.continuation_id.as_deref(),
-        || shared.random_hex(16),
+        || ctx.new_conversation_id(),
         now,
     )?;
-    let history = shared.conversations.record_step(
+    let history = ctx.conversations().record_step(
         &id,
         input.record.clone(),
         input.backtrack_from_step,
@@ -563,33 +587,32 @@ fn completion_block(steps: &[StepRecord], summary: &str) -> Value {
     })
 }
 
-/// A workflow tool over the engine: `A` is its argument type.
-pub struct WorkflowTool<A> {
-    /// What makes the tool itself.
-    spec: &'static Spec,
-    /// Generated from `A`, with the tool's own field descriptions.
-    schema: Value,
-    /// The argument type.
-    args: PhantomData<fn() -> A>,
+/// One workflow tool: its argument type and what makes it itself.
+pub trait Workflow: Send + Sync + 'static {
+    /// Its arguments.
+    type Args: StepArgs;
+    /// Its texts, expert prompt and guidance.
+    const SPEC: &'static Spec;
 }
 
-impl<A: StepArgs> WorkflowTool<A> {
-    /// The tool for `spec`.
-    pub fn new(spec: &'static Spec) -> WorkflowTool<A> {
-        let mut schema = schema_of::<A>();
-        if let Some(object) = schema.as_object_mut() {
-            object.insert(
-                "description".to_string(),
-                json!(format!("Arguments of one {} step.", spec.name)),
-            );
-        }
-        describe_field(&mut schema, "step", spec.step_help);
-        describe_field(&mut schema, "findings", spec.findings_help);
+/// A workflow tool over the engine.
+pub struct WorkflowTool<W> {
+    /// The workflow, as a type: everything about it is in its `Args` and `SPEC`.
+    workflow: PhantomData<fn() -> W>,
+}
+
+impl<W: Workflow> WorkflowTool<W> {
+    /// The tool.
+    pub fn new() -> WorkflowTool<W> {
         WorkflowTool {
-            spec,
-            schema,
-            args: PhantomData,
+            workflow: PhantomData,
         }
+    }
+}
+
+impl<W: Workflow> Default for WorkflowTool<W> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -605,76 +628,80 @@ pub fn describe_field(schema: &mut Value, field: &str, text: &str) {
     }
 }
 
-impl<A: StepArgs> Tool for WorkflowTool<A> {
-    fn name(&self) -> &'static str {
-        self.spec.name
+/// Apply a spec's own wording of shared fields to `schema`; each must name a field of it.
+pub fn describe_fields(schema: &mut Value, spec: &Spec) {
+    for (field, text) in spec.field_help {
+        assert!(
+            schema["properties"].get(field).is_some(),
+            "{}'s field help names {field}, which its arguments do not have",
+            spec.name
+        );
+        describe_field(schema, field, text);
+    }
+}
+
+impl<W: Workflow> Tool for WorkflowTool<W> {
+    type Args = W::Args;
+    const NAME: &'static str = W::SPEC.name;
+    const DESCRIPTION: &'static str = W::SPEC.description;
+    const KIND: ToolKind = ToolKind::Workflow;
+
+    fn tailor_schema(schema: &mut Value) {
+        if let Some(object) = schema.as_object_mut() {
+            object.insert(
+                "description".to_string(),
+                json!(format!("Arguments of one {} step.", W::SPEC.name)),
+            );
+        }
+        describe_fields(schema, W::SPEC);
     }
 
-    fn description(&self) -> &'static str {
-        self.spec.description
-    }
-
-    fn kind(&self) -> ToolKind {
-        ToolKind::Workflow
-    }
-
-    fn input_schema(&self) -> &Value {
-        &self.schema
-    }
-
-    fn prepare(
-        &self,
-        arguments: Map<String, Value>,
-        shared: &Arc<Shared>,
-    ) -> Result<Prepared, CallError> {
-        let spec = self.spec;
-        let args: A = parse_arguments(spec.name, &self.schema, arguments)?;
+    fn plan(&self, args: W::Args, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
+        let spec = W::SPEC;
         let (input, choice) = args.into_step(spec.name)?;
-        validate(&input, shared)?;
+        validate(&input, env)?;
         // A tool that ends with an expert analysis checks the model on every step, so a bad
         // name fails at step 1, not at the end. Tools that complete locally ignore it.
         let expert = match spec.expert_prompt {
             Some(prompt) => {
-                let resolved = shared
-                    .providers
+                let resolved = env
+                    .providers()
                     .resolve(choice.model.as_deref().unwrap_or("auto"))?;
                 let wanted = !input.next_step_required && choice.use_assistant_model != Some(false);
-                wanted.then(|| Expert {
-                    prompt,
-                    resolved,
-                    temperature: choice.temperature.unwrap_or(spec.temperature),
+                wanted.then(|| {
+                    let expert = Expert {
+                        prompt,
+                        temperature: choice.temperature.unwrap_or(spec.temperature),
+                    };
+                    (resolved, expert)
                 })
             }
             None => None,
         };
-        let provider = expert.as_ref().map(|e| e.resolved.clone());
-        Ok(Prepared {
-            provider,
-            run: Box::new(move |ctx: CallCtx| Box::pin(run_step(ctx, spec, input, expert))),
-        })
+        let (provider, expert) = expert.unzip();
+        Ok(Plan::work(provider, move |ctx| {
+            run_step(ctx, spec, input, expert)
+        }))
     }
 }
 
-/// The expert analysis a final step asks for.
+/// The expert analysis a final step asks for (of the provider the call was admitted for).
 struct Expert {
     /// The tool's expert system prompt.
     prompt: &'static str,
-    /// The model that answers (admission took its provider's permit).
-    resolved: Resolved,
     /// Sampling temperature.
     temperature: f64,
 }
 
 /// One step, in the call's task.
 async fn run_step(
-    ctx: CallCtx,
+    ctx: ToolCtx,
     spec: &'static Spec,
     input: StepInput,
     expert: Option<Expert>,
 ) -> Result<String, CallError> {
-    let shared = &ctx.shared;
-    let (id, history) = record(shared, &input)?;
-    let snapshot = shared.conversations.snapshot(&id, shared.rt.now())?;
+    let (id, history) = record(&ctx, &input)?;
+    let snapshot = ctx.conversations().snapshot(&id, ctx.now())?;
     let steps = snapshot.steps_of(spec.name);
     let last = input.record.step_number;
     if input.next_step_required {
@@ -711,23 +738,23 @@ async fn run_step(
     };
     let Expert {
         prompt,
-        resolved,
         temperature,
     } = expert;
+    let provider = ctx.provider();
     let request = expert_request(
         spec,
         prompt,
         &snapshot,
         &steps,
         last,
-        resolved.model.clone(),
+        provider.model().to_string(),
         temperature,
     );
-    let response = ctx.complete(&resolved.entry, request).await?;
-    let history = shared.conversations.append(
+    let response = provider.complete(request).await?;
+    let history = ctx.conversations().append(
         &id,
         vec![Turn::text(Role::Assistant, name, response.text.clone())],
-        shared.rt.now(),
+        ctx.now(),
     )?;
     let next_steps = format!(
         "The {name} investigation is complete. Check the expert analysis against your own findings \
@@ -739,7 +766,7 @@ async fn run_step(
         &response.text,
         ContentType::Text,
     )
-    .model(resolved.entry.provider.name(), &response.model)
+    .model(provider.provider_name(), &response.model)
     .field("step_number", json!(last))
     .field("total_steps", json!(input.record.total_steps))
     .field("next_step_required", json!(false))

@@ -1,0 +1,350 @@
+//! A provider handle: the only way a tool reaches a provider, bound to the provider whose
+//! permit the call holds, with the retry loop that runs its attempts.
+//!
+//! Why bound: the call is admitted for one provider (session, global, then that provider's
+//! permit). If a tool could name any provider when it asked for a completion, nothing would
+//! stop it from calling a provider whose permit it does not hold. A [`ProviderHandle`] owns
+//! the permits and the resolved model together, so holding the handle is holding the permit,
+//! and dropping it gives the permits back.
+//!
+//! The loop ([`ProviderHandle::complete`]) applies the policy of this module's parent: wait
+//! out a provider cooldown, attempt, on a retryable error pause for the provider's
+//! retry-after or a jittered backoff, and end the call at once when a pause would pass its
+//! deadline. Every step tells the observer, in a fixed order (the simulator hashes the event
+//! log, so the order is part of the behaviour).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::admission::{self, Limit, Permits};
+use crate::error::{CallError, ErrorCode};
+use crate::observe::{Observer, PauseReason};
+use crate::phase::{Phase, PhaseCell};
+use crate::provider::{
+    ChatRequest, ChatResponse, ChunkSink, ProviderError, RateLimitKind, Resolved,
+};
+use crate::retry::cooldown::Cooldown;
+use crate::retry::policy::{Jitter, RetryPolicy};
+use crate::rt::{Instant, Rt};
+
+/// Makes the chunk sink of one streaming attempt (provider name, attempt number). Why a
+/// factory from the call: streamed text becomes progress frames in the session outbox, which
+/// this module does not know.
+pub type ChunkSinks = Arc<dyn Fn(&str, u32) -> ChunkSink + Send + Sync>;
+
+/// The call a provider handle works for: who it is, until when, where its progress goes,
+/// how its attempts are retried, and where its permits come from. One per call, shared by
+/// every handle the call takes.
+pub struct Caller {
+    /// The runtime: the clock and sleeps.
+    pub rt: Rt,
+    /// The call's request id, for logs and the observer.
+    pub request_id: String,
+    /// The call's session id, for the observer.
+    pub session_id: String,
+    /// The call's one deadline: no pause may pass it.
+    pub deadline: Instant,
+    /// The call's phase, for progress frames.
+    pub phase: Arc<PhaseCell>,
+    /// How errors are retried.
+    pub policy: RetryPolicy,
+    /// Told about attempts, pauses and admission waits.
+    pub observer: Arc<dyn Observer>,
+    /// Where backoff jitter is drawn (the daemon's seeded generator).
+    pub jitter: Arc<dyn Jitter>,
+    /// Streaming attempts send their chunks here; `None` when streaming is off.
+    pub chunks: Option<ChunkSinks>,
+    /// The call's session limit, taken first.
+    pub session_limit: Arc<Limit>,
+    /// The global limit, taken second.
+    pub global_limit: Arc<Limit>,
+    /// How long one admission may wait in queues, at most (the deadline bounds it too).
+    pub queue_timeout: Duration,
+    /// Provider handles of this call alive now; starts at zero (`HandleCount::default()`).
+    pub handles: HandleCount,
+}
+
+/// How many provider handles a call has alive: at most one at a time (a call never holds two
+/// provider permits), and none once its work is dropped (every permit is back before its
+/// terminal frame).
+#[derive(Debug, Default)]
+pub struct HandleCount {
+    /// The count.
+    live: AtomicU32,
+}
+
+impl HandleCount {
+    /// Handles alive now (0 or 1).
+    pub fn live(&self) -> u32 {
+        self.live.load(Ordering::SeqCst)
+    }
+}
+
+/// One provider, admitted: the permits of the call's session, the global limit and this
+/// provider, held until the handle is dropped, and the model they were taken for.
+pub struct ProviderHandle {
+    /// The call it works for.
+    caller: Arc<Caller>,
+    /// The provider and model admitted.
+    resolved: Resolved,
+    /// Session, global and provider permits, in that order; they go back on drop.
+    permits: Permits,
+}
+
+impl ProviderHandle {
+    /// Admit the call for `resolved`'s provider: take the session, global and provider
+    /// permits in that fixed order, waiting at most until `give_up_at` (the caller bounds it
+    /// by the queue timeout and the deadline). A refusal gives back what was taken.
+    pub async fn admit(
+        caller: &Arc<Caller>,
+        resolved: Resolved,
+        give_up_at: Instant,
+    ) -> Result<ProviderHandle, CallError> {
+        assert_eq!(
+            caller.handles.live(),
+            0,
+            "a call holds at most one provider handle at a time"
+        );
+        let limits = [
+            caller.session_limit.clone(),
+            caller.global_limit.clone(),
+            resolved.entry.limit.clone(),
+        ];
+        let phase = caller.phase.clone();
+        let on_wait = move |limit: &Arc<Limit>| {
+            phase.set(Phase::Queued {
+                limit: limit.clone(),
+            })
+        };
+        let observer = caller.observer.clone();
+        let on_waited =
+            move |limit: &Limit, waited: Duration| observer.admission_waited(limit.name(), waited);
+        let hooks = admission::WaitHooks {
+            on_wait: &on_wait,
+            on_waited: &on_waited,
+        };
+        let permits = admission::admit(&caller.rt, &limits, give_up_at, &hooks).await?;
+        Ok(ProviderHandle::bind(caller.clone(), resolved, permits))
+    }
+
+    /// The handle over permits just taken; checks they are the ones its provider needs.
+    fn bind(caller: Arc<Caller>, resolved: Resolved, permits: Permits) -> ProviderHandle {
+        let names = permits.limit_names();
+        let provider_limit = resolved.entry.limit.name();
+        assert_eq!(
+            names,
+            [
+                caller.session_limit.name(),
+                caller.global_limit.name(),
+                provider_limit
+            ],
+            "a provider handle holds the session, global and its own provider's permit"
+        );
+        let provider = &resolved.entry.provider;
+        assert!(
+            provider.models().contains(&resolved.model)
+                || provider.default_model() == resolved.model,
+            "model {} is one of provider {}'s",
+            resolved.model,
+            provider.name()
+        );
+        let previous = caller.handles.live.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(previous, 0, "a call holds at most one provider handle");
+        ProviderHandle {
+            caller,
+            resolved,
+            permits,
+        }
+    }
+
+    /// The provider's name (`kimi`, `glm`, `offline`...).
+    pub fn provider_name(&self) -> &str {
+        self.resolved.entry.provider.name()
+    }
+
+    /// The model the call was admitted for, as the provider names it.
+    pub fn model(&self) -> &str {
+        &self.resolved.model
+    }
+
+    /// One chat completion under the retry policy and the call's deadline (the call's select
+    /// enforces the deadline; dropping this future aborts the attempt in flight). `request`
+    /// must name the model the handle was admitted for.
+    pub async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, CallError> {
+        assert_eq!(
+            request.model, self.resolved.model,
+            "a provider handle sends only the model it was admitted for"
+        );
+        assert!(
+            self.permits
+                .limit_names()
+                .contains(&self.resolved.entry.limit.name()),
+            "a provider handle holds its provider's permit while it sends"
+        );
+        let caller = &self.caller;
+        let rt = &caller.rt;
+        let entry = &self.resolved.entry;
+        let policy = caller.policy;
+        let name = entry.provider.name().to_string();
+        let mut attempt = 0u32;
+        loop {
+            self.wait_cooldown(&name, &entry.cooldown).await?;
+            attempt += 1;
+            caller.phase.set(Phase::Running {
+                activity: format!(
+                    "waiting on provider {name} (model {}), attempt {attempt} of {}",
+                    request.model, policy.attempts_max
+                ),
+            });
+            caller
+                .observer
+                .provider_attempt(&name, &caller.request_id, attempt, rt.now());
+            let chunks = caller.chunks.as_ref().map(|sinks| sinks(&name, attempt));
+            let attempt_started = rt.now();
+            let result = entry.provider.complete(request.clone(), chunks).await;
+            caller.observer.provider_attempt_ended(
+                &caller.session_id,
+                &name,
+                &caller.request_id,
+                rt.now().saturating_since(attempt_started),
+                outcome(&result),
+            );
+            let error = match result {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            self.pause_after(&name, &entry.cooldown, attempt, error)
+                .await?;
+        }
+    }
+
+    /// Another call's 429 may have put the provider in cooldown: honor it too, or end the
+    /// call now if it lasts past the deadline.
+    async fn wait_cooldown(&self, name: &str, cooldown: &Cooldown) -> Result<(), CallError> {
+        let caller = &self.caller;
+        let rt = &caller.rt;
+        while let Some(until) = cooldown.active_until(rt.now()) {
+            let now = rt.now();
+            if until > caller.deadline {
+                return Err(self.give_up(name, until.saturating_since(now), None));
+            }
+            self.set_paused(name, until, PauseReason::Cooldown);
+            let wait = until.saturating_since(now);
+            caller.observer.provider_pause(
+                name,
+                &caller.request_id,
+                wait,
+                PauseReason::Cooldown,
+                now,
+            );
+            rt.sleep_until(until).await;
+        }
+        Ok(())
+    }
+
+    /// After failed attempt `attempt`: cool the provider down if it named a time, then either
+    /// end the call (not retryable, attempts used up, or the pause would pass the deadline)
+    /// or pause before the next attempt.
+    async fn pause_after(
+        &self,
+        name: &str,
+        cooldown: &Cooldown,
+        attempt: u32,
+        error: ProviderError,
+    ) -> Result<(), CallError> {
+        let caller = &self.caller;
+        let rt = &caller.rt;
+        let policy = caller.policy;
+        let now = rt.now();
+        // Every 429 that names a time cools the provider down for every call, even when
+        // this call will not retry: otherwise its freed permit sends the next queued call
+        // straight into the wait the provider asked for (found by the simulator:
+        // rate-limit-storm seed 4).
+        if let ProviderError::RateLimited {
+            retry_after: Some(after),
+            ..
+        } = &error
+        {
+            cooldown.extend(now + *after);
+        }
+        if !error.is_retryable() || attempt >= policy.attempts_max {
+            tracing::info!(request_id = %caller.request_id, provider = %name, attempt, error = %error, "provider attempt failed; not retrying");
+            return Err(error.into_call_error(name));
+        }
+        let (pause, reason) = match &error {
+            ProviderError::RateLimited {
+                retry_after: Some(after),
+                ..
+            } => (*after, PauseReason::RetryAfter),
+            _ => (
+                caller.jitter.backoff(&policy, attempt),
+                PauseReason::Backoff,
+            ),
+        };
+        if now + pause > caller.deadline {
+            return Err(self.give_up(name, pause, Some(error)));
+        }
+        tracing::debug!(request_id = %caller.request_id, provider = %name, attempt, pause_ms = pause.as_millis() as u64, error = %error, "pausing before the next attempt");
+        self.set_paused(name, now + pause, reason);
+        caller
+            .observer
+            .provider_pause(name, &caller.request_id, pause, reason, now);
+        rt.sleep(pause).await;
+        Ok(())
+    }
+
+    fn set_paused(&self, provider: &str, until: Instant, reason: PauseReason) {
+        self.caller.phase.set(Phase::Paused {
+            provider: provider.to_string(),
+            until,
+            reason,
+        });
+    }
+
+    /// End the call now: waiting `wait` would pass the deadline.
+    fn give_up(&self, provider: &str, wait: Duration, error: Option<ProviderError>) -> CallError {
+        let caller = &self.caller;
+        let now = caller.rt.now();
+        caller
+            .observer
+            .gave_up_before_deadline(provider, &caller.request_id, wait, now);
+        let remaining = caller.deadline.saturating_since(now);
+        let retry_after_secs = (wait.as_millis() as u64).div_ceil(1000).max(1);
+        let rate_limited = matches!(error, None | Some(ProviderError::RateLimited { .. }));
+        let cause = match &error {
+            Some(error) => error.to_string(),
+            None => "provider is cooling down after a rate limit".to_string(),
+        };
+        CallError::new(
+            if rate_limited { ErrorCode::RateLimited } else { ErrorCode::ProviderError },
+            format!(
+                "provider {provider}: {cause}; waiting {:.1} s would pass the call's deadline ({:.1} s left), so the call ends now",
+                wait.as_secs_f64(),
+                remaining.as_secs_f64()
+            ),
+        )
+        .with_retry_after_secs(retry_after_secs)
+    }
+}
+
+impl Drop for ProviderHandle {
+    fn drop(&mut self) {
+        // The permits field drops right after this: the count and the permits go together.
+        let previous = self.caller.handles.live.fetch_sub(1, Ordering::SeqCst);
+        assert_eq!(previous, 1, "a provider handle is counted exactly once");
+    }
+}
+
+/// How an attempt ended, as the observer names it.
+fn outcome(result: &Result<ChatResponse, ProviderError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(ProviderError::RateLimited {
+            kind: RateLimitKind::Quota,
+            ..
+        }) => "quota",
+        Err(ProviderError::RateLimited { .. }) => "rate_limited",
+        Err(_) => "error",
+    }
+}
