@@ -5,23 +5,26 @@
 //! on real tokio in production and, unchanged, inside the madsim deterministic simulator:
 //! every source of nondeterminism enters through [`rt`].
 //!
-//! Where things are:
+//! Where things are (ARCHITECTURE.md has the map and the flow of one call):
 //! - [`rt`]: the runtime seam (time, spawning, randomness, listener, byte stream);
-//! - [`config`]: layered, validated configuration with sources;
-//! - [`protocol`]: the EXAI wire protocol (frame parsing in `protocol::frame`);
+//! - [`config`]: layered, validated configuration, each key declared once;
+//! - [`protocol`]: the EXAI wire protocol (client frames parsed in `protocol::frame`, server
+//!   frames in `protocol::reply`, decoded again for clients in `protocol::received`);
 //! - [`server`], [`connection`]: accepting sockets, the hello handshake, reading and writing;
-//! - [`session`], [`outbox`]: what outlives a connection, and seq-stamped delivery;
+//! - [`router`]: one decoded frame in, its handling out; every call starts there;
+//! - [`session`], [`outbox`]: what outlives a connection, and seq-stamped typed delivery;
 //! - [`admission`]: where permits are taken; [`call`]: one call's deadline and ending;
 //!   [`phase`]: what a call is doing now, for its progress frames;
 //! - [`tools`], [`provider`]: what a call runs, and the models behind it;
 //! - [`conversation`]: what a `continuation_id` remembers, bounded;
 //! - [`retry`]: retry policy, provider cooldowns, and the provider handle a tool calls a
 //!   provider through; [`observe`]: hooks for witnesses;
-//! - [`health`]: permit books compared with live holders; [`metrics`], [`http`]: what an
-//!   operator sees; [`shutdown`]: draining without losing work;
-//! - [`mcp`]: MCP front doors (`exaid mcp` on stdio, `/mcp` over HTTP); [`local`]: the
-//!   in-process client of the core that `/mcp` calls through;
-//! - [`daemon`]: the shared state and how it is built.
+//! - [`health`]: permit books compared with live holders; [`operator`]: what an operator
+//!   sees (HTTP routes, metrics); [`lifecycle`], [`shutdown`]: draining without losing work;
+//! - [`mcp`]: MCP front doors (`exaid mcp` on stdio, `/mcp` over HTTP, and the in-process
+//!   client of the core that `/mcp` calls through);
+//! - [`state`]: the daemon's shared state, below everything that reads it; [`daemon`]: how
+//!   it is built and started.
 
 pub mod admission;
 pub mod auth;

@@ -88,10 +88,11 @@ proptest! {
             Err(err) => {
                 prop_assert!(!err.message.is_empty());
                 // A readable string request id is always carried into the error.
-                if let Some(id) = frame["request_id"].as_str() {
-                    if !id.is_empty() && id.len() <= 256 {
-                        prop_assert_eq!(err.request_id.as_deref(), Some(id));
-                    }
+                if let Some(id) = frame["request_id"].as_str()
+                    && !id.is_empty()
+                    && id.len() <= 256
+                {
+                    prop_assert_eq!(err.request_id.as_deref(), Some(id));
                 }
             }
         }

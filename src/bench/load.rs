@@ -230,7 +230,7 @@ async fn drive(
                     }
                 };
                 frames_seen += 1;
-                if frames_seen % ACK_EVERY_FRAMES == 0
+                if frames_seen.is_multiple_of(ACK_EVERY_FRAMES)
                     && let Some(seq) = seq_of(text.as_str())
                 {
                     let _ = ws.send(Message::text(format!("{{\"op\":\"ack\",\"seq\":{seq}}}"))).await;

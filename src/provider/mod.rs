@@ -5,8 +5,8 @@
 //! it in production while the simulator plugs in simulated ones. The core's retry policy,
 //! deadline and admission code never knows which it talks to.
 
-pub mod http;
 pub mod offline;
+pub mod openai;
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub struct ChatRequest {
     /// The conversation.
     pub messages: Vec<ChatMessage>,
     /// Sampling temperature as the client asked; each provider adapts it to what it accepts
-    /// (`http::request_body`).
+    /// (`openai::request_body`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Cap on generated tokens.

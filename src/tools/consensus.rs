@@ -358,10 +358,10 @@ async fn run_consensus(
         .iter()
         .filter(|r| r["status"] == "success")
         .count();
-    if answered == 0 {
-        if let Some(error) = first_error {
-            return Err(error);
-        }
+    if answered == 0
+        && let Some(error) = first_error
+    {
+        return Err(error);
     }
     let shown: String = proposal.chars().take(200).collect();
     let content = format!(

@@ -264,31 +264,31 @@ impl Walk<'_> {
 
 /// `type`, `const` and `enum`: what the value itself may be.
 fn check_kind(rules: &Map<String, Value>, value: &Value, path: &str) -> Result<(), Violation> {
-    if let Some(types) = rules.get("type") {
-        if !type_matches(types, value) {
-            return Err(violation(
-                path,
-                format!(
-                    "expected {}, got {}",
-                    describe_types(types),
-                    type_name(value)
-                ),
-            ));
-        }
+    if let Some(types) = rules.get("type")
+        && !type_matches(types, value)
+    {
+        return Err(violation(
+            path,
+            format!(
+                "expected {}, got {}",
+                describe_types(types),
+                type_name(value)
+            ),
+        ));
     }
-    if let Some(expected) = rules.get("const") {
-        if value != expected {
-            return Err(violation(path, format!("must be {expected}")));
-        }
+    if let Some(expected) = rules.get("const")
+        && value != expected
+    {
+        return Err(violation(path, format!("must be {expected}")));
     }
-    if let Some(Value::Array(allowed)) = rules.get("enum") {
-        if !allowed.contains(value) {
-            let choices: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-            return Err(violation(
-                path,
-                format!("must be one of {}", choices.join(", ")),
-            ));
-        }
+    if let Some(Value::Array(allowed)) = rules.get("enum")
+        && !allowed.contains(value)
+    {
+        let choices: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+        return Err(violation(
+            path,
+            format!("must be one of {}", choices.join(", ")),
+        ));
     }
     Ok(())
 }
@@ -297,21 +297,21 @@ fn check_number(rules: &Map<String, Value>, number: f64, path: &str) -> Result<(
     if !number.is_finite() {
         return Err(violation(path, "must be a finite number".to_string()));
     }
-    if let Some(min) = rules.get("minimum").and_then(Value::as_f64) {
-        if number < min {
-            return Err(violation(
-                path,
-                format!("must be at least {min}, got {number}"),
-            ));
-        }
+    if let Some(min) = rules.get("minimum").and_then(Value::as_f64)
+        && number < min
+    {
+        return Err(violation(
+            path,
+            format!("must be at least {min}, got {number}"),
+        ));
     }
-    if let Some(max) = rules.get("maximum").and_then(Value::as_f64) {
-        if number > max {
-            return Err(violation(
-                path,
-                format!("must be at most {max}, got {number}"),
-            ));
-        }
+    if let Some(max) = rules.get("maximum").and_then(Value::as_f64)
+        && number > max
+    {
+        return Err(violation(
+            path,
+            format!("must be at most {max}, got {number}"),
+        ));
     }
     Ok(())
 }
@@ -324,21 +324,21 @@ fn check_length(
     min_key: &str,
     max_key: &str,
 ) -> Result<(), Violation> {
-    if let Some(min) = rules.get(min_key).and_then(Value::as_u64) {
-        if (length as u64) < min {
-            return Err(violation(
-                path,
-                format!("must have at least {min} {unit}, got {length}"),
-            ));
-        }
+    if let Some(min) = rules.get(min_key).and_then(Value::as_u64)
+        && (length as u64) < min
+    {
+        return Err(violation(
+            path,
+            format!("must have at least {min} {unit}, got {length}"),
+        ));
     }
-    if let Some(max) = rules.get(max_key).and_then(Value::as_u64) {
-        if length as u64 > max {
-            return Err(violation(
-                path,
-                format!("must have at most {max} {unit}, got {length}"),
-            ));
-        }
+    if let Some(max) = rules.get(max_key).and_then(Value::as_u64)
+        && length as u64 > max
+    {
+        return Err(violation(
+            path,
+            format!("must have at most {max} {unit}, got {length}"),
+        ));
     }
     Ok(())
 }

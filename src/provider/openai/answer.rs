@@ -1,0 +1,217 @@
+//! What a successful answer says: the text of a whole JSON completion, and the text a stream
+//! of events builds up, with the errors a provider sometimes sends inside a 200.
+//!
+//! Why apart from the I/O: reading an answer is pure (a body or a sequence of events in, a
+//! [`ChatResponse`] or a typed [`ProviderError`] out), so tests drive it without a server.
+
+use serde_json::Value;
+
+use super::classify::{MESSAGE_CHARS_MAX, classify_failure, truncate};
+use super::sse::SseEvent;
+use crate::provider::{ChatResponse, ChunkSink, ProviderError};
+
+/// The text of a whole (non-streaming) answer, or why there is none. Some providers answer
+/// 200 with an error object in the body; that is classified like any other failure.
+pub fn completion_text(
+    status: u16,
+    body: &str,
+    model: &str,
+    now_unix_ms: u64,
+) -> Result<ChatResponse, ProviderError> {
+    let value: Value = serde_json::from_str(body).map_err(|error| ProviderError::Server {
+        status,
+        message: format!(
+            "the provider's answer is not JSON ({error}): {}",
+            truncate(body.trim(), MESSAGE_CHARS_MAX)
+        ),
+    })?;
+    if let Some(text) = value
+        .pointer("/choices/0/message/content")
+        .and_then(Value::as_str)
+    {
+        return Ok(ChatResponse {
+            text: text.to_string(),
+            model: answered_model(&value, model),
+        });
+    }
+    if value.get("error").is_some() {
+        return Err(classify_failure(status, None, None, body, now_unix_ms));
+    }
+    Err(ProviderError::Server {
+        status,
+        message: format!(
+            "the provider's answer has no choices[0].message.content: {}",
+            truncate(body.trim(), MESSAGE_CHARS_MAX)
+        ),
+    })
+}
+
+/// The model the provider says answered, else the one asked for.
+fn answered_model(value: &Value, asked: &str) -> String {
+    value
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .unwrap_or(asked)
+        .to_string()
+}
+
+/// What a stream has produced so far.
+pub(super) struct StreamState {
+    /// The text so far.
+    text: String,
+    /// The model that answers (from the first event that names it).
+    model: String,
+    /// Whether an event carried a `finish_reason`: a stream that then ends without
+    /// `[DONE]` is complete all the same.
+    pub(super) finished: bool,
+}
+
+impl StreamState {
+    /// Nothing yet; `model` (the one asked for) stands until an event names another.
+    pub(super) fn new(model: &str) -> StreamState {
+        StreamState {
+            text: String::new(),
+            model: model.to_string(),
+            finished: false,
+        }
+    }
+
+    /// Take one event; `Ok(true)` when the stream is done.
+    pub(super) fn apply(
+        &mut self,
+        event: SseEvent,
+        sink: &ChunkSink,
+        now_unix_ms: u64,
+    ) -> Result<bool, ProviderError> {
+        let data = match event {
+            SseEvent::Done => return Ok(true),
+            SseEvent::Data(data) => data,
+        };
+        let value: Value = serde_json::from_str(&data).map_err(|error| {
+            ProviderError::Transport(format!(
+                "a stream event is not JSON ({error}): {}",
+                truncate(&data, MESSAGE_CHARS_MAX)
+            ))
+        })?;
+        if value.get("error").is_some() {
+            // An error in the middle of a stream (GLM sends its business codes this way).
+            return Err(classify_failure(200, None, None, &data, now_unix_ms));
+        }
+        if let Some(model) = value
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+        {
+            model.clone_into(&mut self.model);
+        }
+        if let Some(piece) = value
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+        {
+            sink(piece);
+            self.text.push_str(piece);
+        }
+        if value
+            .pointer("/choices/0/finish_reason")
+            .is_some_and(|r| r.is_string())
+        {
+            self.finished = true;
+        }
+        Ok(false)
+    }
+
+    /// The answer: the text so far and the model that gave it.
+    pub(super) fn into_response(self) -> ChatResponse {
+        ChatResponse {
+            text: self.text,
+            model: self.model,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::provider::RateLimitKind;
+
+    /// 2025-11-06T08:49:37Z, the wall clock of every test here.
+    const NOW_MS: u64 = 1_762_418_977_000;
+
+    fn rate_limited(error: &ProviderError) -> (Option<Duration>, RateLimitKind) {
+        match error {
+            ProviderError::RateLimited { retry_after, kind } => (*retry_after, *kind),
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn whole_answers() {
+        let body = r#"{"id":"x","model":"kimi-k2","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"finish_reason":"stop"}]}"#;
+        let answer = completion_text(200, body, "asked", NOW_MS).unwrap();
+        assert_eq!(answer.text, "Hello");
+        assert_eq!(answer.model, "kimi-k2");
+        let error = completion_text(200, r#"{"choices":[]}"#, "asked", NOW_MS).unwrap_err();
+        assert!(
+            matches!(error, ProviderError::Server { status: 200, .. }),
+            "{error:?}"
+        );
+        let error = completion_text(200, "not json", "asked", NOW_MS).unwrap_err();
+        assert!(error.to_string().contains("not JSON"), "{error}");
+        let error = completion_text(
+            200,
+            r#"{"error":{"code":"1302","message":"busy"}}"#,
+            "asked",
+            NOW_MS,
+        )
+        .unwrap_err();
+        assert_eq!(rate_limited(&error).1, RateLimitKind::Concurrency);
+    }
+
+    #[test]
+    fn stream_state_concatenates_deltas() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink: ChunkSink = {
+            let seen = seen.clone();
+            Arc::new(move |chunk: &str| seen.lock().unwrap().push(chunk.to_string()))
+        };
+        let mut state = StreamState::new("asked");
+        let events = [
+            r#"{"model":"glm-4.6","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}"#,
+        ];
+        for data in events {
+            assert!(
+                !state
+                    .apply(SseEvent::Data(data.into()), &sink, NOW_MS)
+                    .unwrap()
+            );
+        }
+        assert!(state.finished);
+        assert!(state.apply(SseEvent::Done, &sink, NOW_MS).unwrap());
+        let answer = state.into_response();
+        assert_eq!(answer.text, "Hello");
+        assert_eq!(answer.model, "glm-4.6");
+        assert_eq!(*seen.lock().unwrap(), vec!["Hel", "lo"]);
+
+        let mut state = StreamState::new("asked");
+        let error = state
+            .apply(
+                SseEvent::Data(r#"{"error":{"code":"1303","message":"slow down"}}"#.into()),
+                &sink,
+                NOW_MS,
+            )
+            .unwrap_err();
+        assert_eq!(rate_limited(&error).1, RateLimitKind::Frequency);
+        let error = state
+            .apply(SseEvent::Data("{oops".into()), &sink, NOW_MS)
+            .unwrap_err();
+        assert!(matches!(error, ProviderError::Transport(_)), "{error:?}");
+    }
+}

@@ -1,0 +1,47 @@
+//! What the provider's unit tests share: a one-message request, and a runtime that answers
+//! only the wall clock (these tests never sleep or spawn).
+
+use std::sync::Arc;
+
+use crate::provider::{ChatMessage, ChatRequest, Role};
+use crate::rt::{BoxFuture, Instant, Rt, Runtime};
+
+/// A request of one user message "hi", capped at 64 tokens.
+pub fn request(model: &str, temperature: Option<f64>) -> ChatRequest {
+    ChatRequest {
+        model: model.into(),
+        messages: vec![ChatMessage {
+            role: Role::User,
+            content: "hi".into(),
+        }],
+        temperature,
+        max_tokens: Some(64),
+    }
+}
+
+/// A runtime whose wall clock reads `unix_time_ms` and that is asked nothing else.
+struct WallClockOnly {
+    /// What `unix_time_ms` answers.
+    unix_time_ms: u64,
+}
+
+impl Runtime for WallClockOnly {
+    fn now(&self) -> Instant {
+        Instant::EPOCH
+    }
+    fn sleep_until(&self, _: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
+    fn spawn(&self, _: &'static str, _: BoxFuture<'static, ()>) {}
+    fn seed(&self) -> [u8; 32] {
+        [0; 32]
+    }
+    fn unix_time_ms(&self) -> u64 {
+        self.unix_time_ms
+    }
+}
+
+/// The seam over [`WallClockOnly`].
+pub fn wall_clock_only(unix_time_ms: u64) -> Rt {
+    Rt::new(Arc::new(WallClockOnly { unix_time_ms }))
+}
