@@ -117,7 +117,7 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, frame: ClientFrame) {
 
 /// Cancel one running call: `cancelled` goes out first, then the call's own terminal frame
 /// (`CANCELLED`); an unknown or finished call gets an error frame naming it. Shared with the
-/// in-process client (`local`), so a cancel from MCP is the same cancel.
+/// in-process client (`mcp::local`), so a cancel from MCP is the same cancel.
 pub fn cancel_call(shared: &Shared, session: &Session, request_id: String) {
     let now = shared.rt.now();
     let cancelled = ServerFrame::Cancelled {

@@ -7,7 +7,7 @@
 //! are written once, here, and the registry can still hold tools of different argument types
 //! side by side.
 //!
-//! A call is planned in two steps. [`DynTool::prepare`] runs on the connection's reader: it
+//! A call is planned in two steps. [`DynTool::prepare`] runs in the router, on the reader: it
 //! validates and decodes the arguments and asks the tool for a [`Plan`] (which provider the
 //! call needs, if any, and the work), so a bad call is refused at once and admission knows
 //! which provider limit to take. The plan's work then runs in the call's own task, under its
