@@ -12,8 +12,8 @@ use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
-/// Arguments of `chat`. Unknown extra arguments are accepted and ignored, so clients of the
-/// original daemon that send more keep working.
+/// Arguments of `chat`. The original's arguments it does not use yet are accepted and named
+/// in the result (`tools::ignored::CHAT`); any other is refused, naming it.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ChatArgs {
     /// The question or request for the model.

@@ -80,8 +80,9 @@ pub struct ModelStance {
     pub stance_prompt: Option<String>,
 }
 
-/// Arguments of `consensus`. Unknown extra arguments (the original's internal
-/// `current_model_index`, `model_responses`) are accepted and ignored.
+/// Arguments of `consensus`. The original's arguments it does not use (its internal
+/// `current_model_index`, `model_responses`...) are accepted and named in the result
+/// (`tools::ignored::CONSENSUS`); any other is refused, naming it.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ConsensusArgs {
     /// The fields of every step (consensus's wording is in [`CONSENSUS`]'s field help).

@@ -4,7 +4,8 @@
 //! - [`tool`]: the [`Tool`] trait a tool implements, the object-safe [`DynTool`] the
 //!   registry holds, and a call's [`Plan`];
 //! - [`arguments`] and [`schema`]: from the JSON a client sent to a tool's typed arguments
-//!   (string cap, schema, decoding), every refusal naming the field;
+//!   (string cap, known names, schema, decoding), every refusal naming the field;
+//!   [`ignored`]: the original's arguments each tool accepts and does not use yet;
 //! - [`context`]: what a tool sees while it plans ([`PlanEnv`]) and while it runs
 //!   ([`ToolCtx`], with the provider handle it was admitted for); [`host`]: the daemon, as
 //!   tools see it;
@@ -21,6 +22,7 @@ pub mod chat;
 pub mod consensus;
 pub mod context;
 pub mod host;
+pub mod ignored;
 pub mod info;
 pub mod investigate;
 pub mod output;

@@ -136,6 +136,19 @@ impl ToolOutput {
     }
 }
 
+/// A rendered answer with `metadata.ignored_arguments` set to `names`: the arguments the call
+/// sent that the tool accepts and does not use. Why after rendering: it is one shared step for
+/// every tool (in `tool::Registered`), whatever builds the tool's answer.
+pub fn with_ignored_arguments(text: &str, names: &[&str]) -> String {
+    let mut value: Value = serde_json::from_str(text).expect("a tool answers with its JSON output");
+    let metadata = value
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("a tool's output has metadata");
+    metadata.insert("ignored_arguments".to_string(), json!(names));
+    serde_json::to_string_pretty(&value).expect("JSON values serialize")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +180,20 @@ mod tests {
                 .contains("dropped")
         );
         assert!(value["history_truncated"].is_string());
+    }
+
+    #[test]
+    fn ignored_arguments_are_added_to_the_metadata() {
+        let text = ToolOutput::new("chat", "success", "hi", ContentType::Text)
+            .model("offline", "exaid-offline")
+            .render();
+        let marked = with_ignored_arguments(&text, &["files", "images"]);
+        let value: Value = serde_json::from_str(&marked).unwrap();
+        assert_eq!(
+            value["metadata"]["ignored_arguments"],
+            json!(["files", "images"])
+        );
+        assert_eq!(value["metadata"]["tool_name"], "chat");
+        assert_eq!(value["content"], "hi");
     }
 }

@@ -23,8 +23,10 @@ use serde_json::{Map, Value};
 use crate::error::CallError;
 use crate::provider::Resolved;
 use crate::rt::BoxFuture;
-use crate::tools::arguments;
+use crate::tools::arguments::{self, Names};
 use crate::tools::context::{PlanEnv, ToolCtx};
+use crate::tools::ignored::{self, Ignored};
+use crate::tools::output;
 
 /// Which deadline a tool runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +109,11 @@ pub trait DynTool: Send + Sync + 'static {
 pub struct Registered<T: Tool> {
     /// The tool.
     tool: T,
-    /// Generated from `T::Args` and tailored by the tool, once.
+    /// Generated from `T::Args`, tailored by the tool, with the arguments it accepts unused
+    /// ([`ignored::of`]) added, once.
     schema: Value,
+    /// The top-level names the schema accepts, and which of them are unused.
+    names: Names,
 }
 
 impl<T: Tool> Registered<T> {
@@ -122,7 +127,48 @@ impl<T: Tool> Registered<T> {
             "tool {} takes an object of arguments",
             T::NAME
         );
-        Registered { tool, schema }
+        let unused = ignored::of(T::NAME);
+        add_ignored(&mut schema, T::NAME, unused);
+        let names = Names::new(&schema, unused);
+        Registered {
+            tool,
+            schema,
+            names,
+        }
+    }
+}
+
+/// Show the arguments `tool` accepts unused in its schema: an argument of the `Args` type
+/// keeps its schema with a note; any other is added with its shape. A name that is both in
+/// the `Args` type and in the table without saying so is a mistake (implemented, or not?).
+fn add_ignored(schema: &mut Value, tool: &str, unused: &[Ignored]) {
+    let properties = schema
+        .as_object_mut()
+        .expect("an object schema")
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .expect("properties are an object");
+    for entry in unused {
+        let added = entry.shape.schema();
+        match properties.get_mut(entry.name) {
+            Some(property) => {
+                assert!(
+                    entry.in_args,
+                    "{tool}: {} is implemented and listed as ignored",
+                    entry.name
+                );
+                property["description"] = added["description"].clone();
+            }
+            None => {
+                assert!(
+                    !entry.in_args,
+                    "{tool}: {} is listed as in its arguments, which lack it",
+                    entry.name
+                );
+                properties.insert(entry.name.to_string(), added);
+            }
+        }
     }
 }
 
@@ -145,9 +191,24 @@ impl<T: Tool> DynTool for Registered<T> {
 
     fn prepare(&self, arguments: Map<String, Value>, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         let chars_max = env.settings().arg_string_chars_max;
-        let args = arguments::parse::<T::Args>(T::NAME, &self.schema, arguments, chars_max)?;
-        self.tool.plan(args, env)
+        let parsed =
+            arguments::parse::<T::Args>(T::NAME, &self.schema, &self.names, arguments, chars_max)?;
+        let plan = self.tool.plan(parsed.args, env)?;
+        Ok(report_ignored(plan, parsed.ignored))
     }
+}
+
+/// `plan`, whose successful answer names the `ignored` arguments the call sent (in
+/// `metadata.ignored_arguments`); unchanged when there are none.
+fn report_ignored(plan: Plan, ignored: Vec<&'static str>) -> Plan {
+    if ignored.is_empty() {
+        return plan;
+    }
+    let Plan { provider, work } = plan;
+    Plan::work(provider, move |ctx| async move {
+        let text = work(ctx).await?;
+        Ok(output::with_ignored_arguments(&text, &ignored))
+    })
 }
 
 /// `tool`, ready for a registry.

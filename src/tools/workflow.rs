@@ -140,8 +140,8 @@ impl StepFields {
 }
 
 /// The arguments of an investigation step (every workflow tool but `planner` and
-/// `consensus`); `X` holds the tool's own options. Unknown extra arguments are accepted and
-/// ignored, as the original's clients send more.
+/// `consensus`); `X` holds the tool's own options. The original's arguments a tool does not use
+/// are accepted and named in the result (`tools::ignored`); any other is refused.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InvestigationArgs<X> {
     /// The fields of every step.
