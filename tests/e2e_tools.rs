@@ -1,7 +1,7 @@
 //! End-to-end tests of the tool set on real tokio over a real WebSocket: workflow
 //! investigations step by step, consensus over two models, conversations continued across
 //! tools, validation errors naming the field, tool profiles, and every tool answering on the
-//! offline provider with the original's JSON shape.
+//! offline provider with the original's JSON shape; no argument dropped in silence.
 
 mod common;
 
@@ -649,6 +649,49 @@ async fn every_tool_is_listed_with_a_schema_and_answers_offline() {
     local["use_assistant_model"] = json!(false);
     let result = output(&call(&mut client, "local", "debug", local).await);
     assert_eq!(result["status"], "local_work_complete");
+    let health = wait_permits_back(&daemon.shared).await;
+    assert!(health.ok, "{:?}", health.problems);
+}
+
+#[tokio::test]
+async fn no_argument_is_dropped_in_silence() {
+    let daemon = start(|_| {}).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    // Unknown to the tool: refused, naming it and what the tool accepts.
+    let result = call(
+        &mut client,
+        "unknown",
+        "chat_EXAI-WS",
+        json!({"prompt": "hi", "temprature": 0.5}),
+    )
+    .await;
+    let (code, field, message) = error(&result);
+    assert_eq!(code, "VALIDATION_ERROR");
+    assert_eq!(field, "temprature");
+    assert!(message.contains("unknown to this tool"), "{message}");
+    assert!(message.contains("temperature"), "{message}");
+    // An argument of the original exaid does not use yet: accepted, and named in metadata.
+    let result = call(
+        &mut client,
+        "ignored",
+        "chat",
+        json!({"prompt": "hi", "files": ["/src/lib.rs"], "use_websearch": false}),
+    )
+    .await;
+    let result = output(&result);
+    assert_eq!(
+        result["metadata"]["ignored_arguments"],
+        json!(["files", "use_websearch"]),
+        "{result}"
+    );
+    assert!(content(&result).contains("[offline]"));
+    let step = json!({"step": "s", "step_number": 1, "total_steps": 1,
+                      "next_step_required": false, "findings": "f", "images": []});
+    let result = output(&call(&mut client, "ignored-step", "debug", step).await);
+    assert_eq!(result["metadata"]["ignored_arguments"], json!(["images"]));
+    // Nothing ignored, nothing said.
+    let result = output(&call(&mut client, "plain", "chat", json!({"prompt": "hi"})).await);
+    assert!(result["metadata"].get("ignored_arguments").is_none());
     let health = wait_permits_back(&daemon.shared).await;
     assert!(health.ok, "{:?}", health.problems);
 }
