@@ -188,4 +188,58 @@ mod tests {
         );
         assert_eq!(schema("debug")["title"], "InvestigationArgs");
     }
+
+    /// One row of the README's "Arguments of the original" table, as the code says it.
+    fn readme_row(name: &str, tool: &dyn DynTool) -> String {
+        let unused = crate::tools::ignored::of(name);
+        let mut implemented: Vec<&str> = tool.input_schema()["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        implemented.retain(|arg| !unused.iter().any(|entry| entry.name == *arg));
+        implemented.sort();
+        let mut ignored: Vec<&str> = unused.iter().map(|entry| entry.name).collect();
+        ignored.sort();
+        let quote = |names: &[&str]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        format!(
+            "| `{name}` | {} | {} |",
+            quote(&implemented),
+            quote(&ignored)
+        )
+    }
+
+    #[test]
+    fn the_readme_lists_each_tool_s_arguments_as_the_code_does() {
+        let readme = include_str!("../../README.md");
+        let registry = ToolRegistry::new(ToolRegistry::builtin_tools());
+        let expected: Vec<String> = registry
+            .names()
+            .into_iter()
+            .map(|name| readme_row(name, registry.get(name).unwrap().as_ref()))
+            .collect();
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|row| !readme.lines().any(|line| line == row.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's \"Arguments of the original\" table lacks these rows (or has them \
+             otherwise):\n{}",
+            missing
+                .iter()
+                .map(|row| row.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }
