@@ -148,7 +148,7 @@ fn apply_file(
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let source = Source::File(path.to_path_buf());
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_text(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(()),
         Err(e) => return Err(ConfigError::file(key::EXAI_CONFIG, source, e.to_string())),
@@ -267,11 +267,17 @@ fn apply_dotenv(
     Ok(())
 }
 
+/// One configuration file, whole. Read at start-up, before any runtime exists, so it does
+/// not go through the seam's file system.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path) // dst-ok: start-up only, before any runtime
+}
+
 /// Describes a dotenv syntax error by line number (found by re-reading the file)
 /// and the key name, never by the line's content, which may hold a secret.
 fn dotenv_syntax_reason(path: &Path, bad: &str, index: usize) -> String {
     let first = bad.lines().next().unwrap_or("").trim_end();
-    let line_no = std::fs::read_to_string(path).ok().and_then(|text| {
+    let line_no = read_text(path).ok().and_then(|text| {
         text.lines()
             .position(|l| l.trim_end() == first)
             .map(|i| i + 1)

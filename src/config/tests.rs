@@ -17,7 +17,7 @@ const TOKEN: &str = "s3cr3t-T0ken-value-XYZZY";
 
 fn write(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
     let path = dir.path().join(name);
-    let mut f = std::fs::File::create(&path).expect("create temp file");
+    let mut f = std::fs::File::create(&path).expect("create temp file"); // dst-ok: a test fixture
     f.write_all(body.as_bytes()).expect("write temp file");
     path
 }
