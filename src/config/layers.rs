@@ -13,7 +13,7 @@ use super::declare::KeyDef;
 use super::error::{ConfigError, ErrorDetail, ErrorKind};
 use super::keys::{KEYS, find_key, find_key_loose, key};
 use super::source::Source;
-use super::value::{Merged, parse_value};
+use super::value::{Merged, Value, parse_value};
 
 /// What to read. Built by `main.rs` from the real process; tests build it by hand,
 /// which keeps `Config::load` free of hidden global inputs.
@@ -73,6 +73,19 @@ impl Values {
         Values { map }
     }
 
+    /// `EXAI_FILE_ROOTS` defaults to the user's home directory, which only the process
+    /// environment knows (`HOME`); a home that is not absolute is no default.
+    fn default_roots(&mut self, env: &[(String, String)]) {
+        let home = env.iter().rev().find(|(name, _)| name == "HOME");
+        let Some((_, home)) = home else { return };
+        if !Path::new(home).is_absolute() {
+            return;
+        }
+        let roots = Value::List(vec![home.clone()]);
+        self.map
+            .insert(key::EXAI_FILE_ROOTS, (roots, Source::Default));
+    }
+
     /// Validates `raw` for `def` and makes it the effective value.
     fn set(&mut self, def: &'static KeyDef, raw: &str, source: Source) -> Result<(), ConfigError> {
         match parse_value(def.kind, raw) {
@@ -89,6 +102,7 @@ impl Values {
 /// like) are appended to `warnings`.
 pub(super) fn merge(layers: &Layers, warnings: &mut Vec<String>) -> Result<Values, ConfigError> {
     let mut values = Values::defaults();
+    values.default_roots(&layers.env);
     if let Some(path) = &layers.file {
         apply_file(&mut values, path, layers.file_required, warnings)?;
     }
