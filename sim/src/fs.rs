@@ -159,4 +159,43 @@ mod tests {
         assert_eq!(fs.reads(), [PathBuf::from("/r/a"), PathBuf::from("/r/a")]);
         assert_eq!(fs.log()[0].0, FsOp::Metadata);
     }
+
+    #[test]
+    fn the_witness_sees_no_read_outside_the_roots() {
+        let fs = SimFs::new();
+        fs.tree().write("/home/u/p/a.rs", "a");
+        fs.tree().write("/etc/shadow", "secret");
+        fs.tree().symlink("/home/u/p/escape", "/etc/shadow");
+        let limits = exaid::files::Limits {
+            roots: vec![PathBuf::from("/home/u")],
+            file_bytes_max: 1024,
+            files_max: 8,
+            budget_bytes: 1 << 20,
+            depth_max: exaid::files::Limits::DEPTH_MAX,
+            entries_max: exaid::files::Limits::ENTRIES_MAX,
+        };
+        let paths = ["/home/u/p".to_string()];
+        let found = exaid::files::resolve(&fs, "files", &paths, &limits)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.embedded.len(), 1);
+        assert_eq!(found.skipped.len(), 1);
+        assert!(!fs.reads().is_empty());
+        assert!(fs.reads().iter().all(|p| p.starts_with("/home/u")));
+        let refused = ["/etc/shadow".to_string()];
+        let before = fs.log().len();
+        assert!(
+            exaid::files::resolve(&fs, "files", &refused, &limits)
+                .now_or_never()
+                .unwrap()
+                .is_err()
+        );
+        let asked: Vec<_> = fs.log()[before..].iter().map(|(_, p)| p.clone()).collect();
+        assert_eq!(
+            asked,
+            [PathBuf::from("/home/u")],
+            "only the root is resolved"
+        );
+    }
 }

@@ -188,6 +188,10 @@ impl<'a> Walk<'a> {
         if let Some(reason) = self.skip_before_read(&real, meta) {
             return self.skipped(shown, reason);
         }
+        assert!(
+            self.roots.admits_resolved(&real),
+            "never read outside the roots"
+        );
         self.seen_files.insert(real.clone());
         let read = match self.fs.read(&real, self.limits.file_bytes_max).await {
             Ok(read) => read,
