@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::config::key;
+
 /// One file whose whole content will be embedded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Embedded {
@@ -73,13 +75,15 @@ impl fmt::Display for SkipReason {
         match self {
             SkipReason::TooLarge { bytes, bytes_max } => write!(
                 f,
-                "{bytes} bytes, over the limit of {bytes_max} bytes per file (EXAI_FILE_BYTES_MAX)"
+                "{bytes} bytes, over the limit of {bytes_max} bytes per file ({})",
+                key::EXAI_FILE_BYTES_MAX
             ),
             SkipReason::Binary => f.write_str("binary file"),
             SkipReason::NotUtf8 => f.write_str("not UTF-8 text"),
             SkipReason::FilesMax { files_max } => write!(
                 f,
-                "over the limit of {files_max} files per call (EXAI_FILES_PER_CALL_MAX)"
+                "over the limit of {files_max} files per call ({})",
+                key::EXAI_FILES_PER_CALL_MAX
             ),
             SkipReason::Budget { budget_bytes } => {
                 write!(f, "over the call's budget of {budget_bytes} bytes")
