@@ -5,7 +5,7 @@
 //! pasting it into a config file that might be committed (DESIGN.md section 9.10: the original
 //! shipped a secret in its template). The token is never logged; only the file's path is.
 
-use std::fs;
+use std::fs; // dst-ok: the token file is read and written by main, before any runtime
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -34,6 +34,7 @@ pub mod connection;
 pub mod conversation;
 pub mod daemon;
 pub mod error;
+pub mod files;
 pub mod health;
 mod host;
 pub mod lifecycle;

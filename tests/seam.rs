@@ -1,5 +1,5 @@
-//! The runtime seam holds: nothing in `src/` reads a clock, spawns, draws entropy or opens a
-//! network connection except through `src/rt/` (DESIGN.md section 3).
+//! The runtime seam holds: nothing in `src/` reads a clock, spawns, draws entropy, opens a
+//! network connection or reads a file except through `src/rt/` (DESIGN.md section 3).
 //!
 //! Escape hatch: a line that must break the rule on the production side says why in a
 //! trailing `// dst-ok: <reason>` comment. `src/rt/` itself is the seam and is not scanned;
@@ -37,6 +37,9 @@ const FORBIDDEN: &[(&str, &str)] = &[
         "std::env::var",
         "configuration arrives through config::Layers",
     ),
+    ("std::fs", "files through Rt::fs"),
+    ("tokio::fs", "files through Rt::fs"),
+    ("File::open", "files through Rt::fs"),
     (
         "watch::",
         "tokio's watch picks a notifier with its own thread-local RNG: use an atomic and a Notify",

@@ -13,6 +13,7 @@ compile_error!(
 );
 
 pub mod client;
+pub mod fs;
 pub mod hostile;
 pub mod isolate;
 pub mod journal;

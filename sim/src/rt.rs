@@ -3,22 +3,33 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use exaid::rt::{BoxFuture, BoxStream, Instant, Listener, Runtime};
+use exaid::rt::{BoxFuture, BoxStream, FileSystem, Instant, Listener, Runtime};
 use madsim::rand::RngCore;
+
+use crate::fs::SimFs;
 
 /// madsim as the daemon's runtime. Create it inside the simulation (on the node that will
 /// run the daemon): its clock starts at the virtual instant of creation.
 pub struct SimRuntime {
     /// Virtual time at creation: the epoch of this runtime's [`Instant`]s.
     epoch: madsim::time::Instant,
+    /// The simulated disk the daemon reads the files calls name from.
+    fs: SimFs,
 }
 
 impl SimRuntime {
-    /// A runtime whose clock starts now (virtual time).
+    /// A runtime whose clock starts now (virtual time), over an empty file system.
     pub fn new() -> SimRuntime {
+        SimRuntime::with_fs(SimFs::new())
+    }
+
+    /// A runtime over `fs`: the scenario keeps a clone to change files and read the witness.
+    pub fn with_fs(fs: SimFs) -> SimRuntime {
         SimRuntime {
             epoch: madsim::time::Instant::now(),
+            fs,
         }
     }
 }
@@ -56,6 +67,10 @@ impl Runtime for SimRuntime {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
+    }
+
+    fn fs(&self) -> Arc<dyn FileSystem> {
+        Arc::new(self.fs.clone())
     }
 }
 

@@ -204,6 +204,22 @@ declare_config! {
             ttl_ms: u64 = EXAI_CONVERSATION_TTL_SECS, "10800", secs(1000, 604_800_000);
         }
 
+        /// The files a call names (`files`, `relevant_files`): where they may be, how large and
+        /// how many.
+        file_access: FileAccessSettings {
+            /// Folders the files a call names must lie under once links are followed,
+            /// comma-separated absolute paths; empty means the user's home directory (HOME).
+            roots: Vec<PathBuf> = EXAI_FILE_ROOTS, "", Kind::AbsPaths { max_items: 64 };
+
+            /// Largest file embedded into a call; a larger one is skipped and named, never cut.
+            file_bytes_max: u64 = EXAI_FILE_BYTES_MAX,
+                "1048576",
+                Kind::Int { min: 1, max: 1_073_741_824, unit: "bytes" };
+
+            /// Files one call may embed, folders expanded; the rest are skipped and named.
+            files_per_call_max: u32 = EXAI_FILES_PER_CALL_MAX, "64", int(1, 10_000);
+        }
+
         /// How a failed provider attempt is retried.
         retry: RetrySettings {
             /// Provider attempts per call, first included; bounds how long a failing provider is

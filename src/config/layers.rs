@@ -13,7 +13,7 @@ use super::declare::KeyDef;
 use super::error::{ConfigError, ErrorDetail, ErrorKind};
 use super::keys::{KEYS, find_key, find_key_loose, key};
 use super::source::Source;
-use super::value::{Merged, parse_value};
+use super::value::{Merged, Value, parse_value};
 
 /// What to read. Built by `main.rs` from the real process; tests build it by hand,
 /// which keeps `Config::load` free of hidden global inputs.
@@ -73,6 +73,19 @@ impl Values {
         Values { map }
     }
 
+    /// `EXAI_FILE_ROOTS` defaults to the user's home directory, which only the process
+    /// environment knows (`HOME`); a home that is not absolute is no default.
+    fn default_roots(&mut self, env: &[(String, String)]) {
+        let home = env.iter().rev().find(|(name, _)| name == "HOME");
+        let Some((_, home)) = home else { return };
+        if !Path::new(home).is_absolute() {
+            return;
+        }
+        let roots = Value::List(vec![home.clone()]);
+        self.map
+            .insert(key::EXAI_FILE_ROOTS, (roots, Source::Default));
+    }
+
     /// Validates `raw` for `def` and makes it the effective value.
     fn set(&mut self, def: &'static KeyDef, raw: &str, source: Source) -> Result<(), ConfigError> {
         match parse_value(def.kind, raw) {
@@ -89,6 +102,7 @@ impl Values {
 /// like) are appended to `warnings`.
 pub(super) fn merge(layers: &Layers, warnings: &mut Vec<String>) -> Result<Values, ConfigError> {
     let mut values = Values::defaults();
+    values.default_roots(&layers.env);
     if let Some(path) = &layers.file {
         apply_file(&mut values, path, layers.file_required, warnings)?;
     }
@@ -148,7 +162,7 @@ fn apply_file(
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let source = Source::File(path.to_path_buf());
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_text(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(()),
         Err(e) => return Err(ConfigError::file(key::EXAI_CONFIG, source, e.to_string())),
@@ -267,11 +281,17 @@ fn apply_dotenv(
     Ok(())
 }
 
+/// One configuration file, whole. Read at start-up, before any runtime exists, so it does
+/// not go through the seam's file system.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path) // dst-ok: start-up only, before any runtime
+}
+
 /// Describes a dotenv syntax error by line number (found by re-reading the file)
 /// and the key name, never by the line's content, which may hold a secret.
 fn dotenv_syntax_reason(path: &Path, bad: &str, index: usize) -> String {
     let first = bad.lines().next().unwrap_or("").trim_end();
-    let line_no = std::fs::read_to_string(path).ok().and_then(|text| {
+    let line_no = read_text(path).ok().and_then(|text| {
         text.lines()
             .position(|l| l.trim_end() == first)
             .map(|i| i + 1)

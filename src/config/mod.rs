@@ -40,8 +40,8 @@ mod value;
 
 pub use error::ConfigError;
 pub use keys::{
-    Config, ConnectionSettings, ConversationSettings, FileSettings, LimitSettings, RetrySettings,
-    ServerSettings, SessionSettings, ToolSettings, key,
+    Config, ConnectionSettings, ConversationSettings, FileAccessSettings, FileSettings,
+    LimitSettings, RetrySettings, ServerSettings, SessionSettings, ToolSettings, key,
 };
 pub use layers::Layers;
 pub use providers::{ProviderId, ProviderList, ProviderSettings};

@@ -17,7 +17,7 @@ const TOKEN: &str = "s3cr3t-T0ken-value-XYZZY";
 
 fn write(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
     let path = dir.path().join(name);
-    let mut f = std::fs::File::create(&path).expect("create temp file");
+    let mut f = std::fs::File::create(&path).expect("create temp file"); // dst-ok: a test fixture
     f.write_all(body.as_bytes()).expect("write temp file");
     path
 }
@@ -639,4 +639,44 @@ fn providers_are_a_list_in_listmodels_order() {
     assert_eq!((offline.inflight_max, offline.latency_ms), (24, 25));
     assert!(offline.api_url.is_empty() && offline.api_key.is_none());
     assert!(c.providers.get("openai").is_none());
+}
+
+#[test]
+fn file_roots_default_to_home_and_must_be_absolute() {
+    let c = Config::defaults();
+    assert!(c.file_access.roots.is_empty(), "no environment, no home");
+    assert_eq!(c.file_access.file_bytes_max, 1_048_576);
+    assert_eq!(c.file_access.files_per_call_max, 64);
+
+    let home = Layers {
+        env: pairs(&[("HOME", "/home/u")]),
+        ..Layers::default()
+    };
+    let c = Config::load(&home).expect("load").config;
+    assert_eq!(c.file_access.roots, [PathBuf::from("/home/u")]);
+    assert_eq!(c.source_of("EXAI_FILE_ROOTS"), Some(&Source::Default));
+
+    let set = Layers {
+        env: pairs(&[("HOME", "/home/u"), ("EXAI_FILE_ROOTS", "/srv/a, /srv/b")]),
+        ..Layers::default()
+    };
+    let c = Config::load(&set).expect("load").config;
+    assert_eq!(
+        c.file_access.roots,
+        [PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+    );
+
+    let relative = Layers {
+        env: pairs(&[("HOME", "relative")]),
+        ..Layers::default()
+    };
+    let c = Config::load(&relative).expect("load").config;
+    assert!(
+        c.file_access.roots.is_empty(),
+        "a relative HOME is no default"
+    );
+
+    let e = load_err(&flags(&[("EXAI_FILE_ROOTS", "/srv/a,src")]));
+    assert_eq!(e.key(), "EXAI_FILE_ROOTS");
+    assert!(e.to_string().contains("absolute paths"), "{e}");
 }

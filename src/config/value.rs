@@ -35,6 +35,9 @@ pub(super) enum Kind {
     Url { max_chars: usize },
     /// Comma-separated non-empty items (spaces around items trimmed), at most `max_items`.
     List { max_items: usize },
+    /// Comma-separated absolute paths (spaces around items trimmed), at most `max_items`;
+    /// empty means none (the key's default is then supplied by the layering).
+    AbsPaths { max_items: usize },
     /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
     Bool,
     /// One of fixed names, case-insensitive (stored lower case).
@@ -102,6 +105,9 @@ impl Kind {
             Kind::List { max_items } => {
                 format!("expected a comma-separated list of 1 to {max_items} non-empty items")
             }
+            Kind::AbsPaths { max_items } => format!(
+                "expected a comma-separated list of at most {max_items} absolute paths (or empty for the default)"
+            ),
             Kind::Bool => "expected true or false (also 1/0, yes/no, on/off)".to_string(),
             Kind::Choice { choices } => format!("expected one of {}", choices.join(", ")),
             Kind::Names { known, max_items } => format!(
@@ -189,6 +195,17 @@ pub(super) fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
                     .iter()
                     .any(|i| i.is_empty() || i.chars().count() > 128)
             {
+                return Err(fail());
+            }
+            Ok(Value::List(items))
+        }
+        Kind::AbsPaths { max_items } => {
+            if s.is_empty() {
+                return Ok(Value::List(Vec::new()));
+            }
+            let items: Vec<String> = s.split(',').map(|i| i.trim().to_string()).collect();
+            let absolute = |i: &String| std::path::Path::new(i).is_absolute();
+            if items.len() > max_items || !items.iter().all(absolute) {
                 return Err(fail());
             }
             Ok(Value::List(items))
@@ -363,6 +380,15 @@ impl FromValue for Vec<String> {
             Some(Value::List(items)) => items.clone(),
             _ => Vec::new(),
         }
+    }
+}
+
+impl FromValue for Vec<PathBuf> {
+    fn from_value(value: Option<&Value>) -> Vec<PathBuf> {
+        Vec::<String>::from_value(value)
+            .into_iter()
+            .map(PathBuf::from)
+            .collect()
     }
 }
 

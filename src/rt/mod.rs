@@ -3,8 +3,9 @@
 //!
 //! Why: the same core runs on real tokio in production and inside the madsim deterministic
 //! simulator in tests. Anything that could make two runs of one seed differ (reading a clock,
-//! spawning on a particular executor, drawing entropy, opening a socket) goes through the
-//! [`Runtime`] and [`Listener`] traits. The production side lives in [`tokio`] (this
+//! spawning on a particular executor, drawing entropy, opening a socket, reading a file) goes
+//! through the
+//! [`Runtime`], [`Listener`] and [`FileSystem`] traits. The production side lives in [`tokio`] (this
 //! directory); the simulation side lives in the `exaid-sim` crate. A test in `tests/seam.rs`
 //! scans `src/` and fails if raw clocks, spawns or entropy appear anywhere else.
 //!
@@ -12,7 +13,11 @@
 //! `.cargo/config.toml`), so a `cfg` switch here could not tell production from simulation.
 //! Dispatch is dynamic instead, through `Arc<dyn Runtime>`.
 
+pub mod fs;
+pub mod memory;
 pub mod tokio;
+
+pub use fs::{FileMeta, FileRead, FileSystem};
 
 use std::fmt;
 use std::future::Future;
@@ -117,6 +122,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// Wall-clock time in milliseconds since the Unix epoch, for humans only (status output,
     /// `Retry-After` HTTP dates). Never used to order events.
     fn unix_time_ms(&self) -> u64;
+
+    /// The file system tools read the files a call names from: the real one in production,
+    /// an in-memory one in tests and the simulator.
+    fn fs(&self) -> Arc<dyn FileSystem>;
 }
 
 /// A bound listening socket that hands out byte streams.
@@ -187,6 +196,11 @@ impl Rt {
     /// Wall-clock milliseconds since the Unix epoch (display only).
     pub fn unix_time_ms(&self) -> u64 {
         self.inner.unix_time_ms()
+    }
+
+    /// The file system (see [`FileSystem`]).
+    pub fn fs(&self) -> Arc<dyn FileSystem> {
+        self.inner.fs()
     }
 }
 

@@ -1,13 +1,21 @@
 //! The production side of the runtime seam: real tokio, real TCP, OS entropy.
 //!
 //! This is the one file in `src/` allowed to touch tokio's clock and spawner, the system
-//! clock and OS entropy (the seam scan in `tests/seam.rs` skips `src/rt/`).
+//! clock, OS entropy and the real file system (the seam scan in `tests/seam.rs` skips
+//! `src/rt/`).
 
+use std::ffi::OsString;
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{BoxFuture, BoxStream, Dialer, Instant, Listener, Runtime};
+use ::tokio::io::AsyncReadExt;
+
+use super::{
+    BoxFuture, BoxStream, Dialer, FileMeta, FileRead, FileSystem, Instant, Listener, Runtime,
+};
 
 /// tokio as the daemon's runtime.
 pub struct TokioRuntime {
@@ -56,6 +64,54 @@ impl Runtime for TokioRuntime {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_millis() as u64
+    }
+
+    fn fs(&self) -> Arc<dyn FileSystem> {
+        Arc::new(TokioFs)
+    }
+}
+
+/// The real file system, through `tokio::fs` (its calls run on tokio's blocking pool, so a
+/// slow disk does not stall the call's task).
+pub struct TokioFs;
+
+impl FileSystem for TokioFs {
+    fn canonicalize<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, io::Result<PathBuf>> {
+        Box::pin(::tokio::fs::canonicalize(path))
+    }
+
+    fn metadata<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, io::Result<FileMeta>> {
+        Box::pin(async move {
+            let meta = ::tokio::fs::metadata(path).await?;
+            Ok(FileMeta {
+                is_dir: meta.is_dir(),
+                len: meta.len(),
+            })
+        })
+    }
+
+    fn read_dir<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, io::Result<Vec<OsString>>> {
+        Box::pin(async move {
+            let mut entries = ::tokio::fs::read_dir(path).await?;
+            let mut names = Vec::new();
+            while let Some(entry) = entries.next_entry().await? {
+                names.push(entry.file_name());
+            }
+            Ok(names)
+        })
+    }
+
+    fn read<'a>(&'a self, path: &'a Path, bytes_max: u64) -> BoxFuture<'a, io::Result<FileRead>> {
+        Box::pin(async move {
+            let file = ::tokio::fs::File::open(path).await?;
+            let mut bytes = Vec::new();
+            // One byte past the cap tells "exactly the cap" from "more than the cap".
+            let probe = bytes_max.saturating_add(1);
+            file.take(probe).read_to_end(&mut bytes).await?;
+            let complete = bytes.len() as u64 <= bytes_max;
+            bytes.truncate(usize::try_from(bytes_max).unwrap_or(usize::MAX));
+            Ok(FileRead { bytes, complete })
+        })
     }
 }
 
@@ -143,4 +199,29 @@ pub async fn serve_http(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_real_file_system_reads_a_bounded_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.txt");
+        std::fs::write(&path, "0123456789").unwrap();
+        let fs = TokioFs;
+        let read = fs.read(&path, 4).await.unwrap();
+        assert_eq!(
+            (read.bytes.as_slice(), read.complete),
+            (&b"0123"[..], false)
+        );
+        let read = fs.read(&path, 10).await.unwrap();
+        assert_eq!((read.bytes.len(), read.complete), (10, true));
+        let meta = fs.metadata(dir.path()).await.unwrap();
+        assert!(meta.is_dir);
+        assert_eq!(fs.read_dir(dir.path()).await.unwrap(), ["f.txt"]);
+        let canonical = fs.canonicalize(&dir.path().join("./f.txt")).await.unwrap();
+        assert!(canonical.is_absolute() && canonical.ends_with("f.txt"));
+    }
 }

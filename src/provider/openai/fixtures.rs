@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use crate::provider::{ChatMessage, ChatRequest, Role};
-use crate::rt::{BoxFuture, Instant, Rt, Runtime};
+use crate::rt::memory::MemoryFs;
+use crate::rt::{BoxFuture, FileSystem, Instant, Rt, Runtime};
 
 /// A request of one user message "hi", capped at 64 tokens.
 pub fn request(model: &str, temperature: Option<f64>) -> ChatRequest {
@@ -38,6 +39,9 @@ impl Runtime for WallClockOnly {
     }
     fn unix_time_ms(&self) -> u64 {
         self.unix_time_ms
+    }
+    fn fs(&self) -> Arc<dyn FileSystem> {
+        Arc::new(MemoryFs::new())
     }
 }
 
