@@ -8,11 +8,23 @@
 use std::time::Duration;
 
 use crate::conversation::ConversationStore;
+use crate::files::Limits;
 use crate::provider::Providers;
 use crate::retry::{Jitter, RetryPolicy};
 use crate::rt::Instant;
 use crate::state::Shared;
 use crate::tools::{Host, ToolSettings};
+
+/// Bytes per token when estimating: about 4 for English and code (a common rule of thumb
+/// for BPE tokenizers); an estimate, so the budget keeps a margin through its share.
+const BYTES_PER_TOKEN: u64 = 4;
+
+/// The context window of `model`, in tokens.
+fn context_tokens(_model: &str) -> u64 {
+    // The smallest window among the models exaid lists (Kimi's moonshot-v1-8k excepted, which
+    // nobody picks for files): 128k tokens. Replaced by the model table of issue 14 item 2.
+    128_000
+}
 
 impl Host for Shared {
     fn now(&self) -> Instant {
@@ -48,6 +60,15 @@ impl Host for Shared {
 
     fn health(&self) -> serde_json::Value {
         serde_json::to_value(crate::health::snapshot(self)).expect("health serializes")
+    }
+
+    fn file_limits(&self, model: &str) -> Limits {
+        let settings = &self.config.file_access;
+        let tokens = context_tokens(model);
+        let budget_bytes =
+            tokens * u64::from(settings.context_share_percent) / 100 * BYTES_PER_TOKEN;
+        assert!(budget_bytes > 0, "every model leaves room for files");
+        Limits::from_config(settings, budget_bytes)
     }
 }
 

@@ -110,7 +110,13 @@ async fn call(client: &mut Client, id: &str, tool: &str, arguments: Value) -> Va
 
 #[tokio::test]
 async fn debug_pauses_without_a_model_then_the_final_step_gets_the_expert_analysis() {
-    let (daemon, calls) = start_counting(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(root.join("src/auth.rs"), "fn login() {}\n").unwrap();
+    let auth = root.join("src/auth.rs").display().to_string();
+    let roots = vec![root.clone()];
+    let (daemon, calls) = start_counting(move |config| config.file_access.roots = roots).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
 
     client
@@ -121,7 +127,7 @@ async fn debug_pauses_without_a_model_then_the_final_step_gets_the_expert_analys
                 "step": "Users get HTTP 500 on login after a deploy; start from the auth handler",
                 "step_number": 1, "total_steps": 2, "next_step_required": true,
                 "findings": "FINDING-ONE: the session cache returns None right after a restart",
-                "files_checked": ["src/auth.rs"], "relevant_files": ["src/auth.rs"],
+                "files_checked": [auth], "relevant_files": [auth],
                 "hypothesis": "the cache is not warmed", "confidence": "low"
             }),
         )
@@ -171,9 +177,10 @@ async fn debug_pauses_without_a_model_then_the_final_step_gets_the_expert_analys
         Some(analysis)
     );
     assert_eq!(second["complete_debug"]["steps_taken"], 2);
+    assert_eq!(second["complete_debug"]["relevant_files"], json!([auth]));
     assert_eq!(
-        second["complete_debug"]["relevant_files"],
-        json!(["src/auth.rs"])
+        second["metadata"]["files"]["embedded"][0]["path"],
+        auth.as_str()
     );
     assert_eq!(second["metadata"]["provider_used"], "offline");
     assert_eq!(second["metadata"]["model_used"], "exaid-offline");
@@ -675,13 +682,13 @@ async fn no_argument_is_dropped_in_silence() {
         &mut client,
         "ignored",
         "chat",
-        json!({"prompt": "hi", "files": ["/src/lib.rs"], "use_websearch": false}),
+        json!({"prompt": "hi", "images": [], "use_websearch": false}),
     )
     .await;
     let result = output(&result);
     assert_eq!(
         result["metadata"]["ignored_arguments"],
-        json!(["files", "use_websearch"]),
+        json!(["images", "use_websearch"]),
         "{result}"
     );
     assert!(content(&result).contains("[offline]"));

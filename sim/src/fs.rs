@@ -36,6 +36,10 @@ pub enum OnRead {
     Remove,
 }
 
+/// The folder the simulated clients' files live in, and the daemon's only file root in a
+/// scenario: nothing outside it may ever be read.
+pub const PROJECT_ROOT: &str = "/project";
+
 /// The simulated file system. Cloning shares the tree, the witness and the pending changes.
 #[derive(Debug, Clone, Default)]
 pub struct SimFs {
@@ -54,6 +58,27 @@ impl SimFs {
             tree: MemoryFs::new(),
             ..SimFs::default()
         }
+    }
+
+    /// A file system holding every file the clients' calls name (`relevant_files`, `files`),
+    /// each with a line that names it, under [`PROJECT_ROOT`].
+    pub fn for_clients(clients: &[crate::client::ClientSpec]) -> SimFs {
+        let fs = SimFs::new();
+        fs.tree.mkdir(PROJECT_ROOT);
+        let named = clients
+            .iter()
+            .flat_map(|client| &client.calls)
+            .flat_map(|call| ["relevant_files", "files"].map(|key| &call.arguments[key]))
+            .filter_map(|list| list.as_array())
+            .flatten()
+            .filter_map(|path| path.as_str());
+        for path in named {
+            if let Some(folder) = std::path::Path::new(path).parent() {
+                fs.tree.mkdir(folder);
+            }
+            fs.tree.write(path, format!("// the file {path}\n"));
+        }
+        fs
     }
 
     /// The tree, to create, change and remove entries.

@@ -29,6 +29,9 @@ pub enum Invariant {
     MemoryBounded = 7,
     /// 8: the same seed gives the same trace (checked by running seeds twice).
     Determinism = 8,
+    /// 9: no file outside the daemon's roots is ever read (the simulated file system is the
+    /// witness).
+    FilesWithinRoots = 9,
 }
 
 /// One broken invariant.

@@ -135,8 +135,12 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         .ip(daemon_addr.ip())
         .build();
     let (shared_tx, shared_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
+    // The files the clients name, and the witness of every read the daemon makes.
+    let files = crate::fs::SimFs::for_clients(&plan.clients);
     {
-        let config = plan.config.clone();
+        let mut config = plan.config.clone();
+        config.file_access.roots = vec![std::path::PathBuf::from(crate::fs::PROJECT_ROOT)];
+        let fs = files.clone();
         let (kimi, glm) = (plan.kimi.clone(), plan.glm.clone());
         let (witness, calm, journal, observer) = (
             witness.clone(),
@@ -145,7 +149,7 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             observer.clone(),
         );
         daemon_node.spawn(async move {
-            let rt = Rt::new(Arc::new(SimRuntime::new()));
+            let rt = Rt::new(Arc::new(SimRuntime::with_fs(fs)));
             let kimi = SimProvider::new(
                 "kimi",
                 &KIMI_MODELS,
@@ -291,6 +295,7 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         &health,
         plan.shutdown.is_some(),
     );
+    files_within_roots(&files, &journal);
     let virtual_ms = now_ms();
     drop(shared);
     let journal = std::mem::take(&mut *lock(&journal));
@@ -509,6 +514,23 @@ async fn liveness(
         );
     }
     handle.kill(node.id());
+}
+
+/// Invariant 9: every file the daemon read lies under the project root, its only root.
+fn files_within_roots(files: &crate::fs::SimFs, journal: &JournalRef) {
+    let root = std::path::Path::new(crate::fs::PROJECT_ROOT);
+    for path in files.reads() {
+        if !path.starts_with(root) {
+            lock(journal).violate(
+                Invariant::FilesWithinRoots,
+                format!(
+                    "the daemon read {}, outside its root {}",
+                    path.display(),
+                    root.display()
+                ),
+            );
+        }
+    }
 }
 
 fn quiescence(

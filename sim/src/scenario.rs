@@ -289,7 +289,7 @@ fn workflow_session(base_id: &str, tool: &str, model: &str, send_at_ms: u64) -> 
                 "total_steps": steps,
                 "next_step_required": !last,
                 "findings": format!("question {request_id}"),
-                "relevant_files": [format!("src/{base_id}.rs")],
+                "relevant_files": [format!("{}/src/{base_id}.rs", crate::fs::PROJECT_ROOT)],
                 "model": model,
             });
             let expect = if last {

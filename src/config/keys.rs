@@ -218,6 +218,11 @@ declare_config! {
 
             /// Files one call may embed, folders expanded; the rest are skipped and named.
             files_per_call_max: u32 = EXAI_FILES_PER_CALL_MAX, "64", int(1, 10_000);
+
+            /// Share of the model's context window the embedded files of one call may fill, in
+            /// percent (estimated at 4 bytes a token); the rest is left to the conversation,
+            /// the prompt and the answer. A file that does not fit is skipped and named.
+            context_share_percent: u32 = EXAI_FILE_CONTEXT_SHARE_PERCENT, "50", int(1, 90);
         }
 
         /// How a failed provider attempt is retried.

@@ -9,6 +9,7 @@ use crate::conversation::Turn;
 use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, Role};
 use crate::tools::context::{PlanEnv, ToolCtx};
+use crate::tools::embed::{Lines, embed};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
@@ -40,6 +41,11 @@ pub struct ChatArgs {
     #[serde(default)]
     #[schemars(length(min = 1, max = 128))]
     pub continuation_id: Option<String>,
+    /// Absolute paths of files or folders whose contents the model should see (text files
+    /// under the allowed roots; a folder brings its text files in sorted order).
+    #[serde(default)]
+    #[schemars(length(max = 1000))]
+    pub files: Vec<String>,
 }
 
 /// The `chat` tool.
@@ -90,8 +96,9 @@ impl Tool for Chat {
         };
         let continuation_id = args.continuation_id;
         let prompt = args.prompt;
+        let files = args.files;
         Ok(Plan::work(Some(resolved), move |ctx| {
-            answer(ctx, request, continuation_id, prompt)
+            answer(ctx, request, continuation_id, prompt, files)
         }))
     }
 }
@@ -99,11 +106,21 @@ impl Tool for Chat {
 /// Ask the admitted provider, then record the exchange in the conversation.
 async fn answer(
     ctx: ToolCtx,
-    request: ChatRequest,
+    mut request: ChatRequest,
     continuation_id: Option<String>,
     prompt: String,
+    files: Vec<String>,
 ) -> Result<String, CallError> {
     let provider = ctx.provider();
+    let embedding = embed(&ctx, "files", &files, provider.model(), Lines::Plain).await?;
+    if !embedding.block.is_empty() {
+        let last = request
+            .messages
+            .last_mut()
+            .expect("the prompt is the last message");
+        assert_eq!(last.role, Role::User);
+        last.content = format!("{}\n{}", embedding.block, last.content);
+    }
     let response = provider.complete(request).await?;
     let now = ctx.now();
     let (id, history) = ctx.conversations().open_append(
@@ -122,6 +139,7 @@ async fn answer(
         ContentType::Text,
     )
     .model(provider.provider_name(), &response.model)
+    .files(embedding.metadata)
     .continuation(&id, history)
     .render())
 }

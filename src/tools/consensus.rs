@@ -20,6 +20,7 @@ use crate::conversation::{StepRecord, Turn};
 use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, ChatResponse, Resolved, Role, offline};
 use crate::tools::context::{PlanEnv, ToolCtx};
+use crate::tools::embed::{Lines, embed};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 use crate::tools::workflow::{self, Spec, StepFields, StepInput, describe_fields, invalid};
@@ -300,12 +301,25 @@ async fn run_consensus(
             &CONSENSUS, &input, &id, history, &steps,
         ));
     }
+    // Every consultation sees the same files, read once, within the smallest budget of the
+    // models consulted.
+    let smallest = consultations
+        .iter()
+        .map(|c| c.resolved.model.as_str())
+        .min_by_key(|model| ctx.daemon().file_limits(model).budget_bytes)
+        .expect("a consensus consults at least one model");
+    let embedding = embed(
+        &ctx,
+        "relevant_files",
+        &input.record.relevant_files,
+        smallest,
+        Lines::Numbered,
+    )
+    .await?;
     let mut question = proposal.clone();
-    if !input.record.relevant_files.is_empty() {
-        question.push_str(&format!(
-            "\n\nRelevant files: {}",
-            input.record.relevant_files.join(", ")
-        ));
+    if !embedding.block.is_empty() {
+        question.push_str("\n\n");
+        question.push_str(&embedding.block);
     }
     let mut responses = Vec::with_capacity(consultations.len());
     let mut sections = Vec::with_capacity(consultations.len());
@@ -397,6 +411,7 @@ async fn run_consensus(
         ContentType::Text,
     )
     .meta("models_consulted", json!(consulted))
+    .files(embedding.metadata)
     .field("step_number", json!(input.record.step_number))
     .field("total_steps", json!(input.record.total_steps))
     .field("next_step_required", json!(false))

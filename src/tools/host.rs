@@ -40,4 +40,7 @@ pub trait Host: Send + Sync + 'static {
     fn tool_names(&self) -> Vec<&'static str>;
     /// The health snapshot as JSON, for `status` (taken when called).
     fn health(&self) -> Value;
+    /// What a call to `model` may embed from the files it names: the roots and caps, and a
+    /// byte budget derived from the model's context window.
+    fn file_limits(&self, model: &str) -> crate::files::Limits;
 }

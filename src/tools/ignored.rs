@@ -86,7 +86,6 @@ const fn in_args(name: &'static str, shape: Shape) -> Ignored {
 
 /// `chat`.
 pub const CHAT: &[Ignored] = &[
-    new("files", Shape::Texts),
     new("images", Shape::Texts),
     new("use_websearch", Shape::Flag),
     new("thinking_mode", Shape::Text),

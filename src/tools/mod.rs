@@ -21,6 +21,7 @@ pub mod challenge;
 pub mod chat;
 pub mod consensus;
 pub mod context;
+pub mod embed;
 pub mod host;
 pub mod ignored;
 pub mod info;

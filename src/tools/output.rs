@@ -86,6 +86,14 @@ impl ToolOutput {
         self
     }
 
+    /// `metadata.files`, when the call named files.
+    pub fn files(self, files: Option<Value>) -> ToolOutput {
+        match files {
+            Some(files) => self.meta("files", files),
+            None => self,
+        }
+    }
+
     /// Add a top-level field.
     pub fn field(mut self, key: &str, value: Value) -> ToolOutput {
         self.fields.insert(key.to_string(), value);

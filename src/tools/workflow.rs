@@ -30,6 +30,7 @@ use crate::conversation::{History, Snapshot, StepRecord, Turn, describe_issue};
 use crate::error::{CallError, ErrorCode};
 use crate::provider::{ChatMessage, ChatRequest, Role};
 use crate::tools::context::{PlanEnv, ToolCtx};
+use crate::tools::embed::{Lines, embed};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
@@ -741,7 +742,17 @@ async fn run_step(
         temperature,
     } = expert;
     let provider = ctx.provider();
-    let request = expert_request(
+    // The expert sees the files the investigation found relevant, numbered for file:line.
+    let relevant: Vec<String> = consolidate(&steps).relevant_files.into_iter().collect();
+    let embedding = embed(
+        &ctx,
+        "relevant_files",
+        &relevant,
+        provider.model(),
+        Lines::Numbered,
+    )
+    .await?;
+    let mut request = expert_request(
         spec,
         prompt,
         &snapshot,
@@ -750,6 +761,13 @@ async fn run_step(
         provider.model().to_string(),
         temperature,
     );
+    if !embedding.block.is_empty() {
+        let summary = request
+            .messages
+            .last_mut()
+            .expect("the summary is the last message");
+        summary.content = format!("{}\n{}", summary.content, embedding.block);
+    }
     let response = provider.complete(request).await?;
     let history = ctx.conversations().append(
         &id,
@@ -767,6 +785,7 @@ async fn run_step(
         ContentType::Text,
     )
     .model(provider.provider_name(), &response.model)
+    .files(embedding.metadata)
     .field("step_number", json!(last))
     .field("total_steps", json!(input.record.total_steps))
     .field("next_step_required", json!(false))
