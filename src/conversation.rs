@@ -137,6 +137,17 @@ pub enum TurnBody {
     Step(Box<StepRecord>),
 }
 
+/// A file whose contents a turn carries, by path and content digest: a later call of the
+/// conversation that names the same unchanged file refers to this turn instead of sending
+/// the file again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileMark {
+    /// The file, as the caller named it (normalised).
+    pub path: std::path::PathBuf,
+    /// A digest of its contents when the turn embedded it.
+    pub digest: String,
+}
+
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Turn {
@@ -146,6 +157,9 @@ pub struct Turn {
     pub tool: &'static str,
     /// What was said.
     pub body: TurnBody,
+    /// The files whose contents the body carries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileMark>,
 }
 
 impl Turn {
@@ -155,7 +169,14 @@ impl Turn {
             role,
             tool,
             body: TurnBody::Text(content),
+            files: Vec::new(),
         }
+    }
+
+    /// The same turn, carrying the contents of `files`.
+    pub fn with_files(mut self, files: Vec<FileMark>) -> Turn {
+        self.files = files;
+        self
     }
 
     /// The turn as a chat message for a model.
@@ -451,6 +472,7 @@ impl ConversationStore {
             role: Role::User,
             tool,
             body: TurnBody::Step(Box::new(step)),
+            files: Vec::new(),
         };
         conversation.push(turn, &self.limits);
         Ok(conversation.history(&self.limits))

@@ -240,3 +240,58 @@ async fn a_final_workflow_step_sends_its_relevant_files_numbered() {
         "{second}"
     );
 }
+
+#[tokio::test]
+async fn a_continued_conversation_refers_to_an_unchanged_file_and_resends_a_changed_one() {
+    let dir = project();
+    let root = dir.path().canonicalize().unwrap();
+    let (daemon, sent) = start_recording(&root).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let lib = root.join("src/lib.rs").display().to_string();
+    client
+        .call("k1", "chat", json!({"prompt": "Read this", "files": [lib]}))
+        .await;
+    let first = output(&client.result("k1").await);
+    let id = first["continuation_offer"]["continuation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ask_again = |_: &str| json!({"prompt": "And now?", "files": [lib], "continuation_id": id});
+    client.call("k2", "chat", ask_again("k2")).await;
+    let second = output(&client.result("k2").await);
+    let text = last_sent(&sent);
+    let from_caller: String = {
+        let sent = sent.lock().unwrap();
+        let request = sent.last().unwrap();
+        let user = request
+            .messages
+            .iter()
+            .filter(|m| m.role == exaid::provider::Role::User);
+        user.map(|m| m.content.as_str()).collect()
+    };
+    assert_eq!(
+        from_caller.matches("pub fn answer()").count(),
+        1,
+        "sent once, in the earlier turn: {from_caller}"
+    );
+    assert!(
+        text.contains("unchanged, its contents are in an earlier message"),
+        "{text}"
+    );
+    assert_eq!(
+        second["metadata"]["files"]["embedded"][0]["referred_to_earlier_turn"], true,
+        "{second}"
+    );
+    std::fs::write(
+        root.join("src/lib.rs"),
+        "pub fn answer() -> u32 {\n    43\n}\n",
+    )
+    .unwrap();
+    client.call("k3", "chat", ask_again("k3")).await;
+    output(&client.result("k3").await);
+    let text = last_sent(&sent);
+    assert!(
+        text.contains("    43\n"),
+        "a changed file is sent again: {text}"
+    );
+}

@@ -9,7 +9,7 @@ use crate::conversation::Turn;
 use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, Role};
 use crate::tools::context::{PlanEnv, ToolCtx};
-use crate::tools::embed::{Lines, embed};
+use crate::tools::embed::{Known, Lines, embed, known_in};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
@@ -96,30 +96,55 @@ impl Tool for Chat {
         };
         let continuation_id = args.continuation_id;
         let prompt = args.prompt;
-        let files = args.files;
+        let files = Files {
+            named: args.files,
+            known: earlier
+                .as_ref()
+                .map(|s| known_in(&s.turns))
+                .unwrap_or_default(),
+        };
         Ok(Plan::work(Some(resolved), move |ctx| {
             answer(ctx, request, continuation_id, prompt, files)
         }))
     }
 }
 
-/// Ask the admitted provider, then record the exchange in the conversation.
+/// The files a chat names, and those its conversation already carries.
+struct Files {
+    /// `files`, as the caller sent them.
+    named: Vec<String>,
+    /// What the earlier turns carry (an unchanged file is referred to, not sent again).
+    known: Known,
+}
+
+/// Read the named files, ask the admitted provider, then record the exchange (the files with
+/// the prompt, so the conversation carries them) in the conversation.
 async fn answer(
     ctx: ToolCtx,
     mut request: ChatRequest,
     continuation_id: Option<String>,
-    prompt: String,
-    files: Vec<String>,
+    mut prompt: String,
+    files: Files,
 ) -> Result<String, CallError> {
     let provider = ctx.provider();
-    let embedding = embed(&ctx, "files", &files, provider.model(), Lines::Plain).await?;
+    let model = provider.model();
+    let embedding = embed(
+        &ctx,
+        "files",
+        &files.named,
+        model,
+        Lines::Plain,
+        &files.known,
+    )
+    .await?;
     if !embedding.block.is_empty() {
+        prompt = format!("{}\n{prompt}", embedding.block);
         let last = request
             .messages
             .last_mut()
             .expect("the prompt is the last message");
         assert_eq!(last.role, Role::User);
-        last.content = format!("{}\n{}", embedding.block, last.content);
+        last.content = prompt.clone();
     }
     let response = provider.complete(request).await?;
     let now = ctx.now();
@@ -127,7 +152,7 @@ async fn answer(
         continuation_id.as_deref(),
         || ctx.new_conversation_id(),
         vec![
-            Turn::text(Role::User, "chat", prompt),
+            Turn::text(Role::User, "chat", prompt).with_files(embedding.marks),
             Turn::text(Role::Assistant, "chat", response.text.clone()),
         ],
         now,

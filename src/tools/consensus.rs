@@ -20,7 +20,7 @@ use crate::conversation::{StepRecord, Turn};
 use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, ChatResponse, Resolved, Role, offline};
 use crate::tools::context::{PlanEnv, ToolCtx};
-use crate::tools::embed::{Lines, embed};
+use crate::tools::embed::{Known, Lines, embed};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 use crate::tools::workflow::{self, Spec, StepFields, StepInput, describe_fields, invalid};
@@ -314,6 +314,8 @@ async fn run_consensus(
         &input.record.relevant_files,
         smallest,
         Lines::Numbered,
+        // The consulted models get no conversation history, so every file is sent.
+        &Known::new(),
     )
     .await?;
     let mut question = proposal.clone();

@@ -7,13 +7,38 @@
 //! silently: each skipped file is named with its reason, in a note the model reads and in the
 //! result's `metadata.files`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
+use crate::conversation::{FileMark, Turn};
 use crate::error::CallError;
 use crate::files::{self, Found};
 use crate::tools::context::ToolCtx;
+
+/// Files a conversation already carries, by path: their digest when last embedded.
+pub type Known = BTreeMap<PathBuf, String>;
+
+/// What the turns the model is sent as context already carry.
+pub fn known_in<'a>(turns: impl IntoIterator<Item = &'a Turn>) -> Known {
+    turns
+        .into_iter()
+        .flat_map(|turn| &turn.files)
+        .map(|mark| (mark.path.clone(), mark.digest.clone()))
+        .collect()
+}
+
+/// A digest of a file's contents: the first 16 bytes of its SHA-256, in hex.
+fn digest(content: &str) -> String {
+    let hash = Sha256::digest(content.as_bytes());
+    hash[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
 
 /// Files rendered for a prompt, and what the result says about them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,6 +49,9 @@ pub struct Embedding {
     /// `{embedded: [{path, bytes}], skipped: [{path, reason}]}`, or `None` when no file was
     /// named (the result then carries no `files` metadata).
     pub metadata: Option<Value>,
+    /// The files whose contents `block` carries (not those it refers to), for the turn that
+    /// records it.
+    pub marks: Vec<FileMark>,
 }
 
 /// Whether lines are numbered: the workflow experts cite `file:line`.
@@ -36,6 +64,7 @@ pub enum Lines {
 }
 
 /// Read `paths`, the entries of the argument `field`, for a call to `model`, and render them.
+/// A file `known` already carries with the same contents is referred to, not sent again.
 /// A path that breaks a rule (relative, outside the roots, missing, unreadable, changed while
 /// read) ends the call with a `VALIDATION_ERROR` naming the entry (`files[2]`).
 pub async fn embed(
@@ -44,6 +73,7 @@ pub async fn embed(
     paths: &[String],
     model: &str,
     lines: Lines,
+    known: &Known,
 ) -> Result<Embedding, CallError> {
     if paths.is_empty() {
         return Ok(Embedding::default());
@@ -51,14 +81,35 @@ pub async fn embed(
     let limits = ctx.daemon().file_limits(model);
     let found = files::resolve(&*ctx.rt().fs(), field, paths, &limits).await?;
     assert!(found.embedded_bytes() <= limits.budget_bytes);
+    let digests: Vec<String> = found.embedded.iter().map(|f| digest(&f.content)).collect();
+    let unchanged: Vec<bool> = found
+        .embedded
+        .iter()
+        .zip(&digests)
+        .map(|(file, digest)| known.get(&file.path) == Some(digest))
+        .collect();
+    let marks = found
+        .embedded
+        .iter()
+        .zip(&digests)
+        .zip(&unchanged)
+        .filter(|(_, unchanged)| !**unchanged)
+        .map(|((file, digest), _)| FileMark {
+            path: file.path.clone(),
+            digest: digest.clone(),
+        })
+        .collect();
     Ok(Embedding {
-        block: render(&found, lines),
-        metadata: Some(metadata(&found)),
+        block: render(&found, lines, &unchanged),
+        metadata: Some(metadata(&found, &unchanged)),
+        marks,
     })
 }
 
-/// The prompt text of what was found.
-pub fn render(found: &Found, lines: Lines) -> String {
+/// The prompt text of what was found; `unchanged[i]` marks an embedded file the conversation
+/// already carries, which is referred to instead of sent.
+pub fn render(found: &Found, lines: Lines, unchanged: &[bool]) -> String {
+    assert_eq!(found.embedded.len(), unchanged.len());
     let mut block = String::new();
     if !found.embedded.is_empty() {
         let _ = writeln!(
@@ -73,8 +124,16 @@ pub fn render(found: &Found, lines: Lines) -> String {
             }
         );
     }
-    for file in &found.embedded {
+    for (file, unchanged) in found.embedded.iter().zip(unchanged) {
         let path = file.path.display();
+        if *unchanged {
+            let _ = writeln!(
+                block,
+                "--- FILE: {path} ({} bytes): unchanged, its contents are in an earlier message of this conversation ---",
+                file.bytes
+            );
+            continue;
+        }
         let _ = writeln!(block, "--- BEGIN FILE: {path} ({} bytes) ---", file.bytes);
         match lines {
             Lines::Plain => {
@@ -105,11 +164,18 @@ pub fn render(found: &Found, lines: Lines) -> String {
 }
 
 /// What the result's `metadata.files` says.
-fn metadata(found: &Found) -> Value {
+fn metadata(found: &Found, unchanged: &[bool]) -> Value {
     let embedded: Vec<Value> = found
         .embedded
         .iter()
-        .map(|f| json!({"path": f.path.display().to_string(), "bytes": f.bytes}))
+        .zip(unchanged)
+        .map(|(f, unchanged)| {
+            let mut entry = json!({"path": f.path.display().to_string(), "bytes": f.bytes});
+            if *unchanged {
+                entry["referred_to_earlier_turn"] = json!(true);
+            }
+            entry
+        })
         .collect();
     let skipped: Vec<Value> = found
         .skipped
@@ -142,7 +208,7 @@ mod tests {
 
     #[test]
     fn files_are_marked_numbered_and_skips_named() {
-        let text = render(&found(), Lines::Numbered);
+        let text = render(&found(), Lines::Numbered, &[false]);
         assert!(
             text.contains("--- BEGIN FILE: /home/u/src/a.rs (12 bytes) ---\n"),
             "{text}"
@@ -153,13 +219,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("- /home/u/big.bin: "), "{text}");
-        let plain = render(&found(), Lines::Plain);
+        let plain = render(&found(), Lines::Plain, &[false]);
         assert!(
             plain.contains("(12 bytes) ---\nfn a() {}\n//\n--- END"),
             "{plain}"
         );
-        let meta = metadata(&found());
+        let referred = render(&found(), Lines::Plain, &[true]);
+        assert!(
+            referred.contains("unchanged, its contents are in an earlier message"),
+            "{referred}"
+        );
+        assert!(!referred.contains("fn a()"), "{referred}");
+        let meta = metadata(&found(), &[false]);
         assert_eq!(meta["embedded"][0]["bytes"], 12);
+        assert!(metadata(&found(), &[true])["embedded"][0]["referred_to_earlier_turn"] == true);
         assert_eq!(meta["skipped"][0]["path"], "/home/u/big.bin");
     }
 }

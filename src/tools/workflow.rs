@@ -30,7 +30,7 @@ use crate::conversation::{History, Snapshot, StepRecord, Turn, describe_issue};
 use crate::error::{CallError, ErrorCode};
 use crate::provider::{ChatMessage, ChatRequest, Role};
 use crate::tools::context::{PlanEnv, ToolCtx};
-use crate::tools::embed::{Lines, embed};
+use crate::tools::embed::{Lines, embed, known_in};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
@@ -528,6 +528,14 @@ pub fn work_summary(name: &str, steps: &[StepRecord], last: u32) -> String {
     text
 }
 
+/// The turns the expert gets as context: all but this investigation's own steps.
+fn context_turns<'a>(spec: &'a Spec, snapshot: &'a Snapshot) -> impl Iterator<Item = &'a Turn> {
+    snapshot
+        .turns
+        .iter()
+        .filter(|t| t.step().is_none_or(|s| s.tool != spec.name))
+}
+
 /// The expert-analysis request: the tool's prompt, the conversation's other turns as
 /// context, then the work summary.
 fn expert_request(
@@ -551,13 +559,7 @@ fn expert_request(
     }
     // Earlier turns (a chat before, another tool's work) are context; this investigation's
     // own steps are in the summary.
-    messages.extend(
-        snapshot
-            .turns
-            .iter()
-            .filter(|t| t.step().is_none_or(|s| s.tool != spec.name))
-            .map(Turn::to_message),
-    );
+    messages.extend(context_turns(spec, snapshot).map(Turn::to_message));
     messages.push(ChatMessage {
         role: Role::User,
         content: format!(
@@ -744,12 +746,14 @@ async fn run_step(
     let provider = ctx.provider();
     // The expert sees the files the investigation found relevant, numbered for file:line.
     let relevant: Vec<String> = consolidate(&steps).relevant_files.into_iter().collect();
+    let known = known_in(context_turns(spec, &snapshot));
     let embedding = embed(
         &ctx,
         "relevant_files",
         &relevant,
         provider.model(),
         Lines::Numbered,
+        &known,
     )
     .await?;
     let mut request = expert_request(
