@@ -16,6 +16,7 @@ use crate::conversation::{ConversationLimits, ConversationStore};
 use crate::lifecycle::Lifecycle;
 use crate::observe::{NoObserver, Observer};
 use crate::operator::metrics::Metrics;
+use crate::provider::models::ModelTable;
 use crate::provider::offline::OfflineProvider;
 use crate::provider::openai::HttpProvider;
 use crate::provider::{Provider, ProviderEntry, Providers};
@@ -132,7 +133,8 @@ impl DaemonBuilder {
         let conversations = ConversationStore::new(ConversationLimits::from(&config.conversations));
         let shared = Shared {
             admission: Admission::from(&config.limits),
-            providers: Providers::new(entries),
+            providers: Providers::new(entries)
+                .with_model_table(ModelTable::new(&config.models.facts)),
             tools: ToolRegistry::new(tools),
             sessions,
             conversations,

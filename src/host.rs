@@ -19,13 +19,6 @@ use crate::tools::{Host, ToolSettings};
 /// for BPE tokenizers); an estimate, so the budget keeps a margin through its share.
 const BYTES_PER_TOKEN: u64 = 4;
 
-/// The context window of `model`, in tokens.
-fn context_tokens(_model: &str) -> u64 {
-    // The smallest window among the models exaid lists (Kimi's moonshot-v1-8k excepted, which
-    // nobody picks for files): 128k tokens. Replaced by the model table of issue 14 item 2.
-    128_000
-}
-
 impl Host for Shared {
     fn now(&self) -> Instant {
         self.rt.now()
@@ -64,7 +57,7 @@ impl Host for Shared {
 
     fn file_limits(&self, model: &str) -> Limits {
         let settings = &self.config.file_access;
-        let tokens = context_tokens(model);
+        let tokens = self.providers.model_table().facts(model).context_tokens;
         let budget_bytes =
             tokens * u64::from(settings.context_share_percent) / 100 * BYTES_PER_TOKEN;
         assert!(budget_bytes > 0, "every model leaves room for files");

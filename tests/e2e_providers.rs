@@ -527,6 +527,39 @@ async fn streamed_chunks_arrive_as_progress_in_order() {
 }
 
 #[tokio::test]
+async fn listmodels_shows_configured_and_default_model_facts() {
+    let mock = Mock::start(Vec::new()).await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.providers[ProviderId::Kimi].models =
+            vec!["kimi-k2-turbo-preview".to_string(), "kimi-new".to_string()];
+        c.models.facts = vec![exaid::config::FactsOverride {
+            model: "KIMI-K2-TURBO-PREVIEW".to_string(),
+            context_tokens: Some(100_000),
+            vision: None,
+            web_search: Some(false),
+            thinking: None,
+        }];
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    client.call("lm", "listmodels", json!({})).await;
+    let result = client.result("lm").await;
+    let listed: Value = serde_json::from_str(&answer(&result)).unwrap();
+    let facts = &listed["providers"][0]["model_facts"];
+    assert_eq!(
+        facts[0],
+        json!({"model": "kimi-k2-turbo-preview", "context_tokens": 100_000, "vision": false,
+               "web_search": false, "thinking": false, "facts": "configured"})
+    );
+    assert_eq!(
+        facts[1],
+        json!({"model": "kimi-new", "context_tokens": 32_768, "vision": false,
+               "web_search": false, "thinking": false, "facts": "default"})
+    );
+}
+
+#[tokio::test]
 async fn listmodels_shows_each_provider_and_whether_it_is_configured() {
     let mock = Mock::start(Vec::new()).await;
     let daemon = start(|c| mock.kimi(c)).await;
@@ -561,6 +594,18 @@ async fn listmodels_shows_each_provider_and_whether_it_is_configured() {
         json!(config.providers[ProviderId::Glm].models)
     );
     assert_eq!(providers[2]["configured"], true);
+    let facts = &providers[0]["model_facts"][0];
+    assert_eq!(facts["model"], "kimi-k2-0905-preview", "{facts}");
+    assert_eq!(facts["context_tokens"], 256_000);
+    assert_eq!(
+        (facts["vision"].as_bool(), facts["web_search"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(facts["facts"], "builtin");
+    assert_eq!(
+        providers[1]["model_facts"][0]["thinking"], true,
+        "glm-4.6 thinks"
+    );
     assert_eq!(listed["auto"]["provider"], "kimi");
     assert_eq!(
         listed["auto"]["model"],

@@ -225,6 +225,17 @@ declare_config! {
             context_share_percent: u32 = EXAI_FILE_CONTEXT_SHARE_PERCENT, "50", int(1, 90);
         }
 
+        /// What exaid knows of each model (`provider::models`), corrected where the built-in
+        /// table is wrong or does not know a model.
+        models: ModelSettings {
+            /// Corrections to the built-in model table, ';'-separated model:fact=value,...
+            /// entries (facts: context in tokens, vision, web_search, thinking); a model the
+            /// table does not know starts from the conservative default.
+            facts: Vec<super::facts::FactsOverride> = EXAI_MODEL_FACTS,
+                "",
+                Kind::ModelFacts { max_items: 256 };
+        }
+
         /// How a failed provider attempt is retried.
         retry: RetrySettings {
             /// Provider attempts per call, first included; bounds how long a failing provider is

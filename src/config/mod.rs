@@ -15,7 +15,7 @@
 //! `config.limits`, ..., `config.providers`), the name constants in [`key`] and the code
 //! that fills the fields are generated from those declarations (`declare.rs`).
 //!
-//! Files, each below the ones that use it: `profile`, `secret`, `source` (leaves);
+//! Files, each below the ones that use it: `profile`, `secret`, `source`, `facts` (leaves);
 //! `value` (kinds, parsing, typed conversion); `providers` (the provider list); `declare`
 //! (the declaration macro); `keys` (the declarations); `error`; `layers` (reading each
 //! layer); `relations` (cross-key rules); `explain` (`exaid config --explain`).
@@ -27,6 +27,7 @@
 mod declare;
 mod error;
 mod explain;
+mod facts;
 mod keys;
 mod layers;
 pub mod profile;
@@ -39,9 +40,11 @@ mod tests;
 mod value;
 
 pub use error::ConfigError;
+pub use facts::FactsOverride;
 pub use keys::{
     Config, ConnectionSettings, ConversationSettings, FileAccessSettings, FileSettings,
-    LimitSettings, RetrySettings, ServerSettings, SessionSettings, ToolSettings, key,
+    LimitSettings, ModelSettings, RetrySettings, ServerSettings, SessionSettings, ToolSettings,
+    key,
 };
 pub use layers::Layers;
 pub use providers::{ProviderId, ProviderList, ProviderSettings};

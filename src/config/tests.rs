@@ -680,3 +680,35 @@ fn file_roots_default_to_home_and_must_be_absolute() {
     assert_eq!(e.key(), "EXAI_FILE_ROOTS");
     assert!(e.to_string().contains("absolute paths"), "{e}");
 }
+
+#[test]
+fn model_facts_are_read_and_a_bad_entry_is_named() {
+    let c = Config::load(&flags(&[(
+        "EXAI_MODEL_FACTS",
+        "glm-4.6:context=150000 ; my-model:vision=true,web_search=false",
+    )]))
+    .expect("load")
+    .config;
+    assert_eq!(c.models.facts.len(), 2);
+    assert_eq!(c.models.facts[0].model, "glm-4.6");
+    assert_eq!(c.models.facts[0].context_tokens, Some(150_000));
+    assert_eq!(c.models.facts[1].vision, Some(true));
+    let shown = c.entries();
+    let row = shown.iter().find(|r| r.0 == "EXAI_MODEL_FACTS").unwrap();
+    assert_eq!(
+        row.1,
+        "glm-4.6:context=150000;my-model:vision=true,web_search=false"
+    );
+    assert!(Config::defaults().models.facts.is_empty());
+    let e = load_err(&flags(&[(
+        "EXAI_MODEL_FACTS",
+        "glm-4.6:context=150000;kimi-k2-turbo-preview:vision=perhaps",
+    )]));
+    assert_eq!(e.key(), "EXAI_MODEL_FACTS");
+    assert!(
+        e.reason().starts_with(
+            "entry 2 \"kimi-k2-turbo-preview:vision=perhaps\": vision must be true or false"
+        ),
+        "{e}"
+    );
+}

@@ -48,6 +48,9 @@ pub(super) enum Kind {
         known: &'static [&'static str],
         max_items: usize,
     },
+    /// `;`-separated `model:fact=value,...` entries correcting the model table, at most
+    /// `max_items`; empty means none. A bad entry is an error that names it.
+    ModelFacts { max_items: usize },
 }
 
 /// A key of decimal seconds, stored in milliseconds (shorthand for the key table).
@@ -113,6 +116,10 @@ impl Kind {
             Kind::Names { known, max_items } => format!(
                 "expected a comma-separated list of at most {max_items} tool names (or empty for none) from: {}",
                 known.join(", ")
+            ),
+            Kind::ModelFacts { max_items } => format!(
+                "expected at most {max_items} entries model:fact=value,... separated by ';' \
+                 (facts: context, vision, web_search, thinking), or empty for none"
             ),
         }
     }
@@ -252,6 +259,9 @@ pub(super) fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
             }
             Ok(Value::List(items))
         }
+        Kind::ModelFacts { max_items } => super::facts::parse_entries(s, max_items)
+            .map(Value::List)
+            .map_err(|why| format!("{why}; {}", fail())),
     }
 }
 
@@ -304,6 +314,7 @@ pub(super) fn show_value(kind: Kind, value: &Value) -> String {
         (Kind::Secs { .. }, Value::Num(ms)) => fmt_secs(*ms),
         (Kind::Bool, Value::Num(n)) => (*n != 0).to_string(),
         (_, Value::List(items)) if items.is_empty() => "<none>".to_string(),
+        (Kind::ModelFacts { .. }, Value::List(items)) => items.join(";"),
         (_, Value::List(items)) => items.join(","),
         (_, Value::Num(n)) => n.to_string(),
         (_, Value::Text(s)) => s.clone(),
@@ -398,6 +409,16 @@ impl FromValue for Option<Secret> {
             Some(Value::Secret(s)) => s.clone(),
             _ => None,
         }
+    }
+}
+
+/// Model-table corrections: each entry was checked by the key's rule, so none is lost here.
+impl FromValue for Vec<super::facts::FactsOverride> {
+    fn from_value(value: Option<&Value>) -> Vec<super::facts::FactsOverride> {
+        Vec::<String>::from_value(value)
+            .iter()
+            .filter_map(|entry| super::facts::parse_entry(entry).ok())
+            .collect()
     }
 }
 

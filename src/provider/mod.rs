@@ -5,6 +5,7 @@
 //! it in production while the simulator plugs in simulated ones. The core's retry policy,
 //! deadline and admission code never knows which it talks to.
 
+pub mod models;
 pub mod offline;
 pub mod openai;
 
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::admission::Limit;
 use crate::error::{CallError, ErrorCode};
 use crate::rt::BoxFuture;
+use models::ModelTable;
 
 /// Who said a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -210,6 +212,8 @@ pub struct Providers {
     entries: Vec<Arc<ProviderEntry>>,
     /// Index of the provider `auto` resolves to.
     default_index: usize,
+    /// What each model can do (context window, vision, web search, thinking).
+    models: ModelTable,
 }
 
 /// A model resolved to its provider.
@@ -237,7 +241,19 @@ impl Providers {
         Providers {
             entries,
             default_index,
+            models: ModelTable::default(),
         }
+    }
+
+    /// The registry with the model table corrected by the configuration
+    /// (`EXAI_MODEL_FACTS`); without it, the built-in table.
+    pub fn with_model_table(self, models: ModelTable) -> Providers {
+        Providers { models, ..self }
+    }
+
+    /// The model table: what each model can do.
+    pub fn model_table(&self) -> &ModelTable {
+        &self.models
     }
 
     /// Every provider, in order.

@@ -23,7 +23,9 @@ fn envelope(tool: &str, value: &Value) -> String {
 /// `version`: exaid's version, protocol and configured providers.
 pub struct Version;
 
-/// `listmodels`: every provider, its models, and whether it is configured.
+/// `listmodels`: every provider, its models and their facts (context window, vision, web
+/// search, thinking, and whether the facts are built in, configured or the default), and
+/// whether it is configured.
 pub struct ListModels;
 
 /// `status`: the daemon's health snapshot: limits, permits, sessions.
@@ -61,13 +63,24 @@ impl Tool for Version {
 impl Tool for ListModels {
     type Args = NoArgs;
     const NAME: &'static str = "listmodels";
-    const DESCRIPTION: &'static str =
-        "List every provider, its models, whether it is configured, and what `auto` picks.";
+    const DESCRIPTION: &'static str = "List every provider, its models with their context window and whether they take images, search the web and think, whether it is configured, and what `auto` picks.";
     const KIND: ToolKind = ToolKind::Simple;
 
     fn plan(&self, _args: NoArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         let providers = env.providers();
         let default = providers.default_entry();
+        let table = providers.model_table();
+        let facts_of = |model: &String| {
+            let (facts, source) = table.lookup(model);
+            json!({
+                "model": model,
+                "context_tokens": facts.context_tokens,
+                "vision": facts.vision,
+                "web_search": facts.web_search,
+                "thinking": facts.thinking,
+                "facts": source,
+            })
+        };
         let listed: Vec<Value> = providers
             .entries()
             .iter()
@@ -76,6 +89,7 @@ impl Tool for ListModels {
                     "provider": e.provider.name(),
                     "configured": e.provider.is_configured(),
                     "models": e.provider.models(),
+                    "model_facts": e.provider.models().iter().map(facts_of).collect::<Vec<Value>>(),
                     "default_model": e.provider.default_model(),
                     "max_inflight": e.limit.permits_max(),
                 })
