@@ -40,6 +40,12 @@ impl Host for Shared {
         ToolSettings {
             arg_string_chars_max: self.config.limits.arg_string_chars_max as usize,
             consensus_models_max: self.config.tools.consensus_models_max as usize,
+            websearch_default: match self.config.tools.websearch_default.as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            },
+            tool_rounds_max: self.config.tools.tool_rounds_max,
         }
     }
 

@@ -56,6 +56,8 @@ enum Reply {
     Hang,
     /// An SSE body written piece by piece, each after its pause.
     Sse(Vec<(Duration, String)>),
+    /// This JSON body, whole, whatever the request asked (a tool-calls round, sources).
+    Json(Value),
 }
 
 /// One request as the mock saw it.
@@ -244,6 +246,7 @@ async fn chat_completions(
         }
         Reply::Hang => std::future::pending().await,
         Reply::Sse(pieces) => sse_response(pieces),
+        Reply::Json(body) => axum::Json(body).into_response(),
     };
     guard.answered = true;
     response
@@ -660,4 +663,131 @@ async fn unreachable_providers_are_transport_errors_that_never_show_the_key() {
         wait_permits_back(&daemon.shared).await;
     }
     assert!(mock.arrivals().is_empty());
+}
+
+/// A Kimi answer that stops for one `$web_search` call, as Moonshot documents it.
+fn kimi_search_round(call_id: &str) -> Reply {
+    Reply::Json(json!({
+        "model": "kimi-k2-0905-preview",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "",
+            "tool_calls": [{"index": 0, "id": call_id, "type": "builtin_function",
+                "function": {"name": "$web_search", "arguments": "{\"search_result\":{\"search_id\":\"s-1\"},\"usage\":{\"total_tokens\":42}}"}}]
+        }}],
+    }))
+}
+
+/// The whole tool output of a successful call.
+fn output_of(result: &Value) -> Value {
+    assert_eq!(result["ok"], true, "{result}");
+    serde_json::from_str(result["text"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn kimi_web_search_answers_the_tool_call_and_asks_again() {
+    let mock = Mock::start(vec![
+        kimi_search_round("call-1"),
+        Reply::Text("It rained.".into()),
+    ])
+    .await;
+    let daemon = start(|c| mock.kimi(c)).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, _) = chat(&mut client, "ws", json!({"prompt": "Weather today?"})).await;
+    let output = output_of(&result);
+    assert_eq!(output["content"], "It rained.");
+    assert_eq!(output["metadata"]["web_search"]["rounds"], 2, "{output}");
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 2);
+    for arrival in &arrivals {
+        assert_eq!(
+            arrival.body["tools"],
+            json!([{"type": "builtin_function", "function": {"name": "$web_search"}}])
+        );
+    }
+    let first = arrivals[0].body["messages"].as_array().unwrap().clone();
+    let second = arrivals[1].body["messages"].as_array().unwrap().clone();
+    assert_eq!(second.len(), first.len() + 2, "{second:?}");
+    assert_eq!(second[..first.len()], first[..]);
+    let assistant = &second[first.len()];
+    assert_eq!(assistant["role"], "assistant");
+    assert_eq!(assistant["tool_calls"][0]["id"], "call-1");
+    assert_eq!(
+        second[first.len() + 1],
+        json!({"role": "tool", "tool_call_id": "call-1", "name": "$web_search",
+               "content": "{\"search_result\":{\"search_id\":\"s-1\"},\"usage\":{\"total_tokens\":42}}"})
+    );
+    // Off when asked, and never for a model whose facts say no.
+    chat(
+        &mut client,
+        "off",
+        json!({"prompt": "hi", "use_websearch": false}),
+    )
+    .await;
+    chat(
+        &mut client,
+        "8k",
+        json!({"prompt": "hi", "model": "moonshot-v1-8k"}),
+    )
+    .await;
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 4);
+    assert!(arrivals[2..].iter().all(|a| a.body.get("tools").is_none()));
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn kimi_tool_rounds_stop_at_their_limit() {
+    let mock = Mock::start(Vec::new()).await;
+    mock.set_fallback(kimi_search_round("again"));
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.tools.tool_rounds_max = 2;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, _) = chat(&mut client, "loop", json!({"prompt": "search forever"})).await;
+    assert_eq!(result["error"]["code"], "PROVIDER_ERROR", "{result}");
+    let message = result["error"]["message"].as_str().unwrap();
+    assert!(message.contains("EXAI_TOOL_ROUNDS_MAX"), "{message}");
+    assert_eq!(mock.arrivals().len(), 2);
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn glm_web_search_is_one_round_with_its_sources_in_metadata() {
+    let mock = Mock::start(vec![Reply::Json(json!({
+        "model": "glm-4.6",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "Per the news, yes."}}],
+        "web_search": [{"title": "News", "link": "https://news.example/a", "media": "Example",
+                        "content": "a long extract", "refer": "ref_1"}],
+    }))])
+    .await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.providers[ProviderId::Kimi].api_key = None;
+        c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, _) = chat(
+        &mut client,
+        "g",
+        json!({"prompt": "Is it so?", "model": "glm-4.6"}),
+    )
+    .await;
+    let output = output_of(&result);
+    assert_eq!(output["content"], "Per the news, yes.");
+    assert_eq!(
+        output["metadata"]["web_search"],
+        json!({"rounds": 1, "sources": [{"title": "News", "link": "https://news.example/a", "media": "Example"}]})
+    );
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 1);
+    assert!(arrivals[0].path.starts_with("/glm/"));
+    assert_eq!(
+        arrivals[0].body["tools"],
+        json!([{"type": "web_search", "web_search": {"enable": true, "search_engine": "search-prime", "search_result": true}}])
+    );
+    wait_permits_back(&daemon.shared).await;
 }

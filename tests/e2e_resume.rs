@@ -48,6 +48,7 @@ impl Provider for Counting {
                     request.messages.last().unwrap().content
                 ),
                 model: request.model,
+                ..Default::default()
             })
         })
     }

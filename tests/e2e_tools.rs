@@ -688,7 +688,7 @@ async fn no_argument_is_dropped_in_silence() {
     let result = output(&result);
     assert_eq!(
         result["metadata"]["ignored_arguments"],
-        json!(["images", "use_websearch"]),
+        json!(["images"]),
         "{result}"
     );
     assert!(content(&result).contains("[offline]"));

@@ -401,6 +401,7 @@ impl Provider for SimProvider {
                 Behaviour::Ok => Ok(ChatResponse {
                     text: answer_text(&name, &request),
                     model: request.model.clone(),
+                    ..Default::default()
                 }),
                 Behaviour::RateLimited(after) => {
                     if let Some(after) = after {

@@ -178,6 +178,17 @@ declare_config! {
                 "",
                 Kind::Names { known: BUILTIN_TOOL_NAMES, max_items: 64 };
 
+            /// Whether the tools that talk to a model offer it the provider's web search when a
+            /// call does not say (use_websearch): tool (each tool's own default, on for chat and
+            /// analyze), true or false; only models whose facts say web search ever get it.
+            websearch_default: String = EXAI_WEBSEARCH_DEFAULT,
+                "tool",
+                Kind::Choice { choices: &["tool", "true", "false"] };
+
+            /// Tool rounds one provider call may take (a web search the model asks for, then
+            /// the answer), all under the call's one permit and deadline; bounds one call's cost.
+            tool_rounds_max: u32 = EXAI_TOOL_ROUNDS_MAX, "5", int(1, 20);
+
             /// Models one consensus call may consult (each consultation is admitted on its own);
             /// bounds one call's cost.
             consensus_models_max: u32 = EXAI_CONSENSUS_MODELS_MAX, "5", int(1, 32);

@@ -8,6 +8,7 @@
 pub mod models;
 pub mod offline;
 pub mod openai;
+pub mod rounds;
 
 use std::fmt;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub struct ChatMessage {
 }
 
 /// One chat-completion attempt's input.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatRequest {
     /// The model, as the provider names it.
     pub model: String,
@@ -55,15 +56,29 @@ pub struct ChatRequest {
     /// Cap on generated tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// Offer the provider's built-in web search (only for a model whose facts say it may;
+    /// `provider::models`). Providers without one ignore it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub web_search: bool,
+    /// The earlier tool rounds of this call, as the provider's own messages (an assistant
+    /// message with its tool calls, then one `tool` message per call), sent after `messages`
+    /// (`rounds::answer_tool_calls`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_turns: Vec<serde_json::Value>,
 }
 
 /// A successful completion.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChatResponse {
     /// The generated text.
     pub text: String,
     /// The model that answered.
     pub model: String,
+    /// The tool calls the model stopped for (`finish_reason: tool_calls`), as the provider
+    /// sent them; empty when the answer is final.
+    pub tool_calls: Vec<serde_json::Value>,
+    /// The web pages the provider searched, where it returns them (GLM's `web_search`).
+    pub sources: Vec<serde_json::Value>,
 }
 
 /// What kind of rate limit a provider reported.

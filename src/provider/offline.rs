@@ -145,6 +145,7 @@ impl Provider for OfflineProvider {
             Ok(ChatResponse {
                 text: answer(&request),
                 model: request.model.clone(),
+                ..Default::default()
             })
         })
     }

@@ -172,6 +172,50 @@ impl ProviderHandle {
     /// enforces the deadline; dropping this future aborts the attempt in flight). `request`
     /// must name the model the handle was admitted for.
     pub async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, CallError> {
+        self.attempts(&request, None).await
+    }
+
+    /// A chat completion that may take tool rounds (the provider's web search): while the
+    /// model stops for tool calls, answer them (`provider::rounds`) and ask again, each round
+    /// a full run of the retry loop, all under this handle's permits and the call's deadline.
+    /// At most `rounds_max` rounds (`EXAI_TOOL_ROUNDS_MAX`); a model that asks for more ends
+    /// the call with `PROVIDER_ERROR` naming the key. The answer carries the sources of every
+    /// round; the count says how many rounds ran.
+    pub async fn complete_with_tool_rounds(
+        &self,
+        mut request: ChatRequest,
+        rounds_max: u32,
+    ) -> Result<(ChatResponse, u32), CallError> {
+        assert!(rounds_max >= 1, "at least the first round runs");
+        let mut sources = Vec::new();
+        for round in 1..=rounds_max {
+            let mut response = self.attempts(&request, Some((round, rounds_max))).await?;
+            sources.append(&mut response.sources);
+            if response.tool_calls.is_empty() {
+                response.sources = sources;
+                return Ok((response, round));
+            }
+            request
+                .tool_turns
+                .extend(crate::provider::rounds::answer_tool_calls(&response));
+        }
+        Err(CallError::new(
+            ErrorCode::ProviderError,
+            format!(
+                "provider {}: the model still asked for tool calls after {rounds_max} round(s), \
+                 the most one call may take ({})",
+                self.provider_name(),
+                crate::config::key::EXAI_TOOL_ROUNDS_MAX
+            ),
+        ))
+    }
+
+    /// The retry loop for one request (one tool round of `round`, when rounds are counted).
+    async fn attempts(
+        &self,
+        request: &ChatRequest,
+        round: Option<(u32, u32)>,
+    ) -> Result<ChatResponse, CallError> {
         assert_eq!(
             request.model, self.resolved.model,
             "a provider handle sends only the model it was admitted for"
@@ -187,13 +231,16 @@ impl ProviderHandle {
         let entry = &self.resolved.entry;
         let policy = caller.policy;
         let name = entry.provider.name().to_string();
+        let round = round
+            .map(|(round, rounds_max)| format!(", tool round {round} of {rounds_max}"))
+            .unwrap_or_default();
         let mut attempt = 0u32;
         loop {
             self.wait_cooldown(&name, &entry.cooldown).await?;
             attempt += 1;
             caller.phase.set(Phase::Running {
                 activity: format!(
-                    "waiting on provider {name} (model {}), attempt {attempt} of {}",
+                    "waiting on provider {name} (model {}){round}, attempt {attempt} of {}",
                     request.model, policy.attempts_max
                 ),
             });

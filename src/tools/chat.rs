@@ -46,6 +46,10 @@ pub struct ChatArgs {
     #[serde(default)]
     #[schemars(length(max = 1000))]
     pub files: Vec<String>,
+    /// Let the model search the web through its provider (Kimi's `$web_search`, GLM's
+    /// `web_search`), for models that can; default on (`EXAI_WEBSEARCH_DEFAULT` overrides).
+    #[serde(default)]
+    pub use_websearch: Option<bool>,
 }
 
 /// The `chat` tool.
@@ -88,11 +92,23 @@ impl Tool for Chat {
             role: Role::User,
             content: args.prompt.clone(),
         });
+        let web_search = args
+            .use_websearch
+            .or(env.settings().websearch_default)
+            .unwrap_or(true)
+            && env
+                .providers()
+                .model_table()
+                .facts(&resolved.model)
+                .web_search;
+        let rounds_max = env.settings().tool_rounds_max;
         let request = ChatRequest {
+            web_search,
             model: resolved.model.clone(),
             messages,
             temperature: args.temperature,
             max_tokens: args.max_tokens,
+            ..Default::default()
         };
         let continuation_id = args.continuation_id;
         let prompt = args.prompt;
@@ -104,7 +120,7 @@ impl Tool for Chat {
                 .unwrap_or_default(),
         };
         Ok(Plan::work(Some(resolved), move |ctx| {
-            answer(ctx, request, continuation_id, prompt, files)
+            answer(ctx, request, continuation_id, prompt, files, rounds_max)
         }))
     }
 }
@@ -125,6 +141,7 @@ async fn answer(
     continuation_id: Option<String>,
     mut prompt: String,
     files: Files,
+    rounds_max: u32,
 ) -> Result<String, CallError> {
     let provider = ctx.provider();
     let model = provider.model();
@@ -146,7 +163,14 @@ async fn answer(
         assert_eq!(last.role, Role::User);
         last.content = prompt.clone();
     }
-    let response = provider.complete(request).await?;
+    let web_search = request.web_search;
+    let (response, rounds) = if web_search {
+        provider
+            .complete_with_tool_rounds(request, rounds_max)
+            .await?
+    } else {
+        (provider.complete(request).await?, 1)
+    };
     let now = ctx.now();
     let (id, history) = ctx.conversations().open_append(
         continuation_id.as_deref(),
@@ -157,14 +181,19 @@ async fn answer(
         ],
         now,
     )?;
-    Ok(ToolOutput::new(
+    let mut output = ToolOutput::new(
         "chat",
         "continuation_available",
         response.text,
         ContentType::Text,
     )
     .model(provider.provider_name(), &response.model)
-    .files(embedding.metadata)
-    .continuation(&id, history)
-    .render())
+    .files(embedding.metadata);
+    if web_search {
+        output = output.meta(
+            "web_search",
+            serde_json::json!({ "rounds": rounds, "sources": response.sources }),
+        );
+    }
+    Ok(output.continuation(&id, history).render())
 }

@@ -344,6 +344,7 @@ async fn run_consensus(
             ],
             temperature: Some(CONSENSUS.temperature),
             max_tokens: None,
+            ..Default::default()
         };
         let label = format!("{} ({})", consultation.resolved.model, stance.name());
         match ask(&ctx, &consultation.resolved, request).await {

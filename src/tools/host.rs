@@ -20,6 +20,11 @@ pub struct ToolSettings {
     pub arg_string_chars_max: usize,
     /// Most models one `consensus` call may consult (`EXAI_CONSENSUS_MODELS_MAX`).
     pub consensus_models_max: usize,
+    /// Whether a call that does not say `use_websearch` searches (`EXAI_WEBSEARCH_DEFAULT`);
+    /// `None`: each tool's own default.
+    pub websearch_default: Option<bool>,
+    /// Tool rounds one provider call may take (`EXAI_TOOL_ROUNDS_MAX`).
+    pub tool_rounds_max: u32,
 }
 
 /// The daemon, as tools see it.

@@ -87,7 +87,6 @@ const fn in_args(name: &'static str, shape: Shape) -> Ignored {
 /// `chat`.
 pub const CHAT: &[Ignored] = &[
     new("images", Shape::Texts),
-    new("use_websearch", Shape::Flag),
     new("thinking_mode", Shape::Text),
     new("stream", Shape::Flag),
     new("kimi_thinking", Shape::Text),

@@ -573,6 +573,7 @@ fn expert_request(
         messages,
         temperature: Some(temperature),
         max_tokens: None,
+        ..Default::default()
     }
 }
 

@@ -25,13 +25,16 @@ pub fn completion_text(
             truncate(body.trim(), MESSAGE_CHARS_MAX)
         ),
     })?;
-    if let Some(text) = value
+    let content = value
         .pointer("/choices/0/message/content")
-        .and_then(Value::as_str)
-    {
+        .and_then(Value::as_str);
+    let tool_calls = stopped_for_tool_calls(&value);
+    if content.is_some() || !tool_calls.is_empty() {
         return Ok(ChatResponse {
-            text: text.to_string(),
+            text: content.unwrap_or("").to_string(),
             model: answered_model(&value, model),
+            tool_calls,
+            sources: sources(&value),
         });
     }
     if value.get("error").is_some() {
@@ -45,6 +48,52 @@ pub fn completion_text(
         ),
     })
 }
+
+/// The tool calls an answer stopped for: `choices[0].message.tool_calls` when
+/// `finish_reason` is `tool_calls` (Moonshot's `$web_search` round,
+/// <https://platform.moonshot.ai/docs/guide/use-web-search>). GLM lists its finished
+/// `web_search` in `tool_calls` too, with `finish_reason: stop`: that is no request to answer.
+fn stopped_for_tool_calls(value: &Value) -> Vec<Value> {
+    let stopped = value
+        .pointer("/choices/0/finish_reason")
+        .and_then(Value::as_str)
+        == Some("tool_calls");
+    match value.pointer("/choices/0/message/tool_calls") {
+        Some(Value::Array(calls)) if stopped => calls.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// The pages a provider searched, where it lists them: GLM's top-level `web_search` list
+/// (title, link, media, content, ...; <https://docs.z.ai/api-reference/llm/chat-completion>),
+/// each kept to its title, link and media so metadata stays small.
+fn sources(value: &Value) -> Vec<Value> {
+    let Some(Value::Array(pages)) = value.get("web_search") else {
+        return Vec::new();
+    };
+    pages
+        .iter()
+        .take(SOURCES_MAX)
+        .map(|page| {
+            let mut kept = serde_json::Map::new();
+            for key in ["title", "link", "media"] {
+                if let Some(Value::String(text)) = page.get(key) {
+                    kept.insert(
+                        key.to_string(),
+                        Value::String(truncate(text, MESSAGE_CHARS_MAX)),
+                    );
+                }
+            }
+            Value::Object(kept)
+        })
+        .collect()
+}
+
+/// Most tool calls one streamed answer may piece together (a bound on a hostile stream).
+const TOOL_CALLS_MAX: usize = 16;
+
+/// Most sources one answer reports in metadata.
+const SOURCES_MAX: usize = 50;
 
 /// The model the provider says answered, else the one asked for.
 fn answered_model(value: &Value, asked: &str) -> String {
@@ -65,6 +114,13 @@ pub(super) struct StreamState {
     /// Whether an event carried a `finish_reason`: a stream that then ends without
     /// `[DONE]` is complete all the same.
     pub(super) finished: bool,
+    /// Tool calls pieced together from `delta.tool_calls` (by `index`: the id, type and name
+    /// come once, the arguments in pieces), kept only if the stream stops for them.
+    tool_calls: Vec<Value>,
+    /// Whether the `finish_reason` was `tool_calls`.
+    stopped_for_tools: bool,
+    /// The pages searched, from the event that lists them (GLM's `web_search`).
+    sources: Vec<Value>,
 }
 
 impl StreamState {
@@ -74,6 +130,37 @@ impl StreamState {
             text: String::new(),
             model: model.to_string(),
             finished: false,
+            tool_calls: Vec::new(),
+            stopped_for_tools: false,
+            sources: Vec::new(),
+        }
+    }
+
+    /// Add one `delta.tool_calls` piece to the call at its `index`.
+    fn add_tool_call_piece(&mut self, piece: &Value) {
+        let index = piece.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        if index >= TOOL_CALLS_MAX {
+            return;
+        }
+        while self.tool_calls.len() <= index {
+            self.tool_calls
+                .push(serde_json::json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}));
+        }
+        let call = &mut self.tool_calls[index];
+        for key in ["id", "type"] {
+            if let Some(Value::String(text)) = piece.get(key) {
+                call[key] = Value::String(text.clone());
+            }
+        }
+        if let Some(Value::String(name)) = piece.pointer("/function/name") {
+            call["function"]["name"] = Value::String(name.clone());
+        }
+        if let Some(Value::String(more)) = piece.pointer("/function/arguments") {
+            let so_far = call["function"]["arguments"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            call["function"]["arguments"] = Value::String(so_far + more);
         }
     }
 
@@ -113,11 +200,20 @@ impl StreamState {
             sink(piece);
             self.text.push_str(piece);
         }
-        if value
+        if let Some(Value::Array(pieces)) = value.pointer("/choices/0/delta/tool_calls") {
+            for piece in pieces {
+                self.add_tool_call_piece(piece);
+            }
+        }
+        if value.get("web_search").is_some() {
+            self.sources = sources(&value);
+        }
+        if let Some(reason) = value
             .pointer("/choices/0/finish_reason")
-            .is_some_and(|r| r.is_string())
+            .and_then(Value::as_str)
         {
             self.finished = true;
+            self.stopped_for_tools = reason == "tool_calls";
         }
         Ok(false)
     }
@@ -127,6 +223,12 @@ impl StreamState {
         ChatResponse {
             text: self.text,
             model: self.model,
+            tool_calls: if self.stopped_for_tools {
+                self.tool_calls
+            } else {
+                Vec::new()
+            },
+            sources: self.sources,
         }
     }
 }
@@ -155,6 +257,23 @@ mod tests {
         let answer = completion_text(200, body, "asked", NOW_MS).unwrap();
         assert_eq!(answer.text, "Hello");
         assert_eq!(answer.model, "kimi-k2");
+        assert!(answer.tool_calls.is_empty() && answer.sources.is_empty());
+        let stopped = r#"{"choices":[{"finish_reason":"tool_calls","message":{"role":"assistant","content":null,
+            "tool_calls":[{"id":"c1","type":"builtin_function","function":{"name":"$web_search","arguments":"{}"}}]}}]}"#;
+        let answer = completion_text(200, stopped, "asked", NOW_MS).unwrap();
+        assert_eq!((answer.text.as_str(), answer.tool_calls.len()), ("", 1));
+        let searched = r#"{"choices":[{"finish_reason":"stop","message":{"content":"Found",
+            "tool_calls":[{"id":"w","type":"web_search"}]}}],
+            "web_search":[{"title":"T","link":"https://example.org","media":"M","content":"long"}]}"#;
+        let answer = completion_text(200, searched, "asked", NOW_MS).unwrap();
+        assert!(
+            answer.tool_calls.is_empty(),
+            "GLM's finished search is no round"
+        );
+        assert_eq!(
+            answer.sources,
+            vec![serde_json::json!({"title": "T", "link": "https://example.org", "media": "M"})]
+        );
         let error = completion_text(200, r#"{"choices":[]}"#, "asked", NOW_MS).unwrap_err();
         assert!(
             matches!(error, ProviderError::Server { status: 200, .. }),
@@ -199,6 +318,23 @@ mod tests {
         assert_eq!(answer.text, "Hello");
         assert_eq!(answer.model, "glm-4.6");
         assert_eq!(*seen.lock().unwrap(), vec!["Hel", "lo"]);
+
+        let mut state = StreamState::new("asked");
+        let events = [
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"builtin_function","function":{"name":"$web_search","arguments":"{\"q\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]},"finish_reason":"tool_calls"}]}"#,
+        ];
+        for data in events {
+            state
+                .apply(SseEvent::Data(data.into()), &sink, NOW_MS)
+                .unwrap();
+        }
+        let answer = state.into_response();
+        assert_eq!(
+            answer.tool_calls,
+            vec![serde_json::json!({"id": "c1", "type": "builtin_function",
+                                    "function": {"name": "$web_search", "arguments": "{\"q\":1}"}})]
+        );
 
         let mut state = StreamState::new("asked");
         let error = state

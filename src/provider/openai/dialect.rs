@@ -50,11 +50,20 @@ impl Dialect {
 ///   so larger values are clamped.
 /// - Both: `stream: true` only when the answer is streamed (both end the stream with
 ///   `data: [DONE]`).
+/// - Web search (`request.web_search`), see [`web_search_tool`]; the earlier tool rounds of
+///   the call (`request.tool_turns`) follow the conversation's messages.
 pub fn request_body(dialect: Dialect, request: &ChatRequest, stream: bool) -> Value {
+    let mut messages = serde_json::to_value(&request.messages).expect("messages serialize");
+    if let Some(list) = messages.as_array_mut() {
+        list.extend(request.tool_turns.iter().cloned());
+    }
     let mut body = json!({
         "model": request.model,
-        "messages": request.messages,
+        "messages": messages,
     });
+    if request.web_search {
+        body["tools"] = json!([web_search_tool(dialect)]);
+    }
     let temperature = request
         .temperature
         .filter(|t| t.is_finite())
@@ -72,6 +81,30 @@ pub fn request_body(dialect: Dialect, request: &ChatRequest, stream: bool) -> Va
         body["stream"] = json!(true);
     }
     body
+}
+
+/// The provider's built-in web search, as a tool of the request.
+///
+/// - Kimi: the builtin function `$web_search`, declared without parameters
+///   (<https://platform.moonshot.ai/docs/guide/use-web-search>); Moonshot runs the search,
+///   and the model stops with `finish_reason: "tool_calls"` until each call is handed back
+///   (`provider::rounds`).
+/// - GLM: the `web_search` tool of chat completions
+///   (<https://docs.z.ai/api-reference/llm/chat-completion>; the engine `search-prime` is
+///   Z.ai's, <https://docs.z.ai/api-reference/tools/web-search>), answered in one round;
+///   `search_result: true` asks for the pages searched, returned in the answer's top-level
+///   `web_search` list.
+pub fn web_search_tool(dialect: Dialect) -> Value {
+    match dialect {
+        Dialect::Kimi => json!({
+            "type": "builtin_function",
+            "function": {"name": "$web_search"},
+        }),
+        Dialect::Glm => json!({
+            "type": "web_search",
+            "web_search": {"enable": true, "search_engine": "search-prime", "search_result": true},
+        }),
+    }
 }
 
 /// Kimi models whose sampling parameters are fixed by the provider (see [`request_body`]).
@@ -110,5 +143,25 @@ mod tests {
         assert_eq!(body.get("stream"), None);
         let body = request_body(Dialect::Glm, &request("glm-4.6", None), false);
         assert_eq!(body.get("temperature"), None);
+        assert_eq!(body.get("tools"), None);
+    }
+
+    #[test]
+    fn web_search_is_each_providers_tool_and_earlier_rounds_follow_the_messages() {
+        let mut searching = request("kimi-k2-0905-preview", None);
+        searching.web_search = true;
+        searching.tool_turns = vec![json!({"role": "tool", "tool_call_id": "c1"})];
+        let body = request_body(Dialect::Kimi, &searching, false);
+        assert_eq!(
+            body["tools"],
+            json!([{"type": "builtin_function", "function": {"name": "$web_search"}}])
+        );
+        assert_eq!(
+            body["messages"][1],
+            json!({"role": "tool", "tool_call_id": "c1"})
+        );
+        let body = request_body(Dialect::Glm, &searching, false);
+        assert_eq!(body["tools"][0]["type"], "web_search");
+        assert_eq!(body["tools"][0]["web_search"]["enable"], true);
     }
 }

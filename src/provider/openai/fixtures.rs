@@ -17,6 +17,7 @@ pub fn request(model: &str, temperature: Option<f64>) -> ChatRequest {
         }],
         temperature,
         max_tokens: Some(64),
+        ..Default::default()
     }
 }
 
