@@ -791,3 +791,36 @@ async fn glm_web_search_is_one_round_with_its_sources_in_metadata() {
     );
     wait_permits_back(&daemon.shared).await;
 }
+
+#[tokio::test]
+async fn analyze_searches_by_default_and_codereview_only_when_asked() {
+    let mock = Mock::start(vec![
+        kimi_search_round("call-a"),
+        Reply::Text("Expert view.".into()),
+    ])
+    .await;
+    let daemon = start(|c| mock.kimi(c)).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let step = json!({"step": "look", "step_number": 1, "total_steps": 1,
+                      "next_step_required": false, "findings": "f"});
+    client.call("a", "analyze", step.clone()).await;
+    let output = output_of(&client.result("a").await);
+    assert_eq!(output["metadata"]["web_search"]["rounds"], 2, "{output}");
+    client.call("r", "codereview", step).await;
+    let output = output_of(&client.result("r").await);
+    assert!(output["metadata"].get("web_search").is_none(), "{output}");
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 3);
+    assert!(
+        arrivals[1].body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["role"] == "tool")
+    );
+    assert!(
+        arrivals[2].body.get("tools").is_none(),
+        "codereview does not search unasked"
+    );
+    wait_permits_back(&daemon.shared).await;
+}

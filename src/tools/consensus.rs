@@ -139,6 +139,7 @@ pub static CONSENSUS: Spec = Spec {
     middle_actions: &["Refine the proposal or your analysis if needed"],
     closing_actions: &["Send the final step with next_step_required false to consult the models"],
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// The system prompt of one consultation.

@@ -106,14 +106,13 @@ pub const CHALLENGE: &[Ignored] = &[
 pub const INVESTIGATION: &[Ignored] = &[
     new("images", Shape::Texts),
     new("thinking_mode", Shape::Text),
-    new("use_websearch", Shape::Flag),
 ];
 
 /// `docgen` and `tracer`: they complete locally, so the model choice is unused too.
 pub const LOCAL_INVESTIGATION: &[Ignored] = &[
     new("images", Shape::Texts),
     new("thinking_mode", Shape::Text),
-    new("use_websearch", Shape::Flag),
+    in_args("use_websearch", Shape::Flag),
     in_args("model", Shape::Text),
     in_args("temperature", Shape::Number),
     in_args("use_assistant_model", Shape::Flag),

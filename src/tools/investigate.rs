@@ -316,6 +316,7 @@ pub static ANALYZE: Spec = Spec {
     ],
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
+    websearch_default: true,
 };
 
 /// `codereview`.
@@ -351,6 +352,7 @@ pub static CODEREVIEW: Spec = Spec {
     ],
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// `debug`.
@@ -394,6 +396,7 @@ pub static DEBUG: Spec = Spec {
         "Send the final step with next_step_required false to get the expert analysis",
     ],
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// `docgen`.
@@ -428,6 +431,7 @@ pub static DOCGEN: Spec = Spec {
         "Send the final step with next_step_required false",
     ],
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// `precommit`.
@@ -466,6 +470,7 @@ pub static PRECOMMIT: Spec = Spec {
     ],
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// `refactor`.
@@ -500,6 +505,7 @@ pub static REFACTOR: Spec = Spec {
     ],
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// `secaudit`.
@@ -539,6 +545,7 @@ pub static SECAUDIT: Spec = Spec {
     ],
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// `testgen`.
@@ -573,6 +580,7 @@ pub static TESTGEN: Spec = Spec {
     ],
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// `thinkdeep`.
@@ -613,6 +621,7 @@ pub static THINKDEEP: Spec = Spec {
         "Send the final step with next_step_required false to get the expert's second opinion",
     ],
     temperature: 0.7,
+    websearch_default: false,
 };
 
 /// `tracer`.
@@ -646,6 +655,7 @@ pub static TRACER: Spec = Spec {
         "Send the final step with next_step_required false",
     ],
     temperature: 0.2,
+    websearch_default: false,
 };
 
 /// `analyze`: the investigation engine with [`ANALYZE`]'s texts and [`AnalyzeOptions`].

@@ -88,6 +88,7 @@ impl StepArgs for PlannerArgs {
                 model: self.model,
                 temperature: None,
                 use_assistant_model: Some(false),
+                use_websearch: None,
             },
         ))
     }
@@ -134,6 +135,7 @@ pub static PLANNER: Spec = Spec {
         "Send the last step with next_step_required false to get the whole plan",
     ],
     temperature: 0.5,
+    websearch_default: false,
 };
 
 /// `planner`: the workflow engine with [`PLANNER`]'s texts and [`PlannerArgs`].

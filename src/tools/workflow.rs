@@ -189,6 +189,10 @@ pub struct InvestigationArgs<X> {
     /// False to finish without the expert analysis (no provider call).
     #[serde(default)]
     pub use_assistant_model: Option<bool>,
+    /// Let the expert search the web through its provider, for models that can (default on
+    /// for analyze, off for the others; `EXAI_WEBSEARCH_DEFAULT` overrides).
+    #[serde(default)]
+    pub use_websearch: Option<bool>,
     /// The tool's own options.
     #[serde(flatten)]
     pub options: X,
@@ -218,6 +222,8 @@ pub struct ModelChoice {
     pub temperature: Option<f64>,
     /// `Some(false)`: finish locally, no provider call.
     pub use_assistant_model: Option<bool>,
+    /// Whether the expert may search the web (`None`: the tool's default).
+    pub use_websearch: Option<bool>,
 }
 
 /// Arguments a workflow tool accepts: how they become a step.
@@ -259,6 +265,7 @@ impl<X: DeserializeOwned + JsonSchema + Serialize + Send + 'static> StepArgs
                 model: self.model,
                 temperature: self.temperature,
                 use_assistant_model: self.use_assistant_model,
+                use_websearch: self.use_websearch,
             },
         ))
     }
@@ -284,6 +291,9 @@ pub struct Spec {
     pub closing_actions: &'static [&'static str],
     /// The expert analysis's temperature unless the caller sets one.
     pub temperature: f64,
+    /// Whether the expert may search the web when the call does not say (`use_websearch`):
+    /// on for `analyze`, as in the original; `EXAI_WEBSEARCH_DEFAULT` overrides.
+    pub websearch_default: bool,
 }
 
 impl Spec {
@@ -672,10 +682,21 @@ impl<W: Workflow> Tool for WorkflowTool<W> {
                     .providers()
                     .resolve(choice.model.as_deref().unwrap_or("auto"))?;
                 let wanted = !input.next_step_required && choice.use_assistant_model != Some(false);
+                let web_search = choice
+                    .use_websearch
+                    .or(env.settings().websearch_default)
+                    .unwrap_or(spec.websearch_default)
+                    && env
+                        .providers()
+                        .model_table()
+                        .facts(&resolved.model)
+                        .web_search;
                 wanted.then(|| {
                     let expert = Expert {
                         prompt,
                         temperature: choice.temperature.unwrap_or(spec.temperature),
+                        web_search,
+                        rounds_max: env.settings().tool_rounds_max,
                     };
                     (resolved, expert)
                 })
@@ -695,6 +716,10 @@ struct Expert {
     prompt: &'static str,
     /// Sampling temperature.
     temperature: f64,
+    /// Whether the provider's web search is offered (the model's facts allow it).
+    web_search: bool,
+    /// Tool rounds the expert call may take (`EXAI_TOOL_ROUNDS_MAX`).
+    rounds_max: u32,
 }
 
 /// One step, in the call's task.
@@ -743,6 +768,8 @@ async fn run_step(
     let Expert {
         prompt,
         temperature,
+        web_search,
+        rounds_max,
     } = expert;
     let provider = ctx.provider();
     // The expert sees the files the investigation found relevant, numbered for file:line.
@@ -773,7 +800,14 @@ async fn run_step(
             .expect("the summary is the last message");
         summary.content = format!("{}\n{}", summary.content, embedding.block);
     }
-    let response = provider.complete(request).await?;
+    request.web_search = web_search;
+    let (response, rounds) = if web_search {
+        provider
+            .complete_with_tool_rounds(request, rounds_max)
+            .await?
+    } else {
+        (provider.complete(request).await?, 1)
+    };
     let history = ctx.conversations().append(
         &id,
         vec![Turn::text(Role::Assistant, name, response.text.clone())],
@@ -783,28 +817,35 @@ async fn run_step(
         "The {name} investigation is complete. Check the expert analysis against your own findings \
          before acting on it, then present the key findings and the exact changes to make."
     );
-    Ok(ToolOutput::new(
+    let mut output = ToolOutput::new(
         name,
         "calling_expert_analysis",
         &response.text,
         ContentType::Text,
     )
     .model(provider.provider_name(), &response.model)
-    .files(embedding.metadata)
-    .field("step_number", json!(last))
-    .field("total_steps", json!(input.record.total_steps))
-    .field("next_step_required", json!(false))
-    .field(&format!("{name}_complete"), json!(true))
-    .field(
-        "expert_analysis",
-        json!({ "status": "analysis_complete", "raw_analysis": response.text }),
-    )
-    .field(
-        &format!("complete_{name}"),
-        completion_block(&steps, &summary),
-    )
-    .field("next_steps", json!(next_steps))
-    .field("continuation_id", json!(id))
-    .continuation(&id, history)
-    .render())
+    .files(embedding.metadata);
+    if web_search {
+        output = output.meta(
+            "web_search",
+            json!({ "rounds": rounds, "sources": response.sources }),
+        );
+    }
+    Ok(output
+        .field("step_number", json!(last))
+        .field("total_steps", json!(input.record.total_steps))
+        .field("next_step_required", json!(false))
+        .field(&format!("{name}_complete"), json!(true))
+        .field(
+            "expert_analysis",
+            json!({ "status": "analysis_complete", "raw_analysis": response.text }),
+        )
+        .field(
+            &format!("complete_{name}"),
+            completion_block(&steps, &summary),
+        )
+        .field("next_steps", json!(next_steps))
+        .field("continuation_id", json!(id))
+        .continuation(&id, history)
+        .render())
 }
