@@ -181,19 +181,14 @@ async fn answer(
         ],
         now,
     )?;
-    let mut output = ToolOutput::new(
+    let output = ToolOutput::new(
         "chat",
         "continuation_available",
         response.text,
         ContentType::Text,
     )
     .model(provider.provider_name(), &response.model)
-    .files(embedding.metadata);
-    if web_search {
-        output = output.meta(
-            "web_search",
-            serde_json::json!({ "rounds": rounds, "sources": response.sources }),
-        );
-    }
+    .files(embedding.metadata)
+    .web_search(web_search, rounds, &response.sources);
     Ok(output.continuation(&id, history).render())
 }

@@ -94,6 +94,18 @@ impl ToolOutput {
         }
     }
 
+    /// `metadata.web_search` (`{rounds, sources}`), when the call offered the provider's web
+    /// search.
+    pub fn web_search(self, offered: bool, rounds: u32, sources: &[Value]) -> ToolOutput {
+        if !offered {
+            return self;
+        }
+        self.meta(
+            "web_search",
+            serde_json::json!({ "rounds": rounds, "sources": sources }),
+        )
+    }
+
     /// Add a top-level field.
     pub fn field(mut self, key: &str, value: Value) -> ToolOutput {
         self.fields.insert(key.to_string(), value);

@@ -817,20 +817,15 @@ async fn run_step(
         "The {name} investigation is complete. Check the expert analysis against your own findings \
          before acting on it, then present the key findings and the exact changes to make."
     );
-    let mut output = ToolOutput::new(
+    let output = ToolOutput::new(
         name,
         "calling_expert_analysis",
         &response.text,
         ContentType::Text,
     )
     .model(provider.provider_name(), &response.model)
-    .files(embedding.metadata);
-    if web_search {
-        output = output.meta(
-            "web_search",
-            json!({ "rounds": rounds, "sources": response.sources }),
-        );
-    }
+    .files(embedding.metadata)
+    .web_search(web_search, rounds, &response.sources);
     Ok(output
         .field("step_number", json!(last))
         .field("total_steps", json!(input.record.total_steps))

@@ -236,20 +236,10 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
+    use super::super::fixtures::{NOW_MS, rate_limited};
     use super::*;
     use crate::provider::RateLimitKind;
-
-    /// 2025-11-06T08:49:37Z, the wall clock of every test here.
-    const NOW_MS: u64 = 1_762_418_977_000;
-
-    fn rate_limited(error: &ProviderError) -> (Option<Duration>, RateLimitKind) {
-        match error {
-            ProviderError::RateLimited { retry_after, kind } => (*retry_after, *kind),
-            other => panic!("expected a rate limit, got {other:?}"),
-        }
-    }
 
     #[test]
     fn whole_answers() {

@@ -2,8 +2,9 @@
 //! only the wall clock (these tests never sleep or spawn).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::provider::{ChatMessage, ChatRequest, Role};
+use crate::provider::{ChatMessage, ChatRequest, ProviderError, RateLimitKind, Role};
 use crate::rt::memory::MemoryFs;
 use crate::rt::{BoxFuture, FileSystem, Instant, Rt, Runtime};
 
@@ -49,4 +50,15 @@ impl Runtime for WallClockOnly {
 /// The seam over [`WallClockOnly`].
 pub fn wall_clock_only(unix_time_ms: u64) -> Rt {
     Rt::new(Arc::new(WallClockOnly { unix_time_ms }))
+}
+
+/// 2025-11-06T08:49:37Z, the wall clock of the tests that read HTTP dates.
+pub const NOW_MS: u64 = 1_762_418_977_000;
+
+/// The retry-after and kind of a rate-limit error; any other error fails the test.
+pub fn rate_limited(error: &ProviderError) -> (Option<Duration>, RateLimitKind) {
+    match error {
+        ProviderError::RateLimited { retry_after, kind } => (*retry_after, *kind),
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
 }
