@@ -188,10 +188,7 @@ impl Turn {
             TurnBody::Text(text) => text.clone(),
             TurnBody::Step(step) => step.render(),
         };
-        ChatMessage {
-            role: self.role,
-            content,
-        }
+        ChatMessage::new(self.role, content)
     }
 
     /// The step, if the turn is one.

@@ -682,20 +682,23 @@ async fn no_argument_is_dropped_in_silence() {
         &mut client,
         "ignored",
         "chat",
-        json!({"prompt": "hi", "images": [], "use_websearch": false}),
+        json!({"prompt": "hi", "thinking_mode": "low", "use_websearch": false}),
     )
     .await;
     let result = output(&result);
     assert_eq!(
         result["metadata"]["ignored_arguments"],
-        json!(["images"]),
+        json!(["thinking_mode"]),
         "{result}"
     );
     assert!(content(&result).contains("[offline]"));
     let step = json!({"step": "s", "step_number": 1, "total_steps": 1,
-                      "next_step_required": false, "findings": "f", "images": []});
+                      "next_step_required": false, "findings": "f", "thinking_mode": "high"});
     let result = output(&call(&mut client, "ignored-step", "debug", step).await);
-    assert_eq!(result["metadata"]["ignored_arguments"], json!(["images"]));
+    assert_eq!(
+        result["metadata"]["ignored_arguments"],
+        json!(["thinking_mode"])
+    );
     // Nothing ignored, nothing said.
     let result = output(&call(&mut client, "plain", "chat", json!({"prompt": "hi"})).await);
     assert!(result["metadata"].get("ignored_arguments").is_none());

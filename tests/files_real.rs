@@ -15,6 +15,8 @@ fn limits(root: &Path) -> Limits {
         budget_bytes: 1 << 20,
         depth_max: Limits::DEPTH_MAX,
         entries_max: Limits::ENTRIES_MAX,
+        images_max: 4,
+        image_bytes_max: 1024,
     }
 }
 

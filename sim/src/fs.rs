@@ -198,6 +198,8 @@ mod tests {
             budget_bytes: 1 << 20,
             depth_max: exaid::files::Limits::DEPTH_MAX,
             entries_max: exaid::files::Limits::ENTRIES_MAX,
+            images_max: 4,
+            image_bytes_max: 1024,
         };
         let paths = ["/home/u/p".to_string()];
         let found = exaid::files::resolve(&fs, "files", &paths, &limits)

@@ -234,6 +234,16 @@ declare_config! {
             /// percent (estimated at 4 bytes a token); the rest is left to the conversation,
             /// the prompt and the answer. A file that does not fit is skipped and named.
             context_share_percent: u32 = EXAI_FILE_CONTEXT_SHARE_PERCENT, "50", int(1, 90);
+
+            /// Images one call may send (`images`: files under the roots or data: URLs); more
+            /// is a VALIDATION_ERROR naming images.
+            images_per_call_max: u32 = EXAI_IMAGES_PER_CALL_MAX, "8", int(1, 64);
+
+            /// Largest image a call may send, decoded; a larger one is a VALIDATION_ERROR
+            /// naming the entry (its base64 in the request is a third larger).
+            image_bytes_max: u64 = EXAI_IMAGE_BYTES_MAX,
+                "5242880",
+                Kind::Int { min: 1024, max: 67_108_864, unit: "bytes" };
         }
 
         /// What exaid knows of each model (`provider::models`), corrected where the built-in
@@ -290,7 +300,8 @@ declare_config! {
 
             /// Models served by Kimi; the first is what `auto` picks on Kimi.
             models = KIMI_MODELS,
-                "kimi-k2-0905-preview,kimi-k2-turbo-preview,moonshot-v1-8k,moonshot-v1-32k,moonshot-v1-128k",
+                "kimi-k2-0905-preview,kimi-k2-turbo-preview,moonshot-v1-8k,moonshot-v1-32k,moonshot-v1-128k,\
+                 moonshot-v1-8k-vision-preview,moonshot-v1-32k-vision-preview,moonshot-v1-128k-vision-preview",
                 Kind::List { max_items: 64 };
 
             /// Longest single Kimi attempt; a call's deadline still bounds all attempts together.
@@ -310,7 +321,7 @@ declare_config! {
 
             /// Models served by GLM; the first is what `auto` picks on GLM.
             models = GLM_MODELS,
-                "glm-4.6,glm-4.5,glm-4.5-air,glm-4.5-flash",
+                "glm-4.6,glm-4.5,glm-4.5-air,glm-4.5-flash,glm-4.5v",
                 Kind::List { max_items: 64 };
 
             /// Longest single GLM attempt; a call's deadline still bounds all attempts together.

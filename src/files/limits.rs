@@ -22,6 +22,10 @@ pub struct Limits {
     /// Entries one folder expansion looks at, skipped ones included: bounds the work a
     /// folder of a million files can cause.
     pub entries_max: u32,
+    /// Images one call may send (`EXAI_IMAGES_PER_CALL_MAX`); more is refused.
+    pub images_max: u32,
+    /// Largest image a call may send, decoded (`EXAI_IMAGE_BYTES_MAX`); larger is refused.
+    pub image_bytes_max: u64,
 }
 
 impl Limits {
@@ -41,6 +45,8 @@ impl Limits {
             budget_bytes,
             depth_max: Limits::DEPTH_MAX,
             entries_max: Limits::ENTRIES_MAX,
+            images_max: config.images_per_call_max,
+            image_bytes_max: config.image_bytes_max,
         }
     }
 }

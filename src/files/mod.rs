@@ -17,9 +17,11 @@
 //! Every read goes through the seam's [`FileSystem`], so the simulator decides what the
 //! files hold and witnesses every read.
 //!
-//! Files: `found` (the result, plain data), `limits`, `roots` (lexical checks), `walk`.
+//! Files: `found` (the result, plain data), `limits`, `roots` (lexical checks), `walk`, and
+//! `image` (the images a call sends: the same roots, refused rather than skipped).
 
 mod found;
+pub mod image;
 mod limits;
 mod roots;
 #[cfg(test)]

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use futures_util::FutureExt;
 
 use super::*;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::image::{Image, read_images};
 use crate::error::ErrorCode;
 use crate::rt::memory::MemoryFs;
 use crate::rt::{BoxFuture, FileMeta, FileRead};
@@ -20,6 +24,8 @@ fn limits() -> Limits {
         budget_bytes: 1 << 20,
         depth_max: Limits::DEPTH_MAX,
         entries_max: Limits::ENTRIES_MAX,
+        images_max: 2,
+        image_bytes_max: 64,
     }
 }
 
@@ -340,4 +346,113 @@ fn no_roots_refuse_everything() {
     };
     let err = run(&tree(), &["/home/u/p/README.md"], &none).unwrap_err();
     assert!(err.message.contains("outside"));
+}
+
+/// The first bytes of a PNG file, then filler: what sniffing recognises.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n0000IHDR";
+
+fn images(fs: &dyn FileSystem, entries: &[&str]) -> Result<Vec<Image>, CallError> {
+    let entries: Vec<String> = entries.iter().map(|p| p.to_string()).collect();
+    read_images(fs, "images", &entries, &limits())
+        .now_or_never()
+        .expect("never waits")
+}
+
+fn image_refusal(fs: &dyn FileSystem, entries: &[&str]) -> (String, String) {
+    let err = images(fs, entries).expect_err("refused");
+    assert_eq!(err.code, ErrorCode::ValidationError);
+    let field = err.details.as_ref().unwrap()["field"].as_str().unwrap();
+    (field.to_string(), err.message)
+}
+
+#[test]
+fn an_image_file_or_data_url_becomes_a_data_url_of_its_sniffed_type() {
+    let fs = tree();
+    fs.write("/home/u/p/shot.png", PNG);
+    let inline = format!("data:image/PNG;base64,{}", BASE64.encode(PNG));
+    let found = images(&fs, &["/home/u/p/shot.png", &inline]).unwrap();
+    assert_eq!(found.len(), 2);
+    let expected_url = format!("data:image/png;base64,{}", BASE64.encode(PNG));
+    for image in &found {
+        assert_eq!(image.media_type, "image/png");
+        assert_eq!(image.bytes, PNG.len() as u64);
+        assert_eq!(image.url, expected_url);
+    }
+    assert_eq!(found[0].source, "/home/u/p/shot.png");
+    assert_eq!(
+        found[1].source, "data:image/png",
+        "the payload is never echoed"
+    );
+}
+
+#[test]
+fn images_that_break_a_rule_are_refused_naming_the_entry() {
+    let fs = tree();
+    fs.write("/home/u/p/shot.png", PNG);
+    fs.write("/home/u/p/big.png", [PNG, &[0u8; 64]].concat());
+    fs.write("/outside/shot.png", PNG);
+    let text_as_png = format!("data:image/png;base64,{}", BASE64.encode("not an image"));
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["p/shot.png"],
+            "images[0]",
+            "is neither an absolute path nor a data: URL",
+        ),
+        (
+            &["/outside/shot.png"],
+            "images[0]",
+            "is outside the allowed roots",
+        ),
+        (&["/home/u/p/none.png"], "images[0]", "does not exist"),
+        (
+            &["/home/u/p/src/main.rs"],
+            "images[0]",
+            "is not a PNG, JPEG, GIF or WebP image",
+        ),
+        (
+            &["/home/u/p/shot.png", "/home/u/p/big.png"],
+            "images[1]",
+            "over the 64 bytes",
+        ),
+        (&["/home/u/p"], "images[0]", "is a folder"),
+        (&["data:image/png,abc"], "images[0]", "is not base64"),
+        (
+            &["data:text/plain;base64,aGk="],
+            "images[0]",
+            "images must be PNG, JPEG, GIF or WebP",
+        ),
+        (
+            &["data:image/png;base64,%%%"],
+            "images[0]",
+            "does not hold valid base64",
+        ),
+        (
+            &[&text_as_png],
+            "images[0]",
+            "declares image/png but does not hold one",
+        ),
+        (
+            &["/home/u/p/shot.png"; 3],
+            "images",
+            "at most 2 may be sent",
+        ),
+    ];
+    for (entries, field, why) in cases {
+        let (got_field, message) = image_refusal(&fs, entries);
+        assert_eq!(got_field, *field, "{entries:?}: {message}");
+        assert!(message.contains(why), "{entries:?}: {message}");
+        assert!(message.starts_with(field), "{message}");
+    }
+}
+
+#[test]
+fn an_image_that_changes_while_read_is_an_error_naming_it() {
+    let fs = Meddling {
+        inner: tree(),
+        mischief: Mischief::Grows,
+    };
+    fs.inner.write("/home/u/p/src/main.rs", PNG);
+    let (field, message) = image_refusal(&fs, &["/home/u/p/src/main.rs"]);
+    assert_eq!(field, "images[0]");
+    assert!(message.ends_with("changed while it was read"), "{message}");
 }

@@ -34,12 +34,55 @@ pub enum Role {
 }
 
 /// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
     /// Who said it.
     pub role: Role,
     /// What was said.
     pub content: String,
+    /// Images sent with the words, each a `data:` URL (`files::image`); only ever set for a
+    /// model whose facts say it takes images.
+    pub images: Vec<String>,
+}
+
+impl ChatMessage {
+    /// A message of words only.
+    pub fn new(role: Role, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: content.into(),
+            images: Vec::new(),
+        }
+    }
+
+    /// The same message with `images` (data URLs) after its words.
+    pub fn with_images(mut self, images: Vec<String>) -> ChatMessage {
+        self.images = images;
+        self
+    }
+}
+
+/// As the OpenAI-compatible APIs take it: `content` a string, or, with images, a list of
+/// parts (the words as a `text` part, each image as an `image_url` part), the shape Moonshot's
+/// vision guide (platform.moonshot.ai, "Use the Kimi Vision Model") and Z.ai's GLM-4.5V use.
+impl Serialize for ChatMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut message = serializer.serialize_struct("ChatMessage", 2)?;
+        message.serialize_field("role", &self.role)?;
+        if self.images.is_empty() {
+            message.serialize_field("content", &self.content)?;
+        } else {
+            let mut parts = vec![serde_json::json!({"type": "text", "text": self.content})];
+            parts.extend(
+                self.images
+                    .iter()
+                    .map(|url| serde_json::json!({"type": "image_url", "image_url": {"url": url}})),
+            );
+            message.serialize_field("content", &parts)?;
+        }
+        message.end()
+    }
 }
 
 /// One chat-completion attempt's input.

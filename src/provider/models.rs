@@ -10,15 +10,19 @@
 //! Sources (read when the table was written; providers change their models, hence the key):
 //! - Kimi: Moonshot's model list names the window in the `moonshot-v1-*` ids (8k = 8,192;
 //!   32k = 32,768; 128k = 128,000 tokens, as its model list states); Kimi K2 0905 and K2 Turbo
-//!   have 256K (262,144 tokens; kept at 256,000 here); none of them takes images (the
-//!   `*-vision-preview` models do, and are not listed); the built-in `$web_search` tool is
-//!   documented at <https://platform.moonshot.ai/docs/guide/use-web-search>. It is left off
+//!   have 256K (262,144 tokens; kept at 256,000 here); none of them takes images but the
+//!   `moonshot-v1-*-vision-preview` models, which do (platform.moonshot.ai, "Use the Kimi
+//!   Vision Model"; their search support is not documented, so it is off); the built-in
+//!   `$web_search` tool is documented at
+//!   <https://platform.moonshot.ai/docs/guide/use-web-search>. It is left off
 //!   for `moonshot-v1-8k`, whose window search results would fill.
 //! - GLM: <https://docs.z.ai/guides/llm/glm-4.5> (GLM-4.5, -Air, -Flash: 128K, text in,
 //!   hybrid thinking via `thinking.type`); GLM-4.6 extends the window to 200K
 //!   (zai-org's GLM-4.5 repository README); the `web_search` tool of chat completions is
 //!   documented at <https://docs.z.ai/api-reference/llm/chat-completion>. It is left off for
-//!   the free GLM-4.5-Flash, whose tool support is not documented as the others'.
+//!   the free GLM-4.5-Flash, whose tool support is not documented as the others'. GLM-4.5V,
+//!   the vision model built on GLM-4.5-Air, takes images with a 64K window (65,536 tokens, as
+//!   OpenRouter and Vercel's AI Gateway list it) and has the same thinking switch.
 //! - offline: exaid's own; its window is the one the file budget used before this table.
 
 use serde::Serialize;
@@ -57,6 +61,16 @@ const fn text(context_tokens: u64, web_search: bool, thinking: bool) -> ModelFac
     }
 }
 
+/// A vision model's facts (shorthand for the table): images in, no web search offered.
+const fn vision(context_tokens: u64, thinking: bool) -> ModelFacts {
+    ModelFacts {
+        context_tokens,
+        vision: true,
+        web_search: false,
+        thinking,
+    }
+}
+
 /// The built-in facts, by model id (lower case). Sources in the module comment.
 const BUILTIN: &[(&str, ModelFacts)] = &[
     ("kimi-k2-0905-preview", text(256_000, true, false)),
@@ -64,10 +78,14 @@ const BUILTIN: &[(&str, ModelFacts)] = &[
     ("moonshot-v1-8k", text(8_192, false, false)),
     ("moonshot-v1-32k", text(32_768, true, false)),
     ("moonshot-v1-128k", text(128_000, true, false)),
+    ("moonshot-v1-8k-vision-preview", vision(8_192, false)),
+    ("moonshot-v1-32k-vision-preview", vision(32_768, false)),
+    ("moonshot-v1-128k-vision-preview", vision(128_000, false)),
     ("glm-4.6", text(200_000, true, true)),
     ("glm-4.5", text(128_000, true, true)),
     ("glm-4.5-air", text(128_000, true, true)),
     ("glm-4.5-flash", text(128_000, false, true)),
+    ("glm-4.5v", vision(65_536, true)),
     ("exaid-offline", text(128_000, false, false)),
     ("exaid-offline-mini", text(128_000, false, false)),
 ];

@@ -10,6 +10,7 @@ use crate::error::CallError;
 use crate::provider::{ChatMessage, ChatRequest, Role};
 use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::embed::{Known, Lines, embed, known_in};
+use crate::tools::images::{attach, refuse_unless_vision};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
@@ -46,6 +47,12 @@ pub struct ChatArgs {
     #[serde(default)]
     #[schemars(length(max = 1000))]
     pub files: Vec<String>,
+    /// Images the model should see, for a model that takes images (`listmodels` says which):
+    /// absolute paths of PNG, JPEG, GIF or WebP files under the allowed roots, or
+    /// `data:image/...;base64,` URLs.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub images: Vec<String>,
     /// Let the model search the web through its provider (Kimi's `$web_search`, GLM's
     /// `web_search`), for models that can; default on (`EXAI_WEBSEARCH_DEFAULT` overrides).
     #[serde(default)]
@@ -67,6 +74,7 @@ impl Tool for Chat {
         let resolved = env
             .providers()
             .resolve(args.model.as_deref().unwrap_or("auto"))?;
+        refuse_unless_vision(env, "images", &args.images, &resolved.model)?;
         // Refuse an unknown conversation now, before admission.
         let earlier = match &args.continuation_id {
             Some(id) => Some(env.conversations().snapshot(id, env.now())?),
@@ -74,24 +82,15 @@ impl Tool for Chat {
         };
         let mut messages = Vec::new();
         if let Some(system) = args.system_prompt.filter(|s| !s.trim().is_empty()) {
-            messages.push(ChatMessage {
-                role: Role::System,
-                content: system,
-            });
+            messages.push(ChatMessage::new(Role::System, system));
         }
         if let Some(snapshot) = &earlier {
             if let Some(note) = snapshot.history.truncation_note() {
-                messages.push(ChatMessage {
-                    role: Role::System,
-                    content: format!("Note: {note}."),
-                });
+                messages.push(ChatMessage::new(Role::System, format!("Note: {note}.")));
             }
             messages.extend(snapshot.turns.iter().map(Turn::to_message));
         }
-        messages.push(ChatMessage {
-            role: Role::User,
-            content: args.prompt.clone(),
-        });
+        messages.push(ChatMessage::new(Role::User, args.prompt.clone()));
         let web_search = args
             .use_websearch
             .or(env.settings().websearch_default)
@@ -114,6 +113,7 @@ impl Tool for Chat {
         let prompt = args.prompt;
         let files = Files {
             named: args.files,
+            images: args.images,
             known: earlier
                 .as_ref()
                 .map(|s| known_in(&s.turns))
@@ -129,6 +129,8 @@ impl Tool for Chat {
 struct Files {
     /// `files`, as the caller sent them.
     named: Vec<String>,
+    /// `images`, as the caller sent them (the model takes images: checked at planning).
+    images: Vec<String>,
     /// What the earlier turns carry (an unchanged file is referred to, not sent again).
     known: Known,
 }
@@ -154,15 +156,22 @@ async fn answer(
         &files.known,
     )
     .await?;
+    let images = attach(&ctx, "images", &files.images, model).await?;
+    let last = request
+        .messages
+        .last_mut()
+        .expect("the prompt is the last message");
+    assert_eq!(last.role, Role::User);
     if !embedding.block.is_empty() {
         prompt = format!("{}\n{prompt}", embedding.block);
-        let last = request
-            .messages
-            .last_mut()
-            .expect("the prompt is the last message");
-        assert_eq!(last.role, Role::User);
         last.content = prompt.clone();
     }
+    last.images = images.urls;
+    let recorded = if images.note.is_empty() {
+        prompt
+    } else {
+        format!("{prompt}\n{}", images.note)
+    };
     let web_search = request.web_search;
     let (response, rounds) = if web_search {
         provider
@@ -176,7 +185,7 @@ async fn answer(
         continuation_id.as_deref(),
         || ctx.new_conversation_id(),
         vec![
-            Turn::text(Role::User, "chat", prompt).with_files(embedding.marks),
+            Turn::text(Role::User, "chat", recorded).with_files(embedding.marks),
             Turn::text(Role::Assistant, "chat", response.text.clone()),
         ],
         now,
@@ -189,6 +198,7 @@ async fn answer(
     )
     .model(provider.provider_name(), &response.model)
     .files(embedding.metadata)
+    .images(images.metadata)
     .web_search(web_search, rounds, &response.sources);
     Ok(output.continuation(&id, history).render())
 }

@@ -334,14 +334,11 @@ async fn run_consensus(
         let request = ChatRequest {
             model: consultation.resolved.model.clone(),
             messages: vec![
-                ChatMessage {
-                    role: Role::System,
-                    content: consult_prompt(stance, consultation.stance.stance_prompt.as_deref()),
-                },
-                ChatMessage {
-                    role: Role::User,
-                    content: question.clone(),
-                },
+                ChatMessage::new(
+                    Role::System,
+                    consult_prompt(stance, consultation.stance.stance_prompt.as_deref()),
+                ),
+                ChatMessage::new(Role::User, question.clone()),
             ],
             temperature: Some(CONSENSUS.temperature),
             max_tokens: None,

@@ -24,6 +24,7 @@ pub mod context;
 pub mod embed;
 pub mod host;
 pub mod ignored;
+pub mod images;
 pub mod info;
 pub mod investigate;
 pub mod output;

@@ -94,6 +94,14 @@ impl ToolOutput {
         }
     }
 
+    /// `metadata.images`, when the call sent images.
+    pub fn images(self, images: Option<Value>) -> ToolOutput {
+        match images {
+            Some(images) => self.meta("images", images),
+            None => self,
+        }
+    }
+
     /// `metadata.web_search` (`{rounds, sources}`), when the call offered the provider's web
     /// search.
     pub fn web_search(self, offered: bool, rounds: u32, sources: &[Value]) -> ToolOutput {

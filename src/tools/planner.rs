@@ -89,6 +89,7 @@ impl StepArgs for PlannerArgs {
                 temperature: None,
                 use_assistant_model: Some(false),
                 use_websearch: None,
+                images: Vec::new(),
             },
         ))
     }

@@ -31,6 +31,7 @@ use crate::error::{CallError, ErrorCode};
 use crate::provider::{ChatMessage, ChatRequest, Role};
 use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::embed::{Lines, embed, known_in};
+use crate::tools::images::{attach, refuse_unless_vision};
 use crate::tools::output::{ContentType, ToolOutput};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
@@ -193,6 +194,12 @@ pub struct InvestigationArgs<X> {
     /// for analyze, off for the others; `EXAI_WEBSEARCH_DEFAULT` overrides).
     #[serde(default)]
     pub use_websearch: Option<bool>,
+    /// Images the expert should see with the final step (screenshots, diagrams), for a model
+    /// that takes images: absolute paths of PNG, JPEG, GIF or WebP files under the allowed
+    /// roots, or `data:image/...;base64,` URLs. Only the final step's are sent.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub images: Vec<String>,
     /// The tool's own options.
     #[serde(flatten)]
     pub options: X,
@@ -224,6 +231,8 @@ pub struct ModelChoice {
     pub use_assistant_model: Option<bool>,
     /// Whether the expert may search the web (`None`: the tool's default).
     pub use_websearch: Option<bool>,
+    /// Images for the expert (`images`), sent with the final step's analysis.
+    pub images: Vec<String>,
 }
 
 /// Arguments a workflow tool accepts: how they become a step.
@@ -266,6 +275,7 @@ impl<X: DeserializeOwned + JsonSchema + Serialize + Send + 'static> StepArgs
                 temperature: self.temperature,
                 use_assistant_model: self.use_assistant_model,
                 use_websearch: self.use_websearch,
+                images: self.images,
             },
         ))
     }
@@ -557,27 +567,18 @@ fn expert_request(
     model: String,
     temperature: f64,
 ) -> ChatRequest {
-    let mut messages = vec![ChatMessage {
-        role: Role::System,
-        content: prompt.to_string(),
-    }];
+    let mut messages = vec![ChatMessage::new(Role::System, prompt.to_string())];
     if let Some(note) = snapshot.history.truncation_note() {
-        messages.push(ChatMessage {
-            role: Role::System,
-            content: format!("Note: {note}."),
-        });
+        messages.push(ChatMessage::new(Role::System, format!("Note: {note}.")));
     }
     // Earlier turns (a chat before, another tool's work) are context; this investigation's
     // own steps are in the summary.
     messages.extend(context_turns(spec, snapshot).map(Turn::to_message));
-    messages.push(ChatMessage {
-        role: Role::User,
-        content: format!(
+    messages.push(ChatMessage::new(Role::User, format!(
             "{}\nGive your expert analysis of this investigation: confirm or refute its conclusions, \
              name the most likely causes or problems with evidence, and say exactly what to change.",
             work_summary(spec.name, steps, last)
-        ),
-    });
+        )));
     ChatRequest {
         model,
         messages,
@@ -681,6 +682,7 @@ impl<W: Workflow> Tool for WorkflowTool<W> {
                 let resolved = env
                     .providers()
                     .resolve(choice.model.as_deref().unwrap_or("auto"))?;
+                refuse_unless_vision(env, "images", &choice.images, &resolved.model)?;
                 let wanted = !input.next_step_required && choice.use_assistant_model != Some(false);
                 let web_search = choice
                     .use_websearch
@@ -697,6 +699,7 @@ impl<W: Workflow> Tool for WorkflowTool<W> {
                         temperature: choice.temperature.unwrap_or(spec.temperature),
                         web_search,
                         rounds_max: env.settings().tool_rounds_max,
+                        images: choice.images,
                     };
                     (resolved, expert)
                 })
@@ -720,6 +723,8 @@ struct Expert {
     web_search: bool,
     /// Tool rounds the expert call may take (`EXAI_TOOL_ROUNDS_MAX`).
     rounds_max: u32,
+    /// The final step's `images` (the model takes images: checked at planning).
+    images: Vec<String>,
 }
 
 /// One step, in the call's task.
@@ -770,6 +775,7 @@ async fn run_step(
         temperature,
         web_search,
         rounds_max,
+        images,
     } = expert;
     let provider = ctx.provider();
     // The expert sees the files the investigation found relevant, numbered for file:line.
@@ -793,13 +799,15 @@ async fn run_step(
         provider.model().to_string(),
         temperature,
     );
+    let images = attach(&ctx, "images", &images, provider.model()).await?;
+    let asked = request
+        .messages
+        .last_mut()
+        .expect("the summary is the last message");
     if !embedding.block.is_empty() {
-        let summary = request
-            .messages
-            .last_mut()
-            .expect("the summary is the last message");
-        summary.content = format!("{}\n{}", summary.content, embedding.block);
+        asked.content = format!("{}\n{}", asked.content, embedding.block);
     }
+    asked.images = images.urls;
     request.web_search = web_search;
     let (response, rounds) = if web_search {
         provider
@@ -825,6 +833,7 @@ async fn run_step(
     )
     .model(provider.provider_name(), &response.model)
     .files(embedding.metadata)
+    .images(images.metadata)
     .web_search(web_search, rounds, &response.sources);
     Ok(output
         .field("step_number", json!(last))

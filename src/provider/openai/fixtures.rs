@@ -12,10 +12,7 @@ use crate::rt::{BoxFuture, FileSystem, Instant, Rt, Runtime};
 pub fn request(model: &str, temperature: Option<f64>) -> ChatRequest {
     ChatRequest {
         model: model.into(),
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: "hi".into(),
-        }],
+        messages: vec![ChatMessage::new(Role::User, "hi")],
         temperature,
         max_tokens: Some(64),
         ..Default::default()
