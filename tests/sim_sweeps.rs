@@ -98,6 +98,11 @@ fn sweep_mixed_soak() {
 }
 
 #[test]
+fn sweep_files_and_search() {
+    sweep_scenario("files-and-search");
+}
+
+#[test]
 fn every_scenario_is_swept() {
     let swept = [
         "smoke",
@@ -109,6 +114,7 @@ fn every_scenario_is_swept() {
         "shutdown",
         "hostile-client",
         "mixed-soak",
+        "files-and-search",
     ];
     let all: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
     assert_eq!(all, swept, "a new scenario needs its sweep test");

@@ -585,6 +585,9 @@ fn on_frame(
             if refused_conversation {
                 journal.cover("continuation_refused");
             }
+            if let Some(message) = error.as_ref().map(|e| e.message.as_str()) {
+                cover_refusal(message, &mut journal);
+            }
             let index = spec.calls.iter().position(|c| c.request_id == *request_id);
             if *ok {
                 state.ok_results += 1;
@@ -608,6 +611,19 @@ fn on_frame(
         return Some(state.last_seq);
     }
     None
+}
+
+/// Coverage of the refusals the files-and-search scenario must reach.
+fn cover_refusal(message: &str, journal: &mut crate::journal::Journal) {
+    if message.contains("while it was read") {
+        journal.cover("file_changed_mid_call_refused");
+    }
+    if message.contains("outside the allowed roots") {
+        journal.cover("file_outside_roots_refused");
+    }
+    if message.contains(exaid::config::key::EXAI_TOOL_ROUNDS_MAX) {
+        journal.cover("tool_rounds_exhausted");
+    }
 }
 
 /// Check an ok answer against what its call expects; remember a workflow's
@@ -663,6 +679,19 @@ fn check_answer(
                 journal.cover("consensus_answered");
             }
         }
+    }
+    let metadata = &output["metadata"];
+    if metadata["files"]["skipped"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty())
+    {
+        journal.cover("file_skipped_named");
+    }
+    if metadata["web_search"]["sources"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty())
+    {
+        journal.cover("web_search_sources");
     }
     if let Some(id) = output["continuation_offer"]["continuation_id"].as_str() {
         state

@@ -40,6 +40,47 @@ pub enum OnRead {
 /// scenario: nothing outside it may ever be read.
 pub const PROJECT_ROOT: &str = "/project";
 
+/// A project a scenario lays out on the simulated disk, and how it changes during the run.
+#[derive(Debug, Clone, Default)]
+pub struct DiskPlan {
+    /// Files written before the run: path and size in bytes.
+    pub files: Vec<(String, usize)>,
+    /// Links made before the run: path and target (which may lie outside the root).
+    pub links: Vec<(String, String)>,
+    /// Changes during the run: at virtual ms, to a path.
+    pub changes: Vec<(u64, String, DiskChange)>,
+}
+
+impl DiskPlan {
+    /// Whether the plan lays out `path` itself or something below it (a folder).
+    pub fn holds(&self, path: &str) -> bool {
+        let path = Path::new(path);
+        self.files
+            .iter()
+            .any(|(p, _)| Path::new(p).starts_with(path))
+            || self.links.iter().any(|(p, _)| Path::new(p) == path)
+    }
+}
+
+/// One change to one file of a [`DiskPlan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskChange {
+    /// The file gets new contents of this size (created if it was gone).
+    Rewrite(usize),
+    /// The file is gone.
+    Remove,
+    /// The file gets new contents of this size between the daemon's look and its read.
+    RewriteOnNextRead(usize),
+    /// The file vanishes between the daemon's look and its read.
+    RemoveOnNextRead,
+}
+
+/// `bytes` bytes of text naming `path` on every line: what a simulated source file holds.
+pub fn contents(path: &str, bytes: usize) -> Vec<u8> {
+    let line = format!("// {path}: simulated source line\n");
+    line.bytes().cycle().take(bytes).collect()
+}
+
 /// The simulated file system. Cloning shares the tree, the witness and the pending changes.
 #[derive(Debug, Clone, Default)]
 pub struct SimFs {
@@ -60,11 +101,18 @@ impl SimFs {
         }
     }
 
-    /// A file system holding every file the clients' calls name (`relevant_files`, `files`),
-    /// each with a line that names it, under [`PROJECT_ROOT`].
-    pub fn for_clients(clients: &[crate::client::ClientSpec]) -> SimFs {
+    /// A file system holding the plan's project (`disk`), then every other file the
+    /// clients' calls name (`relevant_files`, `files`), each with a line that names it, under
+    /// [`PROJECT_ROOT`].
+    pub fn for_clients(clients: &[crate::client::ClientSpec], disk: &DiskPlan) -> SimFs {
         let fs = SimFs::new();
         fs.tree.mkdir(PROJECT_ROOT);
+        for (path, bytes) in &disk.files {
+            fs.tree.write(path, contents(path, *bytes));
+        }
+        for (path, target) in &disk.links {
+            fs.tree.symlink(path, target);
+        }
         let named = clients
             .iter()
             .flat_map(|client| &client.calls)
@@ -73,12 +121,27 @@ impl SimFs {
             .flatten()
             .filter_map(|path| path.as_str());
         for path in named {
+            if disk.holds(path) {
+                continue;
+            }
             if let Some(folder) = std::path::Path::new(path).parent() {
                 fs.tree.mkdir(folder);
             }
             fs.tree.write(path, format!("// the file {path}\n"));
         }
         fs
+    }
+
+    /// Make one planned change, now.
+    pub fn change(&self, path: &str, change: &DiskChange) {
+        match change {
+            DiskChange::Rewrite(bytes) => self.tree.write(path, contents(path, *bytes)),
+            DiskChange::Remove => self.tree.remove(path),
+            DiskChange::RewriteOnNextRead(bytes) => {
+                self.on_next_read(path, OnRead::Replace(contents(path, *bytes)));
+            }
+            DiskChange::RemoveOnNextRead => self.on_next_read(path, OnRead::Remove),
+        }
     }
 
     /// The tree, to create, change and remove entries.

@@ -32,6 +32,15 @@ pub enum Invariant {
     /// 9: no file outside the daemon's roots is ever read (the simulated file system is the
     /// witness).
     FilesWithinRoots = 9,
+    /// 10: the files a provider receives in a call's message are well formed (each between
+    /// a BEGIN and an END marker, its declared size its real one) and together within the
+    /// call's budget (the configured share of the model's context window); the provider is
+    /// the witness.
+    EmbeddedWithinBudget = 10,
+    /// 11: a tool-call loop never exceeds its round limit, each round answers the previous
+    /// round's calls as the provider documents, and rounds run only where web search was
+    /// offered (the loop's end inside the deadline is invariant 4's).
+    ToolRoundsBounded = 11,
 }
 
 /// One broken invariant.

@@ -15,6 +15,7 @@ compile_error!(
 pub mod client;
 pub mod fs;
 pub mod hostile;
+pub mod inspect;
 pub mod isolate;
 pub mod journal;
 pub mod observer;

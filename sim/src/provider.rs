@@ -22,6 +22,7 @@ use exaid::provider::{
 use exaid::rt::BoxFuture;
 use madsim::rand::{Rng, thread_rng};
 
+use crate::inspect::Rules;
 use crate::journal::{Invariant, JournalRef, lock, now_ms};
 
 /// Relative weights of each behaviour: one attempt draws one.
@@ -297,6 +298,8 @@ impl Drop for Ticket {
 pub struct SimProvider {
     /// `kimi`, `glm`.
     name: String,
+    /// What every request it receives must obey (`inspect`).
+    rules: Arc<Rules>,
     /// Its models.
     models: Vec<String>,
     /// The fault mix.
@@ -318,9 +321,11 @@ impl SimProvider {
         witness: Arc<Witness>,
         calm: Arc<AtomicBool>,
         journal: JournalRef,
+        rules: Arc<Rules>,
     ) -> SimProvider {
         SimProvider {
             name: name.to_string(),
+            rules,
             models: models.iter().map(|m| m.to_string()).collect(),
             faults,
             witness,
@@ -341,6 +346,58 @@ pub fn answer_text(provider: &str, request: &ChatRequest) -> String {
         .map(|m| m.content.as_str())
         .unwrap_or("");
     format!("sim {provider}/{} answers: {prompt}", request.model)
+}
+
+/// A stable hash of a text (FNV-1a): how a simulated model decides, without drawing from
+/// the run's generator, how many search rounds a question needs.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A successful attempt's answer. Without web search: the text. With it, as each provider
+/// documents: Kimi stops for `$web_search` calls until the question has had its rounds (0 to
+/// the limit, so some questions ask once too often), GLM answers at once with its sources.
+fn answer(
+    provider: &str,
+    request: &ChatRequest,
+    rounds_max: u32,
+    journal: &JournalRef,
+) -> ChatResponse {
+    let mut response = ChatResponse {
+        text: answer_text(provider, request),
+        model: request.model.clone(),
+        ..Default::default()
+    };
+    if !request.web_search {
+        return response;
+    }
+    let rounds_done = request
+        .tool_turns
+        .iter()
+        .filter(|t| t["role"] == "assistant")
+        .count() as u64;
+    if rounds_done > 0 {
+        lock(journal).cover("tool_round_answered");
+    }
+    if provider != "kimi" {
+        response.sources = vec![serde_json::json!({
+            "title": "simulated page", "link": format!("https://sim.invalid/{}", fnv(&response.text) % 1000), "media": "sim"
+        })];
+        return response;
+    }
+    let wanted = fnv(&response.text) % (u64::from(rounds_max) + 1);
+    if rounds_done < wanted {
+        let arguments =
+            serde_json::json!({"search_result": {"search_id": format!("sim-{rounds_done}")}});
+        response.text = String::new();
+        response.tool_calls = vec![serde_json::json!({
+            "id": format!("call-{rounds_done}"), "type": "builtin_function",
+            "function": {"name": "$web_search", "arguments": arguments.to_string()},
+        })];
+    }
+    response
 }
 
 impl Provider for SimProvider {
@@ -366,6 +423,10 @@ impl Provider for SimProvider {
         _chunks: Option<ChunkSink>,
     ) -> BoxFuture<'static, Result<ChatResponse, ProviderError>> {
         let mut ticket = self.witness.arrive(&self.name);
+        for (invariant, why) in self.rules.inspect(&request) {
+            lock(&self.journal)
+                .violate(invariant, format!("provider {} received {why}", self.name));
+        }
         let now = now_ms();
         let in_storm = self
             .faults
@@ -388,6 +449,7 @@ impl Provider for SimProvider {
             latency.as_millis()
         ));
         let name = self.name.clone();
+        let rounds_max = self.rules.rounds_max;
         let witness = self.witness.clone();
         let journal = self.journal.clone();
         Box::pin(async move {
@@ -398,11 +460,7 @@ impl Provider for SimProvider {
             madsim::time::sleep(latency).await;
             ticket.finished = true;
             let result = match behaviour {
-                Behaviour::Ok => Ok(ChatResponse {
-                    text: answer_text(&name, &request),
-                    model: request.model.clone(),
-                    ..Default::default()
-                }),
+                Behaviour::Ok => Ok(answer(&name, &request, rounds_max, &journal)),
                 Behaviour::RateLimited(after) => {
                     if let Some(after) = after {
                         // The daemon receives this now: from here on it must wait.

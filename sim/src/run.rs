@@ -136,7 +136,19 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         .build();
     let (shared_tx, shared_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
     // The files the clients name, and the witness of every read the daemon makes.
-    let files = crate::fs::SimFs::for_clients(&plan.clients);
+    let files = crate::fs::SimFs::for_clients(&plan.clients, &plan.disk);
+    for (at_ms, path, change) in plan.disk.changes.clone() {
+        let (files, journal) = (files.clone(), journal.clone());
+        madsim::task::spawn(async move {
+            madsim::time::sleep(Duration::from_millis(at_ms)).await;
+            lock(&journal).record(format!("disk: {path} {change:?}"));
+            files.change(&path, &change);
+        });
+    }
+    let rules = Arc::new(crate::inspect::Rules::of(
+        &plan.config,
+        crate::fs::PROJECT_ROOT,
+    ));
     {
         let mut config = plan.config.clone();
         config.file_access.roots = vec![std::path::PathBuf::from(crate::fs::PROJECT_ROOT)];
@@ -157,8 +169,9 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
                 witness.clone(),
                 calm.clone(),
                 journal.clone(),
+                rules.clone(),
             );
-            let glm = SimProvider::new("glm", &GLM_MODELS, glm, witness, calm, journal);
+            let glm = SimProvider::new("glm", &GLM_MODELS, glm, witness, calm, journal, rules);
             let daemon = exaid::Daemon::builder(config, TOKEN.to_string(), rt)
                 .provider(Arc::new(kimi))
                 .provider(Arc::new(glm))

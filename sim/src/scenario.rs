@@ -35,6 +35,8 @@ pub struct Plan {
     pub shutdown: Option<(u64, u64)>,
     /// Hostile clients and when (virtual ms) each starts.
     pub hostiles: Vec<(crate::hostile::HostileKind, u64)>,
+    /// The project on the simulated disk beyond the files the calls name, and its changes.
+    pub disk: crate::fs::DiskPlan,
 }
 
 /// A named scenario.
@@ -59,7 +61,7 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-static SCENARIOS: [Scenario; 9] = [
+static SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "smoke",
         doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
@@ -200,6 +202,27 @@ static SCENARIOS: [Scenario; 9] = [
             "continuation_refused",
         ],
         plan: mixed_soak,
+    },
+    Scenario {
+        name: "files-and-search",
+        doc: "Tools that see the code: chats name files and folders (some outside the root, some \
+              missing, some over the budget) and may search the web; analyze sessions send their \
+              relevant files to the expert. Files change and vanish between calls and between \
+              the daemon's look and its read. Kimi stops for `$web_search` rounds (sometimes \
+              once too often), GLM answers with sources, rate limits land inside the rounds. The \
+              providers witness every message: files within the root, well formed and within \
+              the budget; rounds within their limit, each answering the last.",
+        must_reach: &[
+            "call_ok",
+            "file_skipped_named",
+            "file_changed_mid_call_refused",
+            "file_outside_roots_refused",
+            "tool_round_answered",
+            "tool_rounds_exhausted",
+            "web_search_sources",
+            "workflow_completed",
+        ],
+        plan: files_and_search,
     },
 ];
 
@@ -409,6 +432,7 @@ fn plan(
         variant,
         shutdown: None,
         hostiles: Vec::new(),
+        disk: crate::fs::DiskPlan::default(),
     }
 }
 
@@ -763,5 +787,155 @@ fn mixed_soak() -> Plan {
         planned.config.conversations.conversations_max = between(1, 6) as u32;
         planned.config.conversations.turns_max = between(2, 6) as u32;
     }
+    planned
+}
+
+/// The simulated project of `files-and-search`: sources of drawn sizes, a nested folder, a
+/// hidden and a build folder (never expanded), and a link leading outside the root to a
+/// secret that must never be read.
+fn project() -> crate::fs::DiskPlan {
+    let root = crate::fs::PROJECT_ROOT;
+    let mut files: Vec<(String, usize)> = (0..between(6, 14))
+        .map(|i| (format!("{root}/src/m{i}.rs"), between(40, 4_000) as usize))
+        .collect();
+    files.push((
+        format!("{root}/src/deep/inner.rs"),
+        between(40, 400) as usize,
+    ));
+    files.push((format!("{root}/.git/config"), 64));
+    files.push((format!("{root}/target/out.rs"), 64));
+    files.push(("/secret/key.txt".to_string(), 32));
+    let links = vec![(
+        format!("{root}/src/escape.rs"),
+        "/secret/key.txt".to_string(),
+    )];
+    crate::fs::DiskPlan {
+        files,
+        links,
+        changes: Vec::new(),
+    }
+}
+
+/// What one call of `files-and-search` names: a folder, some files, and now and then a path
+/// that must be refused (outside the root, through the link, or never there).
+fn named_files(disk: &crate::fs::DiskPlan) -> Vec<String> {
+    let root = crate::fs::PROJECT_ROOT;
+    let sources: Vec<&String> = disk
+        .files
+        .iter()
+        .map(|(path, _)| path)
+        .filter(|p| p.starts_with(&format!("{root}/src/m")))
+        .collect();
+    let mut named: Vec<String> = (0..between(1, 4))
+        .map(|_| sources[thread_rng().gen_range(0..sources.len())].clone())
+        .collect();
+    match between(0, 9) {
+        0 => named.push(format!("{root}/src")),
+        1 => named.push(format!("{root}/src/escape.rs")),
+        2 => named.push("/secret/key.txt".to_string()),
+        3 => named.push(format!("{root}/src/never.rs")),
+        _ => {}
+    }
+    named
+}
+
+/// Changes to the project while the calls run: rewrites, removals, and changes that land
+/// between the daemon's look at a file and its read.
+fn churn(disk: &mut crate::fs::DiskPlan, horizon_ms: u64) {
+    use crate::fs::DiskChange;
+    let sources: Vec<String> = disk
+        .files
+        .iter()
+        .map(|(path, _)| path.clone())
+        .filter(|p| p.contains("/src/m"))
+        .collect();
+    for _ in 0..between(4, 12) {
+        let path = sources[thread_rng().gen_range(0..sources.len())].clone();
+        let change = match between(0, 3) {
+            0 => DiskChange::Rewrite(between(40, 4_000) as usize),
+            1 => DiskChange::Remove,
+            2 => DiskChange::RewriteOnNextRead(between(40, 4_000) as usize),
+            _ => DiskChange::RemoveOnNextRead,
+        };
+        let at_ms = between(1, horizon_ms);
+        disk.changes.push((at_ms, path.clone(), change.clone()));
+        if matches!(change, DiskChange::Remove | DiskChange::RemoveOnNextRead) {
+            // The file comes back a while later (a checkout, a rebuild).
+            let size = between(40, 4_000) as usize;
+            disk.changes.push((
+                at_ms + between(500, 10_000),
+                path,
+                DiskChange::Rewrite(size),
+            ));
+        }
+    }
+    disk.changes.sort_by_key(|(at_ms, _, _)| *at_ms);
+}
+
+fn files_and_search() -> Plan {
+    let mut config = base_config();
+    config.tools.tool_rounds_max = between(2, 4) as u32;
+    config.file_access.files_per_call_max = between(3, 8) as u32;
+    config.file_access.file_bytes_max = between(1_500, 6_000);
+    config.file_access.context_share_percent = between(5, 30) as u32;
+    // Two models that may search, with a small window so the budget binds.
+    config.models.facts = [KIMI_MODELS[0], GLM_MODELS[0]]
+        .iter()
+        .map(|model| exaid::config::FactsOverride {
+            model: model.to_string(),
+            context_tokens: Some(8_192),
+            vision: None,
+            web_search: Some(true),
+            thinking: None,
+        })
+        .collect();
+    let mut disk = project();
+    let spread_ms = 20_000;
+    let models = [KIMI_MODELS[0], GLM_MODELS[0], KIMI_MODELS[1]];
+    let clients: Vec<ClientSpec> = (0..between(2, 5))
+        .map(|c| {
+            let mut calls = Vec::new();
+            for i in 0..between(3, 8) {
+                let request_id = format!("c{c}-r{i}");
+                let model = models[thread_rng().gen_range(0..models.len())];
+                let send_at_ms = between(1, spread_ms);
+                if chance(0.3) {
+                    let mut session = workflow_session(&request_id, "analyze", model, send_at_ms);
+                    for step in &mut session {
+                        step.arguments["relevant_files"] = json!(named_files(&disk));
+                        step.arguments["use_websearch"] = json!(true);
+                    }
+                    calls.extend(session);
+                    continue;
+                }
+                let arguments = json!({
+                    "prompt": format!("question {request_id}"), "model": model,
+                    "files": named_files(&disk), "use_websearch": chance(0.7),
+                });
+                calls.push(CallSpec::question(
+                    request_id, "chat", arguments, send_at_ms,
+                ));
+            }
+            ClientSpec {
+                name: format!("client{c}"),
+                calls,
+                disconnect_at_ms: None,
+                resume_after_ms: None,
+                ack_every_frames: 0,
+            }
+        })
+        .collect();
+    churn(&mut disk, spread_ms + 10_000);
+    let faults = Faults {
+        calm: Weights {
+            ok: 8,
+            rate_limit_ms: 1,
+            server_error: 1,
+            ..Weights::default()
+        },
+        ..Faults::healthy((between(10, 300), between(300, 2_000)))
+    };
+    let mut planned = plan(config, faults.clone(), faults, clients, "files");
+    planned.disk = disk;
     planned
 }
