@@ -26,6 +26,7 @@ use crate::error::{CallError, ErrorCode};
 use crate::observe::PauseReason;
 use crate::phase::{Phase, PhaseCell};
 use crate::protocol::{ProgressPhase, ServerFrame};
+use crate::provider::Chunk;
 use crate::retry::handle::{Caller, ChunkSinks, HandleCount, ProviderHandle};
 use crate::rt::{Instant, Rt};
 use crate::session::{Session, StopReason};
@@ -247,12 +248,16 @@ fn chunk_sinks(
         let rt = rt.clone();
         let request_id = request_id.clone();
         let message = format!("streaming from provider {provider}");
-        Arc::new(move |chunk: &str| {
+        Arc::new(move |chunk: Chunk<'_>| {
             let now = rt.now();
+            let (phase, chunk) = match chunk {
+                Chunk::Text(text) => (ProgressPhase::Streaming, text),
+                Chunk::Reasoning(thought) => (ProgressPhase::Reasoning, thought),
+            };
             let frame = ServerFrame::Progress {
                 request_id: request_id.clone(),
                 message: message.clone(),
-                phase: ProgressPhase::Streaming,
+                phase,
                 elapsed_secs: round_ms(now.saturating_since(accepted_at)),
                 remaining_secs: round_ms(deadline.saturating_since(now)),
                 waiting_for: None,

@@ -96,7 +96,8 @@ async fn serves_a_chat_call_on_embedded_defaults() {
             "b2",
             "debug",
             json!({"step": "why", "step_number": 1, "total_steps": 1,
-                   "next_step_required": false, "findings": "from outside"}),
+                   "next_step_required": false, "findings": "from outside",
+                   "issues_found": [{"severity": "low", "description": "odd"}]}),
         )
         .await;
     let result = client.result("b2").await;

@@ -401,6 +401,7 @@ async fn images_are_refused_for_a_model_without_vision_and_when_they_are_not_ima
     // A workflow's expert is checked at every step, so the mismatch shows at step 1.
     let step = json!({"step": "Look at the layout", "step_number": 1, "total_steps": 2,
                       "next_step_required": true, "findings": "overlap", "images": [shot],
+                      "relevant_files": [shot],
                       "model": "glm-4.6"});
     client.call("n5", "analyze", step).await;
     let result = client.result("n5").await;

@@ -58,9 +58,10 @@ async fn chat_with_a_kimi_model_answers_with_the_providers_text() {
     assert_eq!(request.path, "/kimi/v1/chat/completions");
     assert_eq!(request.authorization, format!("Bearer {KEY}"));
     assert_eq!(request.body["model"], "kimi-k2-turbo-preview");
+    assert_eq!(request.body["messages"][0]["role"], "system");
     assert_eq!(
-        request.body["messages"],
-        json!([{"role": "user", "content": "hi"}])
+        request.body["messages"][1],
+        json!({"role": "user", "content": "hi"})
     );
     // Kimi accepts temperatures in [0, 1] only.
     assert_eq!(request.body["temperature"], 1.0);
@@ -566,10 +567,19 @@ async fn analyze_searches_by_default_and_codereview_only_when_asked() {
         Reply::Text("Expert view.".into()),
     ])
     .await;
-    let daemon = start(|c| mock.kimi(c)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::write(root.join("lib.rs"), "pub fn f() {}\n").unwrap();
+    let roots = vec![root.clone()];
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.file_access.roots = roots;
+    })
+    .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     let step = json!({"step": "look", "step_number": 1, "total_steps": 1,
-                      "next_step_required": false, "findings": "f"});
+                      "next_step_required": false, "findings": "f",
+                      "relevant_files": [root.join("lib.rs").display().to_string()]});
     client.call("a", "analyze", step.clone()).await;
     let output = output_of(&client.result("a").await);
     assert_eq!(output["metadata"]["web_search"]["rounds"], 2, "{output}");

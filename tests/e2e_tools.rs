@@ -318,14 +318,14 @@ async fn chat_continues_a_workflow_conversation_and_sees_its_turns() {
         &call(
             &mut client,
             "w1",
-            "analyze",
+            "debug",
             json!({"step": "Map the storage layer", "step_number": 1, "total_steps": 3,
                    "next_step_required": true,
                    "findings": "FINDING-ALPHA: writes go through one mutex"}),
         )
         .await,
     );
-    assert_eq!(step["status"], "pause_for_analyze");
+    assert_eq!(step["status"], "pause_for_debug");
     let id = continuation_id(&step);
 
     let chat = output(
@@ -352,7 +352,7 @@ async fn chat_continues_a_workflow_conversation_and_sees_its_turns() {
         &call(
             &mut client,
             "w3",
-            "analyze",
+            "debug",
             json!({"step": "Done", "step_number": 2, "total_steps": 2,
                    "next_step_required": false, "findings": "FINDING-BETA",
                    "continuation_id": id}),
@@ -414,7 +414,6 @@ async fn validation_errors_name_the_field() {
                "next_step_required": next, "findings": "f"})
     };
     let mut cases: Vec<(&str, Value, &str, &str)> = vec![
-        ("debug", step(3, 2, true), "step_number", "past total_steps"),
         ("debug", step(0, 2, true), "step_number", "at least 1"),
         (
             "debug",
@@ -583,7 +582,12 @@ async fn profiles_and_tool_lists_decide_what_is_served() {
 
 #[tokio::test]
 async fn every_tool_is_listed_with_a_schema_and_answers_offline() {
-    let daemon = start(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let lib = root.join("lib.rs");
+    std::fs::write(&lib, "pub fn f() {}\n").unwrap();
+    let roots = vec![root.clone()];
+    let daemon = start(move |c| c.file_access.roots = roots).await;
     let (mut client, _) = Client::ready(daemon.addr).await;
     client
         .send(json!({"op": "list_tools", "request_id": "lt"}))
@@ -609,7 +613,8 @@ async fn every_tool_is_listed_with_a_schema_and_answers_offline() {
     }
 
     let final_step = json!({"step": "Look at src/lib.rs", "step_number": 1, "total_steps": 1,
-                            "next_step_required": false, "findings": "nothing odd"});
+                            "next_step_required": false, "findings": "nothing odd",
+                            "relevant_files": [lib.display().to_string()]});
     for name in BUILTIN_TOOL_NAMES {
         let arguments = match *name {
             "chat" | "challenge" => json!({"prompt": "Tabs are better than spaces"}),
@@ -619,6 +624,11 @@ async fn every_tool_is_listed_with_a_schema_and_answers_offline() {
             "consensus" => {
                 let mut a = final_step.clone();
                 a["models"] = json!([{"model": "auto"}]);
+                a
+            }
+            "precommit" => {
+                let mut a = final_step.clone();
+                a["path"] = json!(root.display().to_string());
                 a
             }
             _ => final_step.clone(),
@@ -682,19 +692,19 @@ async fn no_argument_is_dropped_in_silence() {
         &mut client,
         "ignored",
         "chat",
-        json!({"prompt": "hi", "thinking_mode": "low", "use_websearch": false}),
+        json!({"prompt": "hi", "stream": true, "use_websearch": false}),
     )
     .await;
     let result = output(&result);
     assert_eq!(
         result["metadata"]["ignored_arguments"],
-        json!(["thinking_mode"]),
+        json!(["stream"]),
         "{result}"
     );
     assert!(content(&result).contains("[offline]"));
     let step = json!({"step": "s", "step_number": 1, "total_steps": 1,
                       "next_step_required": false, "findings": "f", "thinking_mode": "high"});
-    let result = output(&call(&mut client, "ignored-step", "debug", step).await);
+    let result = output(&call(&mut client, "ignored-step", "tracer", step).await);
     assert_eq!(
         result["metadata"]["ignored_arguments"],
         json!(["thinking_mode"])

@@ -613,6 +613,46 @@ fn on_frame(
     None
 }
 
+/// An expert's answer as the simulated provider shaped it (`provider::structure`): a parsed
+/// object carries the call's own marker in its summary; a parse failure is returned only for
+/// text that holds no complete object; a cut answer is marked.
+fn check_expert(
+    call: &CallSpec,
+    analysis: &Value,
+    metadata: &Value,
+    journal: &mut crate::journal::Journal,
+) -> Result<(), String> {
+    let raw = analysis["raw_analysis"].as_str().unwrap_or("");
+    let own = match &call.expect {
+        Expect::Answer(markers) => markers.last().cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    if let Some(parsed) = analysis.get("parsed") {
+        let summary = parsed["summary"].as_str().unwrap_or("");
+        if !summary.contains(&own) || parsed["status"] != analysis["status"] {
+            return Err(format!("its parsed analysis lost the answer: {analysis}"));
+        }
+        journal.cover(if raw.starts_with("Here is") {
+            "expert_fenced_json_parsed"
+        } else {
+            "expert_json_parsed"
+        });
+    } else if analysis.get("parse_error").is_some() {
+        if serde_json::from_str::<Value>(raw).is_ok_and(|v| v.get("status").is_some()) {
+            return Err(format!("a whole JSON answer was not parsed: {analysis}"));
+        }
+        journal.cover("expert_parse_error_returned");
+    } else {
+        return Err(format!(
+            "an analysis neither parsed nor refused: {analysis}"
+        ));
+    }
+    if metadata["truncated"] == true {
+        journal.cover("answer_truncated_marked");
+    }
+    Ok(())
+}
+
 /// Coverage of the refusals the files-and-search scenario must reach.
 fn cover_refusal(message: &str, journal: &mut crate::journal::Journal) {
     if message.contains("while it was read") {
@@ -679,6 +719,16 @@ fn check_answer(
                 journal.cover("consensus_answered");
             }
         }
+    }
+    let analysis = output
+        .get("expert_analysis")
+        .filter(|a| a.get("raw_analysis").is_some());
+    if let Some(Err(why)) = analysis.map(|a| check_expert(call, a, &output["metadata"], journal)) {
+        let detail = format!(
+            "{} got a wrong answer for {}: {why}",
+            spec.name, call.request_id
+        );
+        journal.violate(Invariant::ExactlyOnce, detail);
     }
     let metadata = &output["metadata"];
     if metadata["files"]["skipped"]

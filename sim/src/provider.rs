@@ -370,6 +370,9 @@ fn answer(
         model: request.model.clone(),
         ..Default::default()
     };
+    if asks_for_json(request) {
+        structure(&mut response);
+    }
     if !request.web_search {
         return response;
     }
@@ -398,6 +401,33 @@ fn answer(
         })];
     }
     response
+}
+
+/// Whether the request is a workflow expert's, whose prompt asks for one JSON object.
+fn asks_for_json(request: &ChatRequest) -> bool {
+    request
+        .messages
+        .first()
+        .is_some_and(|m| m.role == Role::System && m.content.contains("files_required_to_continue"))
+}
+
+/// The expert's answer in one of the shapes real models give, chosen by the text's hash (no
+/// draw from the run's generator): a JSON object, one in a code fence after a sentence, prose
+/// that is no JSON, or an object cut at the token limit. The answer text stays in every shape,
+/// so the client can still check it answers its own question.
+fn structure(response: &mut ChatResponse) {
+    let said = std::mem::take(&mut response.text);
+    let object = serde_json::json!({"status": "analysis_complete", "summary": said});
+    response.text = match fnv(&said) % 4 {
+        0 => object.to_string(),
+        1 => format!("Here is my analysis.\n```json\n{object:#}\n```"),
+        2 => format!("{said}\n(no JSON this time)"),
+        _ => {
+            response.truncated = true;
+            let whole = object.to_string();
+            whole[..whole.len() - 2].to_string()
+        }
+    };
 }
 
 impl Provider for SimProvider {

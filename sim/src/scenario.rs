@@ -209,8 +209,9 @@ static SCENARIOS: [Scenario; 10] = [
               missing, some over the budget) and may search the web; analyze sessions send their \
               relevant files to the expert. Files change and vanish between calls and between \
               the daemon's look and its read. Kimi stops for `$web_search` rounds (sometimes \
-              once too often), GLM answers with sources, rate limits land inside the rounds. The \
-              providers witness every message: files within the root, well formed and within \
+              once too often), GLM answers with sources, rate limits land inside the rounds; the \
+              experts answer in JSON, fenced JSON, prose or cut short, and each must come back \
+              parsed or with its parse error. The providers witness every message: files within the root, well formed and within \
               the budget; rounds within their limit, each answering the last.",
         must_reach: &[
             "call_ok",
@@ -221,6 +222,10 @@ static SCENARIOS: [Scenario; 10] = [
             "tool_rounds_exhausted",
             "web_search_sources",
             "workflow_completed",
+            "expert_json_parsed",
+            "expert_fenced_json_parsed",
+            "expert_parse_error_returned",
+            "answer_truncated_marked",
         ],
         plan: files_and_search,
     },
@@ -315,6 +320,11 @@ fn workflow_session(base_id: &str, tool: &str, model: &str, send_at_ms: u64) -> 
                 "relevant_files": [format!("{}/src/{base_id}.rs", crate::fs::PROJECT_ROOT)],
                 "model": model,
             });
+            let mut arguments = arguments;
+            if tool == "precommit" {
+                // The original's step-1 requirement: the repository the changes are in.
+                arguments["path"] = json!(crate::fs::PROJECT_ROOT);
+            }
             let expect = if last {
                 Expect::Answer(ids.iter().map(|id| format!("question {id}")).collect())
             } else {
@@ -618,6 +628,8 @@ fn incident_2025_10_31() -> Plan {
                 "step_number": 1, "total_steps": 1, "next_step_required": false,
                 "findings": format!("question {request_id}"),
                 "model": KIMI_MODELS[0],
+                // What the expert analyses: without it, the step would finish locally.
+                "relevant_files": [format!("{}/src/daemon.rs", crate::fs::PROJECT_ROOT)],
             });
             CallSpec::question(request_id, "debug", arguments, between(1, 2_000))
         })

@@ -59,6 +59,8 @@ pub enum ProgressPhase {
     Backoff,
     /// Streaming answer text (`chunk`).
     Streaming,
+    /// Streaming the model's reasoning (`chunk`), which is not part of the answer.
+    Reasoning,
 }
 
 impl ProgressPhase {
@@ -71,6 +73,7 @@ impl ProgressPhase {
             ProgressPhase::RateLimited => "rate_limited",
             ProgressPhase::Backoff => "backoff",
             ProgressPhase::Streaming => "streaming",
+            ProgressPhase::Reasoning => "reasoning",
         }
     }
 }

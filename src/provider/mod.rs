@@ -108,6 +108,10 @@ pub struct ChatRequest {
     /// (`rounds::answer_tool_calls`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_turns: Vec<serde_json::Value>,
+    /// The model's thinking switch (`tools::thinking`): `Some(on)` only for a model whose
+    /// facts say it has one; `None` sends nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<bool>,
 }
 
 /// A successful completion.
@@ -122,6 +126,9 @@ pub struct ChatResponse {
     pub tool_calls: Vec<serde_json::Value>,
     /// The web pages the provider searched, where it returns them (GLM's `web_search`).
     pub sources: Vec<serde_json::Value>,
+    /// The answer stopped at the output token limit (`finish_reason: length`): it is cut
+    /// short, and the result says so.
+    pub truncated: bool,
 }
 
 /// What kind of rate limit a provider reported.
@@ -229,9 +236,19 @@ impl fmt::Display for ProviderError {
     }
 }
 
-/// Where a streaming attempt sends each chunk of text as it arrives (the call turns them
-/// into progress frames). Called on the attempt's own task; must not block.
-pub type ChunkSink = Arc<dyn Fn(&str) + Send + Sync>;
+/// One piece of a streamed answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// Answer text: it is also part of the final answer.
+    Text(&'a str),
+    /// The model's reasoning (GLM's `reasoning_content` when thinking is on): shown as
+    /// progress, never part of the answer.
+    Reasoning(&'a str),
+}
+
+/// Where a streaming attempt sends each chunk as it arrives (the call turns them into
+/// progress frames). Called on the attempt's own task; must not block.
+pub type ChunkSink = Arc<dyn Fn(Chunk<'_>) + Send + Sync>;
 
 /// One LLM provider.
 pub trait Provider: Send + Sync + 'static {

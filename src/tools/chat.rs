@@ -12,6 +12,7 @@ use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::embed::{Known, Lines, embed, known_in};
 use crate::tools::images::{attach, refuse_unless_vision};
 use crate::tools::output::{ContentType, ToolOutput};
+use crate::tools::thinking::{Thinking, ThinkingMode};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
 /// Arguments of `chat`. The original's arguments it does not use yet are accepted and named
@@ -57,6 +58,21 @@ pub struct ChatArgs {
     /// `web_search`), for models that can; default on (`EXAI_WEBSEARCH_DEFAULT` overrides).
     #[serde(default)]
     pub use_websearch: Option<bool>,
+    /// How hard the model should think before answering (minimal turns thinking off), for
+    /// models with a thinking mode; metadata.thinking says whether it was applied.
+    #[serde(default)]
+    pub thinking_mode: Option<ThinkingMode>,
+}
+
+/// `chat`'s own system prompt; a caller's `system_prompt` follows it.
+pub const CHAT_PROMPT: &str = include_str!("prompts/chat.txt");
+
+/// The system message: exaid's prompt, then the caller's instructions, if any.
+fn system_message(caller: Option<String>) -> String {
+    match caller.filter(|s| !s.trim().is_empty()) {
+        Some(extra) => format!("{CHAT_PROMPT}\n\nThe caller adds these instructions:\n{extra}"),
+        None => CHAT_PROMPT.to_string(),
+    }
 }
 
 /// The `chat` tool.
@@ -80,10 +96,10 @@ impl Tool for Chat {
             Some(id) => Some(env.conversations().snapshot(id, env.now())?),
             None => None,
         };
-        let mut messages = Vec::new();
-        if let Some(system) = args.system_prompt.filter(|s| !s.trim().is_empty()) {
-            messages.push(ChatMessage::new(Role::System, system));
-        }
+        let mut messages = vec![ChatMessage::new(
+            Role::System,
+            system_message(args.system_prompt),
+        )];
         if let Some(snapshot) = &earlier {
             if let Some(note) = snapshot.history.truncation_note() {
                 messages.push(ChatMessage::new(Role::System, format!("Note: {note}.")));
@@ -101,12 +117,15 @@ impl Tool for Chat {
                 .facts(&resolved.model)
                 .web_search;
         let rounds_max = env.settings().tool_rounds_max;
+        let facts = env.providers().model_table().facts(&resolved.model);
+        let thinking = Thinking::decide(args.thinking_mode, facts.thinking);
         let request = ChatRequest {
             web_search,
             model: resolved.model.clone(),
             messages,
             temperature: args.temperature,
             max_tokens: args.max_tokens,
+            thinking: thinking.applied(),
             ..Default::default()
         };
         let continuation_id = args.continuation_id;
@@ -114,6 +133,7 @@ impl Tool for Chat {
         let files = Files {
             named: args.files,
             images: args.images,
+            thinking,
             known: earlier
                 .as_ref()
                 .map(|s| known_in(&s.turns))
@@ -131,6 +151,8 @@ struct Files {
     named: Vec<String>,
     /// `images`, as the caller sent them (the model takes images: checked at planning).
     images: Vec<String>,
+    /// The thinking mode asked for, and whether the model gets it.
+    thinking: Thinking,
     /// What the earlier turns carry (an unchanged file is referred to, not sent again).
     known: Known,
 }
@@ -199,6 +221,8 @@ async fn answer(
     .model(provider.provider_name(), &response.model)
     .files(embedding.metadata)
     .images(images.metadata)
-    .web_search(web_search, rounds, &response.sources);
+    .web_search(web_search, rounds, &response.sources)
+    .thinking(files.thinking.metadata())
+    .truncated(response.truncated);
     Ok(output.continuation(&id, history).render())
 }

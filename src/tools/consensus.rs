@@ -140,18 +140,20 @@ pub static CONSENSUS: Spec = Spec {
     closing_actions: &["Send the final step with next_step_required false to consult the models"],
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[],
+    step_one_requires: &[],
 };
 
 /// The system prompt of one consultation.
 fn consult_prompt(stance: Stance, custom: Option<&str>) -> String {
     format!(
-        "You are one of several expert reviewers asked for an opinion on a technical proposal. \
-         Give a clear verdict first, then the reasoning: technical feasibility, fit with the \
-         existing system, risks, costs, alternatives, and what would change your mind. Be \
-         specific and brief.\n\n{}",
+        "{CONSENSUS_PROMPT}\n\nYour stance: {}",
         custom.unwrap_or(stance.instructions())
     )
 }
+
+/// What every consulted model is told before its stance (`tools/prompts/consensus.txt`).
+pub const CONSENSUS_PROMPT: &str = include_str!("prompts/consensus.txt");
 
 /// The `consensus` tool.
 pub struct Consensus;
@@ -176,7 +178,7 @@ impl Tool for Consensus {
     }
 
     fn plan(&self, args: ConsensusArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
-        let input = StepInput {
+        let mut input = StepInput {
             record: StepRecord {
                 findings: args.findings,
                 relevant_files: args.relevant_files,
@@ -188,7 +190,9 @@ impl Tool for Consensus {
             backtrack_from_step: None,
             continuation_id: args.step.continuation_id,
             confidence: None,
+            total_steps_adjusted_from: None,
         };
+        input.adjust_total_steps();
         let snapshot = workflow::validate(&input, env)?;
         let earlier = snapshot
             .map(|s| s.steps_of(CONSENSUS.name))

@@ -86,7 +86,6 @@ const fn in_args(name: &'static str, shape: Shape) -> Ignored {
 
 /// `chat`.
 pub const CHAT: &[Ignored] = &[
-    new("thinking_mode", Shape::Text),
     new("stream", Shape::Flag),
     new("kimi_thinking", Shape::Text),
 ];
@@ -102,12 +101,12 @@ pub const CHALLENGE: &[Ignored] = &[
 ];
 
 /// The investigation tools that end with an expert analysis.
-pub const INVESTIGATION: &[Ignored] = &[new("thinking_mode", Shape::Text)];
+pub const INVESTIGATION: &[Ignored] = &[];
 
 /// `docgen` and `tracer`: they complete locally, so the model choice is unused too.
 pub const LOCAL_INVESTIGATION: &[Ignored] = &[
     in_args("images", Shape::Texts),
-    new("thinking_mode", Shape::Text),
+    in_args("thinking_mode", Shape::Text),
     in_args("use_websearch", Shape::Flag),
     in_args("model", Shape::Text),
     in_args("temperature", Shape::Number),

@@ -13,7 +13,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::tools::tool::{DynTool, register};
-use crate::tools::workflow::{InvestigationArgs, NoOptions, Spec, Workflow, WorkflowTool};
+use crate::tools::workflow::{
+    Confidence, InvestigationArgs, NoOptions, Spec, Workflow, WorkflowTool,
+};
 
 /// Severities a review can be limited to.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
@@ -301,13 +303,7 @@ pub static ANALYZE: Spec = Spec {
             "What this step found: structure, patterns, risks, strengths, with evidence.",
         ),
     ],
-    expert_prompt: Some(
-        "You are a senior software architect. You receive the record of a step-by-step code \
-         analysis made by another engineer. Assess the architecture, scalability, performance, \
-         maintainability and security posture it describes. Separate what the evidence shows \
-         from speculation, rank the problems by impact, and give concrete, prioritized \
-         recommendations with the files and functions they concern.",
-    ),
+    expert_prompt: Some(include_str!("prompts/analyze.txt")),
     first_actions: INVESTIGATE_FIRST,
     middle_actions: &[
         "Map the main components, their responsibilities and their dependencies",
@@ -317,6 +313,8 @@ pub static ANALYZE: Spec = Spec {
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
     websearch_default: true,
+    skip_confidence: &[],
+    step_one_requires: &["relevant_files"],
 };
 
 /// `codereview`.
@@ -337,13 +335,7 @@ pub static CODEREVIEW: Spec = Spec {
                         locations.",
         ),
     ],
-    expert_prompt: Some(
-        "You are an expert code reviewer. You receive the record of a step-by-step review made by \
-         another engineer. Check its issues, find what it missed, and judge correctness, security, \
-         performance, maintainability and architecture. For every issue give the severity \
-         (critical, high, medium, low), the location, why it matters and the fix. Do not pad the \
-         review with style nits when there are real problems.",
-    ),
+    expert_prompt: Some(include_str!("prompts/codereview.txt")),
     first_actions: INVESTIGATE_FIRST,
     middle_actions: &[
         "Review the next part of the code for correctness, security and performance problems",
@@ -353,6 +345,8 @@ pub static CODEREVIEW: Spec = Spec {
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[Confidence::Certain],
+    step_one_requires: &["relevant_files"],
 };
 
 /// `debug`.
@@ -373,13 +367,7 @@ pub static DEBUG: Spec = Spec {
                         reproduction results.",
         ),
     ],
-    expert_prompt: Some(
-        "You are an expert debugger. You receive the record of a step-by-step investigation of a \
-         bug made by another engineer: symptoms, code examined, hypotheses and evidence. Identify \
-         the most likely root cause, with the evidence that supports it, rank the alternatives, \
-         and give the minimal fix and how to verify it. If the evidence is not enough to decide, \
-         say exactly what to check next.",
-    ),
+    expert_prompt: Some(include_str!("prompts/debug.txt")),
     first_actions: &[
         "Reproduce or pin down the symptoms: exact errors, logs, inputs and conditions",
         "Find the code paths involved and list what you examined in files_checked",
@@ -397,6 +385,8 @@ pub static DEBUG: Spec = Spec {
     ],
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[Confidence::Certain],
+    step_one_requires: &[],
 };
 
 /// `docgen`.
@@ -432,6 +422,8 @@ pub static DOCGEN: Spec = Spec {
     ],
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[],
+    step_one_requires: &[],
 };
 
 /// `precommit`.
@@ -451,13 +443,7 @@ pub static PRECOMMIT: Spec = Spec {
             "What this step found in the changes: problems, missing pieces, risks.",
         ),
     ],
-    expert_prompt: Some(
-        "You are an expert reviewer validating changes before they are committed. You receive the \
-         record of another engineer's inspection of a change set. Judge whether the changes do \
-         what they intend, completely and safely: bugs, missing tests, security issues, \
-         regressions, leftover debug code, breaking changes. Give each issue a severity and a \
-         fix, and say whether the change is ready to commit.",
-    ),
+    expert_prompt: Some(include_str!("prompts/precommit.txt")),
     first_actions: &[
         "Look at the whole diff (staged and unstaged as configured) and list the changed files",
         "Write down what the change is supposed to achieve",
@@ -471,6 +457,8 @@ pub static PRECOMMIT: Spec = Spec {
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[Confidence::Certain],
+    step_one_requires: &["path"],
 };
 
 /// `refactor`.
@@ -491,12 +479,7 @@ pub static REFACTOR: Spec = Spec {
                         locations.",
         ),
     ],
-    expert_prompt: Some(
-        "You are an expert in refactoring. You receive the record of another engineer's search \
-         for refactoring opportunities. Prioritize the opportunities by value and risk, describe \
-         each concrete change (what moves where, what gets split or renamed), and warn where a \
-         refactoring could change behaviour. Prefer small, safe, verifiable steps.",
-    ),
+    expert_prompt: Some(include_str!("prompts/refactor.txt")),
     first_actions: INVESTIGATE_FIRST,
     middle_actions: &[
         "Look for smells: long functions, duplication, deep nesting, unclear names",
@@ -506,6 +489,8 @@ pub static REFACTOR: Spec = Spec {
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[Confidence::AlmostCertain, Confidence::Certain],
+    step_one_requires: &["relevant_files"],
 };
 
 /// `secaudit`.
@@ -526,13 +511,7 @@ pub static SECAUDIT: Spec = Spec {
                         locations.",
         ),
     ],
-    expert_prompt: Some(
-        "You are an application security expert. You receive the record of another engineer's \
-         security audit. Assess the vulnerabilities it found and what it missed: injection, \
-         authentication and authorization, sensitive data, configuration, dependencies, and the \
-         compliance requirements given. Rate each finding (critical, high, medium, low) with its \
-         exploit scenario and remediation, most urgent first.",
-    ),
+    expert_prompt: Some(include_str!("prompts/secaudit.txt")),
     first_actions: &[
         "Identify the application's entry points, trust boundaries and sensitive data",
         "List what you examined in files_checked",
@@ -546,6 +525,8 @@ pub static SECAUDIT: Spec = Spec {
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[Confidence::Certain],
+    step_one_requires: &["relevant_files"],
 };
 
 /// `testgen`.
@@ -566,12 +547,7 @@ pub static TESTGEN: Spec = Spec {
                         patterns.",
         ),
     ],
-    expert_prompt: Some(
-        "You are an expert in software testing. You receive another engineer's study of the code \
-         to test. Propose the tests that matter most: the main behaviours, boundary values, error \
-         paths, concurrency and state issues, each with its name, setup, action and expected \
-         result, following the project's existing test patterns.",
-    ),
+    expert_prompt: Some(include_str!("prompts/testgen.txt")),
     first_actions: INVESTIGATE_FIRST,
     middle_actions: &[
         "Trace the main paths and list the behaviours each must show",
@@ -581,6 +557,8 @@ pub static TESTGEN: Spec = Spec {
     closing_actions: INVESTIGATE_CLOSING,
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[Confidence::Certain],
+    step_one_requires: &["relevant_files"],
 };
 
 /// `thinkdeep`.
@@ -600,12 +578,7 @@ pub static THINKDEEP: Spec = Spec {
             "What this step established or ruled out, with the reasoning behind it.",
         ),
     ],
-    expert_prompt: Some(
-        "You are a senior engineer giving a second opinion. You receive another engineer's \
-         step-by-step reasoning about a hard problem. Challenge its assumptions, find gaps and \
-         alternatives it missed, weigh the trade-offs, and say which conclusion the evidence \
-         supports and what to do next.",
-    ),
+    expert_prompt: Some(include_str!("prompts/thinkdeep.txt")),
     first_actions: &[
         "State the problem, the constraints and what is already known",
         "Lay out the candidate approaches or hypotheses",
@@ -622,6 +595,8 @@ pub static THINKDEEP: Spec = Spec {
     ],
     temperature: 0.7,
     websearch_default: false,
+    skip_confidence: &[Confidence::Certain],
+    step_one_requires: &[],
 };
 
 /// `tracer`.
@@ -656,6 +631,8 @@ pub static TRACER: Spec = Spec {
     ],
     temperature: 0.2,
     websearch_default: false,
+    skip_confidence: &[],
+    step_one_requires: &[],
 };
 
 /// `analyze`: the investigation engine with [`ANALYZE`]'s texts and [`AnalyzeOptions`].

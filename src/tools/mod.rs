@@ -22,6 +22,7 @@ pub mod chat;
 pub mod consensus;
 pub mod context;
 pub mod embed;
+pub mod expert;
 pub mod host;
 pub mod ignored;
 pub mod images;
@@ -32,6 +33,7 @@ pub mod planner;
 pub mod profile;
 pub mod registry;
 pub mod schema;
+pub mod thinking;
 pub mod tool;
 pub mod workflow;
 

@@ -94,6 +94,42 @@ impl ToolOutput {
         }
     }
 
+    /// Replace the status.
+    pub fn status(mut self, status: &str) -> ToolOutput {
+        self.status = status.to_string();
+        self
+    }
+
+    /// `metadata.thinking`, when the call asked for a thinking mode.
+    pub fn thinking(self, thinking: Option<Value>) -> ToolOutput {
+        match thinking {
+            Some(thinking) => self.meta("thinking", thinking),
+            None => self,
+        }
+    }
+
+    /// `metadata.truncated` and a note, when the answer stopped at the token limit.
+    pub fn truncated(self, truncated: bool) -> ToolOutput {
+        if !truncated {
+            return self;
+        }
+        self.meta("truncated", json!(true)).meta(
+            "truncated_note",
+            json!("The model stopped at its output token limit: the answer is cut short. Ask again with a larger max_tokens, or a narrower question."),
+        )
+    }
+
+    /// `total_steps_adjusted`, when a step's number was past `total_steps` (raised to it).
+    pub fn adjusted(self, from: Option<u32>) -> ToolOutput {
+        match from {
+            Some(from) => self.field(
+                "total_steps_adjusted",
+                json!({"from": from, "raised": true}),
+            ),
+            None => self,
+        }
+    }
+
     /// `metadata.images`, when the call sent images.
     pub fn images(self, images: Option<Value>) -> ToolOutput {
         match images {

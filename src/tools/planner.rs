@@ -83,6 +83,7 @@ impl StepArgs for PlannerArgs {
                 backtrack_from_step: None,
                 continuation_id: self.step.continuation_id,
                 confidence: None,
+                total_steps_adjusted_from: None,
             },
             ModelChoice {
                 model: self.model,
@@ -90,6 +91,7 @@ impl StepArgs for PlannerArgs {
                 use_assistant_model: Some(false),
                 use_websearch: None,
                 images: Vec::new(),
+                thinking_mode: None,
             },
         ))
     }
@@ -137,6 +139,8 @@ pub static PLANNER: Spec = Spec {
     ],
     temperature: 0.5,
     websearch_default: false,
+    skip_confidence: &[],
+    step_one_requires: &[],
 };
 
 /// `planner`: the workflow engine with [`PLANNER`]'s texts and [`PlannerArgs`].

@@ -28,11 +28,14 @@ use serde_json::{Map, Value, json};
 
 use crate::conversation::{History, Snapshot, StepRecord, Turn, describe_issue};
 use crate::error::{CallError, ErrorCode};
+use crate::provider::Resolved;
 use crate::provider::{ChatMessage, ChatRequest, Role};
 use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::embed::{Lines, embed, known_in};
+use crate::tools::expert::{self, analysis_block, files_required};
 use crate::tools::images::{attach, refuse_unless_vision};
 use crate::tools::output::{ContentType, ToolOutput};
+use crate::tools::thinking::{Thinking, ThinkingMode};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
 /// Most steps one investigation may have (`step_number`, `total_steps`).
@@ -200,6 +203,10 @@ pub struct InvestigationArgs<X> {
     #[serde(default)]
     #[schemars(length(max = 64))]
     pub images: Vec<String>,
+    /// How hard the expert should think before answering (minimal turns thinking off), for
+    /// models with a thinking mode; metadata.thinking says whether it was applied.
+    #[serde(default)]
+    pub thinking_mode: Option<ThinkingMode>,
     /// The tool's own options.
     #[serde(flatten)]
     pub options: X,
@@ -218,6 +225,21 @@ pub struct StepInput {
     pub continuation_id: Option<String>,
     /// How sure the caller is (picks the required actions).
     pub confidence: Option<Confidence>,
+    /// The `total_steps` the caller sent, when the step's number was past it and it was
+    /// raised (the original raised it too); the answer says so.
+    pub total_steps_adjusted_from: Option<u32>,
+}
+
+impl StepInput {
+    /// Raise `total_steps` to the step's number when the step is past it (estimates grow).
+    pub fn adjust_total_steps(&mut self) {
+        let record = &mut self.record;
+        if record.step_number > record.total_steps {
+            self.total_steps_adjusted_from = Some(record.total_steps);
+            record.total_steps = record.step_number;
+        }
+        assert!(self.record.step_number <= self.record.total_steps);
+    }
 }
 
 /// Which model finishes the work, and how.
@@ -233,6 +255,8 @@ pub struct ModelChoice {
     pub use_websearch: Option<bool>,
     /// Images for the expert (`images`), sent with the final step's analysis.
     pub images: Vec<String>,
+    /// How hard the expert should think (`thinking_mode`).
+    pub thinking_mode: Option<ThinkingMode>,
 }
 
 /// Arguments a workflow tool accepts: how they become a step.
@@ -269,6 +293,7 @@ impl<X: DeserializeOwned + JsonSchema + Serialize + Send + 'static> StepArgs
                 backtrack_from_step: self.backtrack_from_step,
                 continuation_id: self.step.continuation_id,
                 confidence: self.confidence,
+                total_steps_adjusted_from: None,
             },
             ModelChoice {
                 model: self.model,
@@ -276,6 +301,7 @@ impl<X: DeserializeOwned + JsonSchema + Serialize + Send + 'static> StepArgs
                 use_assistant_model: self.use_assistant_model,
                 use_websearch: self.use_websearch,
                 images: self.images,
+                thinking_mode: self.thinking_mode,
             },
         ))
     }
@@ -304,9 +330,83 @@ pub struct Spec {
     /// Whether the expert may search the web when the call does not say (`use_websearch`):
     /// on for `analyze`, as in the original; `EXAI_WEBSEARCH_DEFAULT` overrides.
     pub websearch_default: bool,
+    /// Confidences at which a final step finishes without the expert (the original's rule:
+    /// `certain`, for `refactor` also `almost_certain`, never for `analyze`).
+    pub skip_confidence: &'static [Confidence],
+    /// Fields step 1 must fill (the original's step-1 requirements): `relevant_files`, or an
+    /// option by name (`path`).
+    pub step_one_requires: &'static [&'static str],
 }
 
 impl Spec {
+    /// Why a final step should end without the expert, if it should. `earlier` is the
+    /// conversation before this step (what it will hold is predicted as `record_step` keeps
+    /// it: the steps before this one, or before the backtrack target).
+    fn skip(
+        &self,
+        input: &StepInput,
+        choice: &ModelChoice,
+        earlier: Option<&Snapshot>,
+    ) -> Option<Skip> {
+        if input.next_step_required {
+            return None;
+        }
+        if choice.use_assistant_model == Some(false) {
+            return Some(Skip::ByCaller);
+        }
+        if input
+            .confidence
+            .is_some_and(|c| self.skip_confidence.contains(&c))
+        {
+            return Some(Skip::CertainConfidence);
+        }
+        let from = input
+            .backtrack_from_step
+            .map_or(input.record.step_number, |b| {
+                b.min(input.record.step_number)
+            });
+        let mut steps: Vec<StepRecord> = earlier
+            .map(|s| s.steps_of(self.name))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.step_number < from)
+            .collect();
+        steps.push(input.record.clone());
+        let all = consolidate(&steps);
+        let findings = steps
+            .iter()
+            .filter(|s| !s.findings.trim().is_empty())
+            .count();
+        let substance = !all.relevant_files.is_empty() || findings + all.issues.len() >= 2;
+        (!substance).then_some(Skip::NothingToAnalyse)
+    }
+
+    /// Step 1's requirements, each refusal naming its field.
+    fn check_step_one(&self, input: &StepInput) -> Result<(), CallError> {
+        if input.record.step_number != 1 {
+            return Ok(());
+        }
+        for field in self.step_one_requires {
+            let filled = match *field {
+                "relevant_files" => !input.record.relevant_files.is_empty(),
+                option => input.record.options[option]
+                    .as_str()
+                    .is_some_and(|v| !v.trim().is_empty()),
+            };
+            if !filled {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "step 1 of {} needs {field}: name the code in scope (absolute paths) so the \
+                         investigation and its expert can see it",
+                        self.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn actions(&self, input: &StepInput) -> &'static [&'static str] {
         let step = input.record.step_number;
         let confident = input.confidence.is_some_and(|c| c >= Confidence::High);
@@ -330,15 +430,10 @@ pub fn invalid(field: &str, message: String) -> CallError {
 /// target recorded. Returns the conversation as it is now, if the step continues one.
 pub fn validate(input: &StepInput, env: &PlanEnv<'_>) -> Result<Option<Snapshot>, CallError> {
     let record = &input.record;
-    if record.step_number > record.total_steps {
-        return Err(invalid(
-            "step_number",
-            format!(
-                "step {} is past total_steps ({}); send a total_steps of at least {} (the estimate may grow)",
-                record.step_number, record.total_steps, record.step_number
-            ),
-        ));
-    }
+    assert!(
+        record.step_number <= record.total_steps,
+        "total_steps is adjusted before validation"
+    );
     if record.step_number > 1 && input.continuation_id.is_none() {
         return Err(invalid(
             "continuation_id",
@@ -487,9 +582,29 @@ pub fn pause_output(
     .field(&format!("{name}_required"), json!(true))
     .field("required_actions", json!(actions))
     .field("next_steps", json!(guidance))
+    .field("next_call", next_call(name, input, id))
     .field("continuation_id", json!(id))
+    .adjusted(input.total_steps_adjusted_from)
     .continuation(id, history)
     .render()
+}
+
+/// The call the agent sends next: the tool and a skeleton of its arguments, the texts left
+/// for the agent to write.
+fn next_call(name: &str, input: &StepInput, id: &str) -> Value {
+    let next = input.record.step_number + 1;
+    let total = input.record.total_steps.max(next);
+    json!({
+        "tool": name,
+        "arguments": {
+            "step": format!("<what you examined in step {next}, and why>"),
+            "step_number": next,
+            "total_steps": total,
+            "next_step_required": next < total,
+            "findings": "<what you found, with evidence>",
+            "continuation_id": id,
+        },
+    })
 }
 
 /// Every recorded step as one document: what the expert is shown and what a local
@@ -673,43 +788,96 @@ impl<W: Workflow> Tool for WorkflowTool<W> {
 
     fn plan(&self, args: W::Args, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         let spec = W::SPEC;
-        let (input, choice) = args.into_step(spec.name)?;
-        validate(&input, env)?;
+        let (mut input, choice) = args.into_step(spec.name)?;
+        input.adjust_total_steps();
+        let snapshot = validate(&input, env)?;
+        spec.check_step_one(&input)?;
         // A tool that ends with an expert analysis checks the model on every step, so a bad
         // name fails at step 1, not at the end. Tools that complete locally ignore it.
-        let expert = match spec.expert_prompt {
+        let finish = match spec.expert_prompt {
             Some(prompt) => {
                 let resolved = env
                     .providers()
                     .resolve(choice.model.as_deref().unwrap_or("auto"))?;
                 refuse_unless_vision(env, "images", &choice.images, &resolved.model)?;
-                let wanted = !input.next_step_required && choice.use_assistant_model != Some(false);
+                let skip = spec.skip(&input, &choice, snapshot.as_ref());
+                let facts = env.providers().model_table().facts(&resolved.model);
                 let web_search = choice
                     .use_websearch
                     .or(env.settings().websearch_default)
                     .unwrap_or(spec.websearch_default)
-                    && env
-                        .providers()
-                        .model_table()
-                        .facts(&resolved.model)
-                        .web_search;
-                wanted.then(|| {
-                    let expert = Expert {
-                        prompt,
-                        temperature: choice.temperature.unwrap_or(spec.temperature),
-                        web_search,
-                        rounds_max: env.settings().tool_rounds_max,
-                        images: choice.images,
-                    };
-                    (resolved, expert)
-                })
+                    && facts.web_search;
+                match skip {
+                    Some(skip) => Finish::Local(skip),
+                    None => Finish::Expert(
+                        resolved,
+                        Expert {
+                            prompt,
+                            temperature: choice.temperature.unwrap_or(spec.temperature),
+                            web_search,
+                            rounds_max: env.settings().tool_rounds_max,
+                            images: choice.images,
+                            thinking: Thinking::decide(choice.thinking_mode, facts.thinking),
+                        },
+                    ),
+                }
             }
-            None => None,
+            None => Finish::Local(Skip::ByDesign),
         };
-        let (provider, expert) = expert.unzip();
+        let (provider, finish) = match finish {
+            Finish::Expert(resolved, expert) => (Some(resolved), Ok(expert)),
+            Finish::Local(skip) => (None, Err(skip)),
+        };
         Ok(Plan::work(provider, move |ctx| {
-            run_step(ctx, spec, input, expert)
+            run_step(ctx, spec, input, finish)
         }))
+    }
+}
+
+/// How a final step ends, decided before admission (a local end takes no provider permit).
+enum Finish {
+    /// With one expert analysis by this model.
+    Expert(Resolved, Expert),
+    /// Locally, for this reason.
+    Local(Skip),
+}
+
+/// Why a final step ends without the expert, as `expert_analysis.status` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The tool never asks a model (`docgen`, `tracer`, `planner`).
+    ByDesign,
+    /// The caller said `use_assistant_model: false`.
+    ByCaller,
+    /// The caller is certain (`Spec::skip_confidence`): the original skipped the expert too.
+    CertainConfidence,
+    /// Nothing to analyse: no relevant files, and fewer than two findings or issues.
+    NothingToAnalyse,
+}
+
+impl Skip {
+    /// Its `expert_analysis.status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Skip::ByDesign => "skipped_by_tool_design",
+            Skip::ByCaller => "skipped_by_caller",
+            Skip::CertainConfidence => "skipped_due_to_certain_confidence",
+            Skip::NothingToAnalyse => "skipped_nothing_to_analyse",
+        }
+    }
+
+    /// What the agent is told, after "The <tool> work is complete."
+    fn explain(self) -> &'static str {
+        match self {
+            Skip::ByDesign | Skip::ByCaller => "no model was asked.",
+            Skip::CertainConfidence => {
+                "your confidence is certain, so no expert was asked; act on your own findings."
+            }
+            Skip::NothingToAnalyse => {
+                "there was nothing for an expert to analyse (no relevant files, and fewer than two \
+                 findings or issues), so none was asked; send relevant_files for an expert analysis."
+            }
+        }
     }
 }
 
@@ -725,6 +893,8 @@ struct Expert {
     rounds_max: u32,
     /// The final step's `images` (the model takes images: checked at planning).
     images: Vec<String>,
+    /// The thinking mode asked for, and whether the model gets it.
+    thinking: Thinking,
 }
 
 /// One step, in the call's task.
@@ -732,124 +902,174 @@ async fn run_step(
     ctx: ToolCtx,
     spec: &'static Spec,
     input: StepInput,
-    expert: Option<Expert>,
+    finish: Result<Expert, Skip>,
 ) -> Result<String, CallError> {
     let (id, history) = record(&ctx, &input)?;
     let snapshot = ctx.conversations().snapshot(&id, ctx.now())?;
     let steps = snapshot.steps_of(spec.name);
-    let last = input.record.step_number;
     if input.next_step_required {
         return Ok(pause_output(spec, &input, &id, history, &steps));
     }
-    let summary = work_summary(spec.name, &steps, last);
-    let name = spec.name;
-    let Some(expert) = expert else {
-        let (status, reason) = if spec.expert_prompt.is_none() {
-            (format!("{name}_complete"), "skipped_by_tool_design")
+    let done = Done {
+        spec,
+        input: &input,
+        id: &id,
+        steps: &steps,
+    };
+    match finish {
+        Err(skip) => Ok(done.local(skip, history)),
+        Ok(expert) => done.ask_expert(&ctx, &snapshot, expert).await,
+    }
+}
+
+/// A final step whose record is kept: what both endings need.
+struct Done<'a> {
+    /// The tool.
+    spec: &'static Spec,
+    /// The final step.
+    input: &'a StepInput,
+    /// The conversation.
+    id: &'a str,
+    /// Every recorded step of this investigation.
+    steps: &'a [StepRecord],
+}
+
+impl Done<'_> {
+    /// The fields every final answer carries, around `output`.
+    fn finish(&self, output: ToolOutput, complete: bool, history: History) -> String {
+        let name = self.spec.name;
+        let last = self.input.record.step_number;
+        let summary = work_summary(name, self.steps, last);
+        output
+            .field("step_number", json!(last))
+            .field("total_steps", json!(self.input.record.total_steps))
+            .field("next_step_required", json!(false))
+            .field(&format!("{name}_complete"), json!(complete))
+            .field(
+                &format!("complete_{name}"),
+                completion_block(self.steps, &summary),
+            )
+            .field("continuation_id", json!(self.id))
+            .adjusted(self.input.total_steps_adjusted_from)
+            .continuation(self.id, history)
+            .render()
+    }
+
+    /// The ending without a model.
+    fn local(&self, skip: Skip, history: History) -> String {
+        let name = self.spec.name;
+        let summary = work_summary(name, self.steps, self.input.record.step_number);
+        let status = if skip == Skip::ByCaller {
+            "local_work_complete".to_string()
         } else {
-            ("local_work_complete".to_string(), "skipped_by_caller")
+            format!("{name}_complete")
         };
         let next_steps = format!(
-            "The {name} work is complete. Present the result to the user from the summary in content; \
-             no model was asked."
+            "The {name} work is complete. Present the result to the user from the summary in content; {}",
+            skip.explain()
         );
-        return Ok(
-            ToolOutput::new(name, status, summary.clone(), ContentType::Text)
-                .field("step_number", json!(last))
-                .field("total_steps", json!(input.record.total_steps))
-                .field("next_step_required", json!(false))
-                .field(&format!("{name}_complete"), json!(true))
-                .field(
-                    &format!("complete_{name}"),
-                    completion_block(&steps, &summary),
-                )
-                .field("expert_analysis", json!({ "status": reason }))
-                .field("next_steps", json!(next_steps))
-                .field("continuation_id", json!(id))
-                .continuation(&id, history)
-                .render(),
-        );
-    };
-    let Expert {
-        prompt,
-        temperature,
-        web_search,
-        rounds_max,
-        images,
-    } = expert;
-    let provider = ctx.provider();
-    // The expert sees the files the investigation found relevant, numbered for file:line.
-    let relevant: Vec<String> = consolidate(&steps).relevant_files.into_iter().collect();
-    let known = known_in(context_turns(spec, &snapshot));
-    let embedding = embed(
-        &ctx,
-        "relevant_files",
-        &relevant,
-        provider.model(),
-        Lines::Numbered,
-        &known,
-    )
-    .await?;
-    let mut request = expert_request(
-        spec,
-        prompt,
-        &snapshot,
-        &steps,
-        last,
-        provider.model().to_string(),
-        temperature,
-    );
-    let images = attach(&ctx, "images", &images, provider.model()).await?;
-    let asked = request
-        .messages
-        .last_mut()
-        .expect("the summary is the last message");
-    if !embedding.block.is_empty() {
-        asked.content = format!("{}\n{}", asked.content, embedding.block);
+        let output = ToolOutput::new(name, status, summary, ContentType::Text)
+            .field("expert_analysis", json!({ "status": skip.name() }))
+            .field("next_steps", json!(next_steps));
+        self.finish(output, true, history)
     }
-    asked.images = images.urls;
-    request.web_search = web_search;
-    let (response, rounds) = if web_search {
-        provider
-            .complete_with_tool_rounds(request, rounds_max)
-            .await?
-    } else {
-        (provider.complete(request).await?, 1)
-    };
-    let history = ctx.conversations().append(
-        &id,
-        vec![Turn::text(Role::Assistant, name, response.text.clone())],
-        ctx.now(),
-    )?;
-    let next_steps = format!(
-        "The {name} investigation is complete. Check the expert analysis against your own findings \
-         before acting on it, then present the key findings and the exact changes to make."
-    );
-    let output = ToolOutput::new(
-        name,
-        "calling_expert_analysis",
-        &response.text,
-        ContentType::Text,
-    )
-    .model(provider.provider_name(), &response.model)
-    .files(embedding.metadata)
-    .images(images.metadata)
-    .web_search(web_search, rounds, &response.sources);
-    Ok(output
-        .field("step_number", json!(last))
-        .field("total_steps", json!(input.record.total_steps))
-        .field("next_step_required", json!(false))
-        .field(&format!("{name}_complete"), json!(true))
-        .field(
-            "expert_analysis",
-            json!({ "status": "analysis_complete", "raw_analysis": response.text }),
+
+    /// The ending with the expert: files and images read, the provider asked, its answer
+    /// parsed.
+    async fn ask_expert(
+        &self,
+        ctx: &ToolCtx,
+        snapshot: &Snapshot,
+        expert: Expert,
+    ) -> Result<String, CallError> {
+        let (spec, name) = (self.spec, self.spec.name);
+        let provider = ctx.provider();
+        // The expert sees the files the investigation found relevant, numbered for file:line.
+        let relevant: Vec<String> = consolidate(self.steps).relevant_files.into_iter().collect();
+        let known = known_in(context_turns(spec, snapshot));
+        let model = provider.model();
+        let embedding = embed(
+            ctx,
+            "relevant_files",
+            &relevant,
+            model,
+            Lines::Numbered,
+            &known,
         )
-        .field(
-            &format!("complete_{name}"),
-            completion_block(&steps, &summary),
+        .await?;
+        let images = attach(ctx, "images", &expert.images, model).await?;
+        let last = self.input.record.step_number;
+        let mut request = expert_request(
+            spec,
+            expert.prompt,
+            snapshot,
+            self.steps,
+            last,
+            model.to_string(),
+            expert.temperature,
+        );
+        let asked = request
+            .messages
+            .last_mut()
+            .expect("the summary is the last message");
+        if !embedding.block.is_empty() {
+            asked.content = format!("{}\n{}", asked.content, embedding.block);
+        }
+        asked.images = images.urls;
+        request.web_search = expert.web_search;
+        request.thinking = expert.thinking.applied();
+        let (response, rounds) = if expert.web_search {
+            provider
+                .complete_with_tool_rounds(request, expert.rounds_max)
+                .await?
+        } else {
+            (provider.complete(request).await?, 1)
+        };
+        let history = ctx.conversations().append(
+            self.id,
+            vec![Turn::text(Role::Assistant, name, response.text.clone())],
+            ctx.now(),
+        )?;
+        let analysis = analysis_block(&response.text);
+        let wanted = analysis.get("parsed").and_then(files_required);
+        let mut output = ToolOutput::new(
+            name,
+            "calling_expert_analysis",
+            &response.text,
+            ContentType::Text,
         )
-        .field("next_steps", json!(next_steps))
-        .field("continuation_id", json!(id))
-        .continuation(&id, history)
-        .render())
+        .model(provider.provider_name(), &response.model)
+        .files(embedding.metadata)
+        .images(images.metadata)
+        .web_search(expert.web_search, rounds, &response.sources)
+        .thinking(expert.thinking.metadata())
+        .truncated(response.truncated)
+        .field("expert_analysis", analysis);
+        let complete = match wanted {
+            Some((files, instructions)) => {
+                let next_steps = format!(
+                    "The expert needs files it was not shown before it can finish: {}. {instructions} \
+                     Send them: call {name} again with step_number {last}, next_step_required false, \
+                     relevant_files naming them, and continuation_id \"{}\".",
+                    files.join(", "),
+                    self.id
+                );
+                output = output
+                    .status(expert::FILES_REQUIRED)
+                    .field("files_needed", json!(files))
+                    .field("mandatory_instructions", json!(instructions))
+                    .field("next_steps", json!(next_steps));
+                false
+            }
+            None => {
+                let next_steps = format!(
+                    "The {name} investigation is complete. Check the expert analysis against your own \
+                     findings before acting on it, then present the key findings and the exact changes to make."
+                );
+                output = output.field("next_steps", json!(next_steps));
+                true
+            }
+        };
+        Ok(self.finish(output, complete, history))
+    }
 }

@@ -8,7 +8,32 @@ use serde_json::Value;
 
 use super::classify::{MESSAGE_CHARS_MAX, classify_failure, truncate};
 use super::sse::SseEvent;
-use crate::provider::{ChatResponse, ChunkSink, ProviderError};
+use crate::provider::{ChatResponse, Chunk, ChunkSink, ProviderError};
+
+/// What a `finish_reason` says of the answer it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// A whole answer (`stop`), or one that waits for tool calls (`tool_calls`).
+    Whole,
+    /// Cut at the output token limit (`length`).
+    Truncated,
+}
+
+/// Read a `finish_reason`: a content filter's stop (`content_filter` in OpenAI's API,
+/// `sensitive` in GLM's, docs.z.ai chat-completion) is an error that says so, since what
+/// came before it is not the answer.
+fn ending(reason: Option<&str>) -> Result<Ending, ProviderError> {
+    match reason {
+        Some("length") => Ok(Ending::Truncated),
+        Some(reason @ ("content_filter" | "sensitive")) => Err(ProviderError::Client {
+            status: 200,
+            message: format!(
+                "the provider's content filter stopped the answer (finish_reason: {reason})"
+            ),
+        }),
+        _ => Ok(Ending::Whole),
+    }
+}
 
 /// The text of a whole (non-streaming) answer, or why there is none. Some providers answer
 /// 200 with an error object in the body; that is classified like any other failure.
@@ -30,11 +55,15 @@ pub fn completion_text(
         .and_then(Value::as_str);
     let tool_calls = stopped_for_tool_calls(&value);
     if content.is_some() || !tool_calls.is_empty() {
+        let reason = value
+            .pointer("/choices/0/finish_reason")
+            .and_then(Value::as_str);
         return Ok(ChatResponse {
             text: content.unwrap_or("").to_string(),
             model: answered_model(&value, model),
             tool_calls,
             sources: sources(&value),
+            truncated: ending(reason)? == Ending::Truncated,
         });
     }
     if value.get("error").is_some() {
@@ -121,6 +150,8 @@ pub(super) struct StreamState {
     stopped_for_tools: bool,
     /// The pages searched, from the event that lists them (GLM's `web_search`).
     sources: Vec<Value>,
+    /// Whether the `finish_reason` was `length`.
+    truncated: bool,
 }
 
 impl StreamState {
@@ -133,6 +164,7 @@ impl StreamState {
             tool_calls: Vec::new(),
             stopped_for_tools: false,
             sources: Vec::new(),
+            truncated: false,
         }
     }
 
@@ -197,8 +229,15 @@ impl StreamState {
             .and_then(Value::as_str)
             .filter(|p| !p.is_empty())
         {
-            sink(piece);
+            sink(Chunk::Text(piece));
             self.text.push_str(piece);
+        }
+        if let Some(thought) = value
+            .pointer("/choices/0/delta/reasoning_content")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+        {
+            sink(Chunk::Reasoning(thought));
         }
         if let Some(Value::Array(pieces)) = value.pointer("/choices/0/delta/tool_calls") {
             for piece in pieces {
@@ -214,6 +253,7 @@ impl StreamState {
         {
             self.finished = true;
             self.stopped_for_tools = reason == "tool_calls";
+            self.truncated = ending(Some(reason))? == Ending::Truncated;
         }
         Ok(false)
     }
@@ -229,6 +269,7 @@ impl StreamState {
                 Vec::new()
             },
             sources: self.sources,
+            truncated: self.truncated,
         }
     }
 }
@@ -286,7 +327,11 @@ mod tests {
         let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let sink: ChunkSink = {
             let seen = seen.clone();
-            Arc::new(move |chunk: &str| seen.lock().unwrap().push(chunk.to_string()))
+            Arc::new(move |chunk: Chunk<'_>| {
+                if let Chunk::Text(text) = chunk {
+                    seen.lock().unwrap().push(text.to_string());
+                }
+            })
         };
         let mut state = StreamState::new("asked");
         let events = [

@@ -50,6 +50,9 @@ impl Dialect {
 ///   so larger values are clamped.
 /// - Both: `stream: true` only when the answer is streamed (both end the stream with
 ///   `data: [DONE]`).
+/// - Thinking (`request.thinking`, set only for a model whose facts say it thinks): GLM's
+///   `thinking: {"type": "enabled" | "disabled"}` (docs.z.ai, "GLM-4.5", "Thinking mode");
+///   Kimi's listed models have no such switch, so nothing is sent to Kimi.
 /// - Web search (`request.web_search`), see [`web_search_tool`]; the earlier tool rounds of
 ///   the call (`request.tool_turns`) follow the conversation's messages.
 pub fn request_body(dialect: Dialect, request: &ChatRequest, stream: bool) -> Value {
@@ -76,6 +79,9 @@ pub fn request_body(dialect: Dialect, request: &ChatRequest, stream: bool) -> Va
     }
     if let Some(max_tokens) = request.max_tokens {
         body["max_tokens"] = json!(max_tokens);
+    }
+    if let (Dialect::Glm, Some(on)) = (dialect, request.thinking) {
+        body["thinking"] = json!({"type": if on { "enabled" } else { "disabled" }});
     }
     if stream {
         body["stream"] = json!(true);

@@ -114,7 +114,7 @@ impl Endpoint {
                 // Asked to stream, answered in one piece: still one chunk for the client.
                 let answer = self.read_whole(status, response, &request.model).await?;
                 if !answer.text.is_empty() {
-                    sink(&answer.text);
+                    sink(crate::provider::Chunk::Text(&answer.text));
                 }
                 Ok(answer)
             }
