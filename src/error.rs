@@ -80,9 +80,20 @@ pub struct CallError {
     /// Structured detail (the failing field path, the limit's numbers...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// Whether another provider may succeed where this one failed (its rate limit does not
+    /// fit the deadline, its quota is spent, it still fails after its retries): an `auto`
+    /// call then moves to its next model (`tools::route`). Never sent to clients.
+    #[serde(skip)]
+    pub failover: bool,
 }
 
 impl CallError {
+    /// The same error, marked as one another provider may not share (`failover`).
+    pub fn may_fail_over(mut self) -> CallError {
+        self.failover = true;
+        self
+    }
+
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> CallError {
         CallError {
@@ -90,6 +101,7 @@ impl CallError {
             message: message.into(),
             retry_after_secs: None,
             details: None,
+            failover: false,
         }
     }
 

@@ -61,6 +61,17 @@ impl Host for Shared {
         serde_json::to_value(crate::health::snapshot(self)).expect("health serializes")
     }
 
+    fn routing(&self) -> crate::tools::host::Routing {
+        let routing = &self.config.routing;
+        crate::tools::host::Routing {
+            fast_model: routing.fast_model.first().cloned(),
+            quality_model: routing.quality_model.first().cloned(),
+            fallback_fast: routing.fallback_fast.clone(),
+            fallback_quality: routing.fallback_quality.clone(),
+            fallback_attempts_max: routing.fallback_attempts_max,
+        }
+    }
+
     fn file_limits(&self, model: &str) -> Limits {
         let settings = &self.config.file_access;
         let tokens = self.providers.model_table().facts(model).context_tokens;

@@ -76,6 +76,9 @@ pub trait Observer: Send + Sync + 'static {
     /// A call waited `waited` for a permit of `limit` and got it.
     fn admission_waited(&self, _limit: &str, _waited: Duration) {}
 
+    /// An answer of `provider`'s `model` reported what it cost.
+    fn tokens_used(&self, _provider: &str, _model: &str, _usage: crate::provider::Usage) {}
+
     /// A client resumed `session`; `frames_replayed` frames were sent again.
     fn session_resumed(&self, _session: &str, _frames_replayed: u64) {}
 

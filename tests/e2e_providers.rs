@@ -601,3 +601,109 @@ async fn analyze_searches_by_default_and_codereview_only_when_asked() {
     );
     wait_permits_back(&daemon.shared).await;
 }
+
+/// A whole completion that reports its usage.
+fn with_usage(text: &str, model: &str, prompt: u64, completion: u64) -> Reply {
+    let mut body = common::mock::completion(text, model);
+    body["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion});
+    Reply::Json(body)
+}
+
+#[tokio::test]
+async fn an_auto_call_in_a_long_kimi_storm_is_answered_by_glm_and_says_so() {
+    let storm = || rate_limited(vec![("retry-after", "900".into())]);
+    let mock = Mock::start(vec![storm(), with_usage("GLM answers", "glm-4.6", 11, 7)]).await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, took) = chat(&mut client, "a1", json!({"prompt": "hi"})).await;
+    let out = output_of(&result);
+    assert_eq!(out["content"], "GLM answers");
+    assert_eq!(out["metadata"]["provider_used"], "glm", "{out}");
+    assert_eq!(out["metadata"]["model_used"], "glm-4.6");
+    let left = &out["metadata"]["fallback"][0];
+    assert_eq!(left["provider"], "kimi");
+    assert!(left["reason"].as_str().unwrap().contains("900"), "{left}");
+    assert_eq!(
+        out["metadata"]["usage"],
+        json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18})
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "no wait for the 900 s: {took:?}"
+    );
+    let paths: Vec<String> = mock.arrivals().iter().map(|a| a.path.clone()).collect();
+    assert_eq!(
+        paths,
+        ["/kimi/v1/chat/completions", "/glm/v4/chat/completions"]
+    );
+    // A model the caller names is never replaced: Kimi is still cooling down.
+    let (result, _) = chat(
+        &mut client,
+        "a2",
+        json!({"prompt": "hi", "model": "kimi-k2-0905-preview"}),
+    )
+    .await;
+    assert_eq!(result["error"]["code"], "RATE_LIMITED", "{result}");
+    assert_eq!(
+        mock.arrivals().len(),
+        2,
+        "neither Kimi (cooling) nor GLM was called"
+    );
+    // While Kimi cools down, routing starts `auto` calls on GLM at once.
+    mock.set_fallback(with_usage("GLM again", "glm-4.6", 3, 2));
+    let (result, _) = chat(&mut client, "a3", json!({"prompt": "again"})).await;
+    let out = output_of(&result);
+    assert_eq!(out["metadata"]["provider_used"], "glm", "{out}");
+    assert!(out["metadata"].get("fallback").is_none(), "{out}");
+    // Prometheus counts the tokens.
+    let text = daemon.metrics.as_ref().unwrap().render(&daemon.shared);
+    assert!(
+        text.contains(r#"exaid_tokens_total{provider="glm",model="glm-4.6",kind="prompt"} 14"#),
+        "{text}"
+    );
+    wait_permits_back(&daemon.shared).await;
+}
+
+#[tokio::test]
+async fn usage_is_read_from_the_final_stream_event_and_summed_over_tool_rounds() {
+    let usage_event = json!({"model": "kimi-k2-0905-preview", "choices": [],
+                             "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}});
+    let delta = json!({"choices": [{"index": 0, "delta": {"content": "streamed"}, "finish_reason": "stop"}]});
+    let mut round = kimi_search_round("call-u");
+    if let Reply::Json(body) = &mut round {
+        body["usage"] = json!({"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11});
+    }
+    let mock = Mock::start(vec![
+        Reply::Sse(vec![
+            (Duration::ZERO, format!("data: {delta}\n\n")),
+            (Duration::ZERO, format!("data: {usage_event}\n\n")),
+            (Duration::ZERO, "data: [DONE]\n\n".to_string()),
+        ]),
+        round,
+        with_usage("searched", "kimi-k2-0905-preview", 20, 3),
+    ])
+    .await;
+    let daemon = start(|c| mock.kimi(c)).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let (result, _) = chat(
+        &mut client,
+        "u1",
+        json!({"prompt": "hi", "use_websearch": false}),
+    )
+    .await;
+    let out = output_of(&result);
+    assert_eq!(out["content"], "streamed");
+    assert_eq!(out["metadata"]["usage"]["total_tokens"], 9, "{out}");
+    let (result, _) = chat(&mut client, "u2", json!({"prompt": "search"})).await;
+    let out = output_of(&result);
+    assert_eq!(out["metadata"]["web_search"]["rounds"], 2, "{out}");
+    assert_eq!(
+        out["metadata"]["usage"],
+        json!({"prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34})
+    );
+}

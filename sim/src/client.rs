@@ -737,6 +737,12 @@ fn check_answer(
     {
         journal.cover("file_skipped_named");
     }
+    if metadata["fallback"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+    {
+        journal.cover("failed_over");
+    }
     if metadata["web_search"]["sources"]
         .as_array()
         .is_some_and(|s| !s.is_empty())

@@ -72,7 +72,7 @@ static SCENARIOS: [Scenario; 10] = [
         name: "rate-limit-storm",
         doc: "Providers answer 429 in storms, with retry-after in seconds, in milliseconds, or none, \
               plus 5xx and resets: retries honor the provider, cooldowns are shared, and waits that \
-              cannot fit in the deadline fail fast.",
+              cannot fit in the deadline fail fast; `auto` calls move to the other provider.",
         must_reach: &[
             "retry_after_honored",
             "cooldown_waited",
@@ -82,6 +82,7 @@ static SCENARIOS: [Scenario; 10] = [
             "failed_fast_instead_of_sleeping",
             "call_ok",
             "progress_while_rate_limited",
+            "failed_over",
         ],
         plan: rate_limit_storm,
     },

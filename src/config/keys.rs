@@ -194,6 +194,29 @@ declare_config! {
             consensus_models_max: u32 = EXAI_CONSENSUS_MODELS_MAX, "5", int(1, 32);
         }
 
+        /// What `model: auto` means, and where an `auto` call goes when its provider cannot
+        /// answer (a model the caller names is never replaced).
+        routing: RoutingSettings {
+            /// The model `auto` means for simple tools (chat); empty: the first configured
+            /// provider's default model.
+            fast_model: Vec<String> = EXAI_FAST_MODEL, "", Kind::Models { max_items: 1 };
+
+            /// The model `auto` means for thinkdeep, consensus, secaudit and the final steps of
+            /// workflow tools; empty: the first configured provider's default model.
+            quality_model: Vec<String> = EXAI_QUALITY_MODEL, "", Kind::Models { max_items: 1 };
+
+            /// Models an `auto` simple call moves to, in order, when its provider cannot answer;
+            /// empty: the default model of every other configured provider.
+            fallback_fast: Vec<String> = EXAI_FALLBACK_MODELS_FAST, "", Kind::Models { max_items: 16 };
+
+            /// The same for quality calls.
+            fallback_quality: Vec<String> = EXAI_FALLBACK_MODELS_QUALITY, "", Kind::Models { max_items: 16 };
+
+            /// Moves to another model one `auto` call may make, all inside its one deadline;
+            /// 0 turns failover off.
+            fallback_attempts_max: u32 = EXAI_FALLBACK_ATTEMPTS_MAX, "2", int(0, 8);
+        }
+
         /// Conversation memory (by `continuation_id`): how much is kept, and for how long.
         conversations: ConversationSettings {
             /// Conversations (continuation ids) kept at once; past it the least recently used is

@@ -43,8 +43,8 @@ pub use error::ConfigError;
 pub use facts::FactsOverride;
 pub use keys::{
     Config, ConnectionSettings, ConversationSettings, FileAccessSettings, FileSettings,
-    LimitSettings, ModelSettings, RetrySettings, ServerSettings, SessionSettings, ToolSettings,
-    key,
+    LimitSettings, ModelSettings, RetrySettings, RoutingSettings, ServerSettings, SessionSettings,
+    ToolSettings, key,
 };
 pub use layers::Layers;
 pub use providers::{ProviderId, ProviderList, ProviderSettings};

@@ -35,6 +35,9 @@ pub(super) enum Kind {
     Url { max_chars: usize },
     /// Comma-separated non-empty items (spaces around items trimmed), at most `max_items`.
     List { max_items: usize },
+    /// Comma-separated model names, at most `max_items`; empty means none (the routing then
+    /// derives its default from the configured providers).
+    Models { max_items: usize },
     /// Comma-separated absolute paths (spaces around items trimmed), at most `max_items`;
     /// empty means none (the key's default is then supplied by the layering).
     AbsPaths { max_items: usize },
@@ -110,6 +113,9 @@ impl Kind {
             }
             Kind::AbsPaths { max_items } => format!(
                 "expected a comma-separated list of at most {max_items} absolute paths (or empty for the default)"
+            ),
+            Kind::Models { max_items } => format!(
+                "expected a comma-separated list of at most {max_items} model names (or empty for the default)"
             ),
             Kind::Bool => "expected true or false (also 1/0, yes/no, on/off)".to_string(),
             Kind::Choice { choices } => format!("expected one of {}", choices.join(", ")),
@@ -202,6 +208,17 @@ pub(super) fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
                     .iter()
                     .any(|i| i.is_empty() || i.chars().count() > 128)
             {
+                return Err(fail());
+            }
+            Ok(Value::List(items))
+        }
+        Kind::Models { max_items } => {
+            if s.is_empty() {
+                return Ok(Value::List(Vec::new()));
+            }
+            let items: Vec<String> = s.split(',').map(|i| i.trim().to_string()).collect();
+            let named = |i: &String| !i.is_empty() && i.chars().count() <= 128;
+            if items.len() > max_items || !items.iter().all(named) {
                 return Err(fail());
             }
             Ok(Value::List(items))

@@ -59,6 +59,17 @@ struct PauseLabels {
     reason: String,
 }
 
+/// Per provider, model and kind of token.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    /// Provider name.
+    provider: String,
+    /// The model that answered.
+    model: String,
+    /// `prompt` or `completion`.
+    kind: String,
+}
+
 /// Per limit.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
@@ -125,6 +136,8 @@ pub struct Metrics {
     sessions_expired: Counter,
     /// `exaid_provider_cooldown_seconds{provider}`: cooldown left, set at scrape.
     cooldown_left: Family<ProviderLabels, Gauge<f64, AtomicU64>>,
+    /// `exaid_tokens_total{provider,model,kind}`: tokens providers reported.
+    tokens: Family<TokenLabels, Counter>,
     /// Calls in flight: accepted time and provider time, by (session, request id).
     timings: Mutex<HashMap<(String, String), Timing>>,
     /// Tool of each call in flight, for the terminal frame's labels.
@@ -269,8 +282,15 @@ impl Metrics {
             "Seconds before a rate-limited provider may be called again",
             cooldown_left.clone(),
         );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens the providers reported per answer, by provider, model and kind (prompt, completion)",
+            tokens.clone(),
+        );
         Metrics {
             registry,
+            tokens,
             calls,
             call_seconds,
             overhead_seconds,
@@ -440,6 +460,20 @@ impl Observer for Metrics {
         self.attempts.get_or_create(&labels).inc();
         if attempt > 1 {
             self.retries.get_or_create(&labels).inc();
+        }
+    }
+
+    fn tokens_used(&self, provider: &str, model: &str, usage: crate::provider::Usage) {
+        for (kind, count) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+        ] {
+            let labels = TokenLabels {
+                provider: provider.to_string(),
+                model: model.to_string(),
+                kind: kind.to_string(),
+            };
+            self.tokens.get_or_create(&labels).inc_by(count);
         }
     }
 

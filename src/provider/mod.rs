@@ -114,6 +114,53 @@ pub struct ChatRequest {
     pub thinking: Option<bool>,
 }
 
+/// The tokens an answer cost, as the provider reported them (`usage` of OpenAI-compatible
+/// answers, in the final stream event for a streamed one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Tokens of the request: messages, files, earlier tool rounds.
+    pub prompt_tokens: u64,
+    /// Tokens of the answer (reasoning included where the provider counts it there).
+    pub completion_tokens: u64,
+    /// Both, as the provider summed them.
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    /// The `usage` object of an answer, if it has one with numbers.
+    pub fn from_json(value: &serde_json::Value) -> Option<Usage> {
+        let usage = value.get("usage")?;
+        let count = |key: &str| usage.get(key).and_then(serde_json::Value::as_u64);
+        let prompt_tokens = count("prompt_tokens")?;
+        let completion_tokens = count("completion_tokens").unwrap_or(0);
+        let total_tokens = count("total_tokens").unwrap_or(prompt_tokens + completion_tokens);
+        Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+        })
+    }
+
+    /// Two answers' usage together (a tool-call loop, a consensus).
+    pub fn plus(self, other: Usage) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_add(other.completion_tokens),
+            total_tokens: self.total_tokens.saturating_add(other.total_tokens),
+        }
+    }
+
+    /// `a` and `b` together, either possibly unknown.
+    pub fn sum(a: Option<Usage>, b: Option<Usage>) -> Option<Usage> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.plus(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A successful completion.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChatResponse {
@@ -129,6 +176,8 @@ pub struct ChatResponse {
     /// The answer stopped at the output token limit (`finish_reason: length`): it is cut
     /// short, and the result says so.
     pub truncated: bool,
+    /// What it cost, when the provider said.
+    pub usage: Option<Usage>,
 }
 
 /// What kind of rate limit a provider reported.

@@ -188,11 +188,14 @@ impl ProviderHandle {
     ) -> Result<(ChatResponse, u32), CallError> {
         assert!(rounds_max >= 1, "at least the first round runs");
         let mut sources = Vec::new();
+        let mut usage = None;
         for round in 1..=rounds_max {
             let mut response = self.attempts(&request, Some((round, rounds_max))).await?;
             sources.append(&mut response.sources);
+            usage = crate::provider::Usage::sum(usage, response.usage);
             if response.tool_calls.is_empty() {
                 response.sources = sources;
+                response.usage = usage;
                 return Ok((response, round));
             }
             request
@@ -258,7 +261,12 @@ impl ProviderHandle {
                 outcome(&result),
             );
             let error = match result {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    if let Some(usage) = response.usage {
+                        caller.observer.tokens_used(&name, &response.model, usage);
+                    }
+                    return Ok(response);
+                }
                 Err(error) => error,
             };
             self.pause_after(&name, &entry.cooldown, attempt, error)
@@ -317,7 +325,15 @@ impl ProviderHandle {
         }
         if !error.is_retryable() || attempt >= policy.attempts_max {
             tracing::info!(request_id = %caller.request_id, provider = %name, attempt, error = %error, "provider attempt failed; not retrying");
-            return Err(error.into_call_error(name));
+            // A refused request (4xx) would be refused anywhere; anything else is this
+            // provider's trouble, which another may not share.
+            let elsewhere = !matches!(error, ProviderError::Client { .. });
+            let error = error.into_call_error(name);
+            return Err(if elsewhere {
+                error.may_fail_over()
+            } else {
+                error
+            });
         }
         let (pause, reason) = match &error {
             ProviderError::RateLimited {
@@ -372,6 +388,7 @@ impl ProviderHandle {
             ),
         )
         .with_retry_after_secs(retry_after_secs)
+        .may_fail_over()
     }
 }
 

@@ -7,11 +7,12 @@ use serde::Deserialize;
 
 use crate::conversation::Turn;
 use crate::error::CallError;
-use crate::provider::{ChatMessage, ChatRequest, Role};
+use crate::provider::{ChatMessage, ChatRequest, Resolved, Role};
 use crate::tools::context::{PlanEnv, ToolCtx};
 use crate::tools::embed::{Known, Lines, embed, known_in};
 use crate::tools::images::{attach, refuse_unless_vision};
 use crate::tools::output::{ContentType, ToolOutput};
+use crate::tools::route::{self, Category};
 use crate::tools::thinking::{Thinking, ThinkingMode};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
@@ -87,10 +88,13 @@ impl Tool for Chat {
     const KIND: ToolKind = ToolKind::Simple;
 
     fn plan(&self, args: ChatArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
-        let resolved = env
-            .providers()
-            .resolve(args.model.as_deref().unwrap_or("auto"))?;
+        let mut route = route::plan(env, args.model.as_deref(), Category::Fast)?;
+        let resolved = route.primary.clone();
         refuse_unless_vision(env, "images", &args.images, &resolved.model)?;
+        if !args.images.is_empty() {
+            // The images were checked against this model's facts: it answers, or none.
+            route.fallbacks.clear();
+        }
         // Refuse an unknown conversation now, before admission.
         let earlier = match &args.continuation_id {
             Some(id) => Some(env.conversations().snapshot(id, env.now())?),
@@ -139,8 +143,16 @@ impl Tool for Chat {
                 .map(|s| known_in(&s.turns))
                 .unwrap_or_default(),
         };
+        let fallbacks = route.fallbacks;
         Ok(Plan::work(Some(resolved), move |ctx| {
-            answer(ctx, request, continuation_id, prompt, files, rounds_max)
+            answer(
+                ctx,
+                request,
+                continuation_id,
+                prompt,
+                files,
+                (rounds_max, fallbacks),
+            )
         }))
     }
 }
@@ -160,15 +172,15 @@ struct Files {
 /// Read the named files, ask the admitted provider, then record the exchange (the files with
 /// the prompt, so the conversation carries them) in the conversation.
 async fn answer(
-    ctx: ToolCtx,
+    mut ctx: ToolCtx,
     mut request: ChatRequest,
     continuation_id: Option<String>,
     mut prompt: String,
     files: Files,
-    rounds_max: u32,
+    (rounds_max, fallbacks): (u32, Vec<Resolved>),
 ) -> Result<String, CallError> {
-    let provider = ctx.provider();
-    let model = provider.model();
+    let model = ctx.provider().model().to_string();
+    let model = model.as_str();
     let embedding = embed(
         &ctx,
         "files",
@@ -195,13 +207,8 @@ async fn answer(
         format!("{prompt}\n{}", images.note)
     };
     let web_search = request.web_search;
-    let (response, rounds) = if web_search {
-        provider
-            .complete_with_tool_rounds(request, rounds_max)
-            .await?
-    } else {
-        (provider.complete(request).await?, 1)
-    };
+    let answered = route::complete(&mut ctx, request, rounds_max, &fallbacks).await?;
+    let (response, rounds) = (&answered.response, answered.rounds);
     let now = ctx.now();
     let (id, history) = ctx.conversations().open_append(
         continuation_id.as_deref(),
@@ -215,14 +222,16 @@ async fn answer(
     let output = ToolOutput::new(
         "chat",
         "continuation_available",
-        response.text,
+        response.text.clone(),
         ContentType::Text,
     )
-    .model(provider.provider_name(), &response.model)
+    .model(ctx.provider().provider_name(), &response.model)
     .files(embedding.metadata)
     .images(images.metadata)
     .web_search(web_search, rounds, &response.sources)
     .thinking(files.thinking.metadata())
-    .truncated(response.truncated);
+    .truncated(response.truncated)
+    .fallback(answered.metadata())
+    .usage(response.usage);
     Ok(output.continuation(&id, history).render())
 }

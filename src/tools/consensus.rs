@@ -332,6 +332,7 @@ async fn run_consensus(
     let mut sections = Vec::with_capacity(consultations.len());
     let mut first_error: Option<CallError> = None;
     let mut any_offline = false;
+    let mut usage = None;
     for consultation in &consultations {
         let stance = consultation.stance.stance.unwrap_or(Stance::Neutral);
         let provider = consultation.resolved.entry.provider.name().to_string();
@@ -352,6 +353,7 @@ async fn run_consensus(
         match ask(&ctx, &consultation.resolved, request).await {
             Ok(response) => {
                 any_offline |= provider == offline::NAME;
+                usage = crate::provider::Usage::sum(usage, response.usage);
                 sections.push(format!("## {label}\n{}", response.text));
                 responses.push(json!({
                     "model": response.model,
@@ -359,6 +361,7 @@ async fn run_consensus(
                     "stance": stance.name(),
                     "status": "success",
                     "verdict": response.text,
+                    "usage": response.usage,
                 }));
             }
             Err(error) => {
@@ -417,6 +420,7 @@ async fn run_consensus(
     )
     .meta("models_consulted", json!(consulted))
     .files(embedding.metadata)
+    .usage(usage)
     .field("step_number", json!(input.record.step_number))
     .field("total_steps", json!(input.record.total_steps))
     .field("next_step_required", json!(false))

@@ -133,6 +133,30 @@ impl ToolCtx {
             .expect("only a call planned with a provider asks for its handle")
     }
 
+    /// Give back the provider the call holds and admit `next` instead (an `auto` call failing
+    /// over, `tools::route`): the old permits go back before the new are taken, so the call
+    /// never holds two provider permits.
+    pub async fn switch_to(&mut self, next: &Resolved) -> Result<(), CallError> {
+        assert!(
+            self.provider.is_some(),
+            "only a call holding a provider switches"
+        );
+        drop(self.provider.take());
+        assert_eq!(self.caller.handles.live(), 0, "the old permits are back");
+        let caller = &self.caller;
+        let give_up_at = caller.deadline.min(caller.rt.now() + caller.queue_timeout);
+        let handle = ProviderHandle::admit(caller, next.clone(), give_up_at).await?;
+        self.provider = Some(handle);
+        Ok(())
+    }
+
+    /// Say what the call is doing now (the next progress frame shows it).
+    pub fn say(&self, activity: String) {
+        self.caller
+            .phase
+            .set(crate::phase::Phase::Running { activity });
+    }
+
     /// Admit one consultation of `resolved`'s model, for a call whose plan named no provider
     /// (`consensus`, which asks several models): the session, global and provider permits in
     /// that fixed order, waiting at most the queue timeout and never past the deadline. The

@@ -27,6 +27,21 @@ pub struct ToolSettings {
     pub tool_rounds_max: u32,
 }
 
+/// The routing settings: what `auto` means and where an `auto` call fails over to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// `EXAI_FAST_MODEL`; `None`: the default provider's default model.
+    pub fast_model: Option<String>,
+    /// `EXAI_QUALITY_MODEL`; `None`: the default provider's default model.
+    pub quality_model: Option<String>,
+    /// `EXAI_FALLBACK_MODELS_FAST`; empty: every other configured provider's default model.
+    pub fallback_fast: Vec<String>,
+    /// `EXAI_FALLBACK_MODELS_QUALITY`; likewise.
+    pub fallback_quality: Vec<String>,
+    /// `EXAI_FALLBACK_ATTEMPTS_MAX`.
+    pub fallback_attempts_max: u32,
+}
+
 /// The daemon, as tools see it.
 pub trait Host: Send + Sync + 'static {
     /// The runtime's clock.
@@ -48,4 +63,6 @@ pub trait Host: Send + Sync + 'static {
     /// What a call to `model` may embed from the files it names: the roots and caps, and a
     /// byte budget derived from the model's context window.
     fn file_limits(&self, model: &str) -> crate::files::Limits;
+    /// What `auto` means and where `auto` calls fail over to.
+    fn routing(&self) -> Routing;
 }

@@ -95,10 +95,26 @@ impl Tool for ListModels {
                 })
             })
             .collect();
+        let routed = |category| {
+            let route = crate::tools::route::plan(env, None, category)?;
+            let chain: Vec<&str> = route.fallbacks.iter().map(|r| r.model.as_str()).collect();
+            Ok::<Value, CallError>(json!({
+                "provider": route.primary.entry.provider.name(),
+                "model": route.primary.model,
+                "fallbacks": chain,
+            }))
+        };
+        use crate::tools::route::Category;
         Ok(Plan::answer(envelope(
             Self::NAME,
             &json!({
                 "auto": { "provider": default.provider.name(), "model": default.provider.default_model() },
+                "auto_by_task": {
+                    "fast": routed(Category::Fast)?,
+                    "quality": routed(Category::Quality)?,
+                    "fast_tools": ["chat"],
+                    "quality_tools": "the expert analysis of every workflow tool (thinkdeep, secaudit and the final steps of the others)",
+                },
                 "providers": listed,
             }),
         )))

@@ -32,6 +32,7 @@ pub mod output;
 pub mod planner;
 pub mod profile;
 pub mod registry;
+pub mod route;
 pub mod schema;
 pub mod thinking;
 pub mod tool;

@@ -130,6 +130,22 @@ impl ToolOutput {
         }
     }
 
+    /// `metadata.fallback`, when an `auto` call moved to another model.
+    pub fn fallback(self, fallback: Option<Value>) -> ToolOutput {
+        match fallback {
+            Some(fallback) => self.meta("fallback", fallback),
+            None => self,
+        }
+    }
+
+    /// `metadata.usage`, when the provider reported what the answer cost.
+    pub fn usage(self, usage: Option<crate::provider::Usage>) -> ToolOutput {
+        match usage {
+            Some(usage) => self.meta("usage", json!(usage)),
+            None => self,
+        }
+    }
+
     /// `metadata.images`, when the call sent images.
     pub fn images(self, images: Option<Value>) -> ToolOutput {
         match images {

@@ -35,6 +35,7 @@ use crate::tools::embed::{Lines, embed, known_in};
 use crate::tools::expert::{self, analysis_block, files_required};
 use crate::tools::images::{attach, refuse_unless_vision};
 use crate::tools::output::{ContentType, ToolOutput};
+use crate::tools::route::{self, Category};
 use crate::tools::thinking::{Thinking, ThinkingMode};
 use crate::tools::tool::{Plan, Tool, ToolKind};
 
@@ -796,10 +797,13 @@ impl<W: Workflow> Tool for WorkflowTool<W> {
         // name fails at step 1, not at the end. Tools that complete locally ignore it.
         let finish = match spec.expert_prompt {
             Some(prompt) => {
-                let resolved = env
-                    .providers()
-                    .resolve(choice.model.as_deref().unwrap_or("auto"))?;
+                let mut route = route::plan(env, choice.model.as_deref(), Category::Quality)?;
+                let resolved = route.primary.clone();
                 refuse_unless_vision(env, "images", &choice.images, &resolved.model)?;
+                if !choice.images.is_empty() {
+                    // The images were checked against this model's facts.
+                    route.fallbacks.clear();
+                }
                 let skip = spec.skip(&input, &choice, snapshot.as_ref());
                 let facts = env.providers().model_table().facts(&resolved.model);
                 let web_search = choice
@@ -818,6 +822,7 @@ impl<W: Workflow> Tool for WorkflowTool<W> {
                             rounds_max: env.settings().tool_rounds_max,
                             images: choice.images,
                             thinking: Thinking::decide(choice.thinking_mode, facts.thinking),
+                            fallbacks: route.fallbacks,
                         },
                     ),
                 }
@@ -895,11 +900,13 @@ struct Expert {
     images: Vec<String>,
     /// The thinking mode asked for, and whether the model gets it.
     thinking: Thinking,
+    /// Where an `auto` expert call may move (`tools::route`); empty for a named model.
+    fallbacks: Vec<Resolved>,
 }
 
 /// One step, in the call's task.
 async fn run_step(
-    ctx: ToolCtx,
+    mut ctx: ToolCtx,
     spec: &'static Spec,
     input: StepInput,
     finish: Result<Expert, Skip>,
@@ -918,7 +925,7 @@ async fn run_step(
     };
     match finish {
         Err(skip) => Ok(done.local(skip, history)),
-        Ok(expert) => done.ask_expert(&ctx, &snapshot, expert).await,
+        Ok(expert) => done.ask_expert(&mut ctx, &snapshot, expert).await,
     }
 }
 
@@ -978,16 +985,16 @@ impl Done<'_> {
     /// parsed.
     async fn ask_expert(
         &self,
-        ctx: &ToolCtx,
+        ctx: &mut ToolCtx,
         snapshot: &Snapshot,
         expert: Expert,
     ) -> Result<String, CallError> {
         let (spec, name) = (self.spec, self.spec.name);
-        let provider = ctx.provider();
+        let model = ctx.provider().model().to_string();
         // The expert sees the files the investigation found relevant, numbered for file:line.
         let relevant: Vec<String> = consolidate(self.steps).relevant_files.into_iter().collect();
         let known = known_in(context_turns(spec, snapshot));
-        let model = provider.model();
+        let model = model.as_str();
         let embedding = embed(
             ctx,
             "relevant_files",
@@ -1018,13 +1025,9 @@ impl Done<'_> {
         asked.images = images.urls;
         request.web_search = expert.web_search;
         request.thinking = expert.thinking.applied();
-        let (response, rounds) = if expert.web_search {
-            provider
-                .complete_with_tool_rounds(request, expert.rounds_max)
-                .await?
-        } else {
-            (provider.complete(request).await?, 1)
-        };
+        let answered = route::complete(ctx, request, expert.rounds_max, &expert.fallbacks).await?;
+        let (response, rounds) = (&answered.response, answered.rounds);
+        let provider = ctx.provider();
         let history = ctx.conversations().append(
             self.id,
             vec![Turn::text(Role::Assistant, name, response.text.clone())],

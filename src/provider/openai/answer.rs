@@ -64,6 +64,7 @@ pub fn completion_text(
             tool_calls,
             sources: sources(&value),
             truncated: ending(reason)? == Ending::Truncated,
+            usage: crate::provider::Usage::from_json(&value),
         });
     }
     if value.get("error").is_some() {
@@ -152,6 +153,8 @@ pub(super) struct StreamState {
     sources: Vec<Value>,
     /// Whether the `finish_reason` was `length`.
     truncated: bool,
+    /// The usage an event reported (the last one, where the provider sends it).
+    usage: Option<crate::provider::Usage>,
 }
 
 impl StreamState {
@@ -165,6 +168,7 @@ impl StreamState {
             stopped_for_tools: false,
             sources: Vec::new(),
             truncated: false,
+            usage: None,
         }
     }
 
@@ -247,6 +251,9 @@ impl StreamState {
         if value.get("web_search").is_some() {
             self.sources = sources(&value);
         }
+        if let Some(usage) = crate::provider::Usage::from_json(&value) {
+            self.usage = Some(usage);
+        }
         if let Some(reason) = value
             .pointer("/choices/0/finish_reason")
             .and_then(Value::as_str)
@@ -270,6 +277,7 @@ impl StreamState {
             },
             sources: self.sources,
             truncated: self.truncated,
+            usage: self.usage,
         }
     }
 }
