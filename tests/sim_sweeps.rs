@@ -103,6 +103,11 @@ fn sweep_files_and_search() {
 }
 
 #[test]
+fn sweep_failover() {
+    sweep_scenario("failover");
+}
+
+#[test]
 fn every_scenario_is_swept() {
     let swept = [
         "smoke",
@@ -115,6 +120,7 @@ fn every_scenario_is_swept() {
         "hostile-client",
         "mixed-soak",
         "files-and-search",
+        "failover",
     ];
     let all: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
     assert_eq!(all, swept, "a new scenario needs its sweep test");

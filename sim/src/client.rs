@@ -59,6 +59,9 @@ pub struct CallSpec {
     pub after: Option<(String, u64)>,
     /// What its ok answer must show.
     pub expect: Expect,
+    /// It must end ok: an `auto` call while another provider of its chain is healthy
+    /// (the failover scenario).
+    pub must_answer: bool,
 }
 
 impl CallSpec {
@@ -73,6 +76,7 @@ impl CallSpec {
             cancel_at_ms: None,
             duplicate_at_ms: None,
             after: None,
+            must_answer: false,
         }
     }
 }
@@ -589,6 +593,17 @@ fn on_frame(
                 cover_refusal(message, &mut journal);
             }
             let index = spec.calls.iter().position(|c| c.request_id == *request_id);
+            let must_answer = index.is_some_and(|i| spec.calls[i].must_answer);
+            if !*ok && must_answer && first_result {
+                journal.violate(
+                    Invariant::FailoverAnswers,
+                    format!(
+                        "{}'s auto call {request_id} failed while another provider was healthy: {:?}",
+                        spec.name,
+                        error.as_ref().map(|e| &e.message)
+                    ),
+                );
+            }
             if *ok {
                 state.ok_results += 1;
                 if let Some(call) = index.map(|i| &spec.calls[i]) {
@@ -742,6 +757,8 @@ fn check_answer(
         .is_some_and(|f| !f.is_empty())
     {
         journal.cover("failed_over");
+    } else if call.must_answer && metadata["provider_used"] == "glm" {
+        journal.cover("routed_to_free_provider");
     }
     if metadata["web_search"]["sources"]
         .as_array()

@@ -41,6 +41,9 @@ pub enum Invariant {
     /// round's calls as the provider documents, and rounds run only where web search was
     /// offered (the loop's end inside the deadline is invariant 4's).
     ToolRoundsBounded = 11,
+    /// 12: while one provider of an `auto` call's chain is healthy, the call is answered,
+    /// inside its deadline, however the other fails (the failover scenario).
+    FailoverAnswers = 12,
 }
 
 /// One broken invariant.

@@ -61,7 +61,7 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-static SCENARIOS: [Scenario; 10] = [
+static SCENARIOS: [Scenario; 11] = [
     Scenario {
         name: "smoke",
         doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
@@ -230,6 +230,20 @@ static SCENARIOS: [Scenario; 10] = [
         ],
         plan: files_and_search,
     },
+    Scenario {
+        name: "failover",
+        doc: "Kimi is down for the whole workload: 429s with Retry-After of 5 to 15 minutes, and \
+              5xx. GLM is healthy. Every `auto` chat must be answered (by GLM, moving off Kimi or \
+              routed there at once while Kimi cools down) inside its deadline; calls that name a \
+              Kimi model fail fast with RATE_LIMITED, never moved.",
+        must_reach: &[
+            "call_ok",
+            "failed_over",
+            "routed_to_free_provider",
+            "failed_fast_instead_of_sleeping",
+        ],
+        plan: failover,
+    },
 ];
 
 /// Models of the simulated providers.
@@ -340,6 +354,7 @@ fn workflow_session(base_id: &str, tool: &str, model: &str, send_at_ms: u64) -> 
                 duplicate_at_ms: None,
                 after: (index > 0).then(|| (ids[index - 1].clone(), between(100, 5_000))),
                 expect,
+                must_answer: false,
             }
         })
         .collect()
@@ -397,6 +412,7 @@ fn clients(count: u64, mix: &Mix, ttl_ms: u64) -> Vec<ClientSpec> {
                     duplicate_at_ms,
                     after: None,
                     expect,
+                    must_answer: false,
                 });
             }
             let disconnect_at_ms =
@@ -951,4 +967,52 @@ fn files_and_search() -> Plan {
     let mut planned = plan(config, faults.clone(), faults, clients, "files");
     planned.disk = disk;
     planned
+}
+
+fn failover() -> Plan {
+    let config = base_config();
+    let kimi = Faults {
+        latency_ms: (between(10, 100), between(100, 800)),
+        calm: Weights {
+            rate_limit_secs: 4,
+            server_error: 1,
+            ok: u32::from(chance(0.3)),
+            ..Weights::default()
+        },
+        storm: Weights {
+            rate_limit_secs: 1,
+            ..Weights::default()
+        },
+        storms_ms: Vec::new(),
+        retry_after_ms: (300_000, 900_000),
+    };
+    let glm = Faults::healthy((between(50, 300), between(300, 2_000)));
+    let clients = (0..between(2, 4))
+        .map(|c| {
+            let calls = (0..between(3, 10))
+                .map(|i| {
+                    let request_id = format!("c{c}-r{i}");
+                    let (model, auto) = match between(0, 9) {
+                        0 => (KIMI_MODELS[0], false),
+                        1 => (GLM_MODELS[0], false),
+                        _ => ("auto", true),
+                    };
+                    let arguments =
+                        json!({"prompt": format!("question {request_id}"), "model": model});
+                    CallSpec {
+                        must_answer: auto,
+                        ..CallSpec::question(request_id, "chat", arguments, between(1, 20_000))
+                    }
+                })
+                .collect();
+            ClientSpec {
+                name: format!("client{c}"),
+                calls,
+                disconnect_at_ms: None,
+                resume_after_ms: None,
+                ack_every_frames: 0,
+            }
+        })
+        .collect();
+    plan(config, kimi, glm, clients, "kimi-down")
 }
