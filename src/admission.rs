@@ -1,6 +1,6 @@
 //! Admission: where permits are taken, held and given back.
 //!
-//! A call holds up to three permits: its session's, the global one, and its provider's,
+//! A call holds up to three permits: its session's, its provider's, and the global one,
 //! always taken in that one fixed order (so two calls can never each hold what the other waits
 //! for). Each permit is an owned value moved into the call's task and dropped exactly once
 //! when the task ends, by whatever path: success, error, timeout, cancel or panic. Nothing

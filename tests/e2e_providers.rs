@@ -707,3 +707,42 @@ async fn usage_is_read_from_the_final_stream_event_and_summed_over_tool_rounds()
         json!({"prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34})
     );
 }
+
+#[tokio::test]
+async fn calls_queued_for_a_hung_provider_hold_no_global_permit_another_provider_needs() {
+    // Two Kimi attempts hang; four more Kimi calls queue for Kimi's two permits. With four
+    // global permits, a GLM call must still start at once: the queued Kimi calls hold only
+    // their session permits (session, provider, then global).
+    let mock = Mock::start(vec![Reply::Hang, Reply::Hang]).await;
+    mock.set_fallback(Reply::Text("GLM is free".into()));
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+        c.providers[ProviderId::Kimi].inflight_max = 2;
+        c.limits.global_inflight_max = 4;
+        c.sessions.inflight_max = 16;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    for i in 0..6 {
+        let arguments = json!({"prompt": format!("hang {i}"), "model": "kimi-k2-0905-preview"});
+        client.call(&format!("k{i}"), "chat", arguments).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = Instant::now();
+    client
+        .call("g", "chat", json!({"prompt": "quick", "model": "glm-4.6"}))
+        .await;
+    let result = client.result("g").await;
+    let waited = sent.elapsed();
+    assert_eq!(answer(&result), "GLM is free", "{result}");
+    assert!(
+        waited < Duration::from_secs(2),
+        "the GLM call waited {waited:?}"
+    );
+    assert_eq!(
+        mock.state.in_flight.load(Ordering::SeqCst),
+        2,
+        "Kimi saw only its limit"
+    );
+}

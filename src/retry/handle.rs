@@ -1,7 +1,7 @@
 //! A provider handle: the only way a tool reaches a provider, bound to the provider whose
 //! permit the call holds, with the retry loop that runs its attempts.
 //!
-//! Why bound: the call is admitted for one provider (session, global, then that provider's
+//! Why bound: the call is admitted for one provider (session, that provider's, then global
 //! permit). If a tool could name any provider when it asked for a completion, nothing would
 //! stop it from calling a provider whose permit it does not hold. A [`ProviderHandle`] owns
 //! the permits and the resolved model together, so holding the handle is holding the permit,
@@ -88,12 +88,12 @@ pub struct ProviderHandle {
     caller: Arc<Caller>,
     /// The provider and model admitted.
     resolved: Resolved,
-    /// Session, global and provider permits, in that order; they go back on drop.
+    /// Session, provider and global permits, in that order; they go back on drop.
     permits: Permits,
 }
 
 impl ProviderHandle {
-    /// Admit the call for `resolved`'s provider: take the session, global and provider
+    /// Admit the call for `resolved`'s provider: take the session, provider and global
     /// permits in that fixed order, waiting at most until `give_up_at` (the caller bounds it
     /// by the queue timeout and the deadline). A refusal gives back what was taken.
     pub async fn admit(
@@ -106,10 +106,14 @@ impl ProviderHandle {
             0,
             "a call holds at most one provider handle at a time"
         );
+        // Session, then provider, then global: a call waiting for a busy provider holds no
+        // global permit that another provider's calls need (measured before: 32 calls hung
+        // on Kimi made GLM calls of another session wait 9 s for a global permit). One fixed
+        // order for every call, so no two calls can wait on each other.
         let limits = [
             caller.session_limit.clone(),
-            caller.global_limit.clone(),
             resolved.entry.limit.clone(),
+            caller.global_limit.clone(),
         ];
         let phase = caller.phase.clone();
         let on_wait = move |limit: &Arc<Limit>| {
@@ -136,10 +140,10 @@ impl ProviderHandle {
             names,
             [
                 caller.session_limit.name(),
-                caller.global_limit.name(),
-                provider_limit
+                provider_limit,
+                caller.global_limit.name()
             ],
-            "a provider handle holds the session, global and its own provider's permit"
+            "a provider handle holds the session, its own provider's and the global permit"
         );
         let provider = &resolved.entry.provider;
         assert!(

@@ -5,7 +5,7 @@
 //! with `pause_for_consensus` and no provider call; the final step consults every model in
 //! `models` (given with the final step or an earlier one), one after the other. The call
 //! itself holds no permits (`Plan::provider` is `None`): each consultation is admitted on
-//! its own (session, global, then that model's provider) through [`ToolCtx::consult`], whose
+//! its own (session, that model's provider, then global) through [`ToolCtx::consult`], whose
 //! provider handle gives its permits back before the next, so a consensus never holds more
 //! than one provider permit. The number of models is bounded by `EXAI_CONSENSUS_MODELS_MAX`. A model that fails
 //! is reported in the answer; the call fails only if every model failed.

@@ -158,7 +158,7 @@ impl ToolCtx {
     }
 
     /// Admit one consultation of `resolved`'s model, for a call whose plan named no provider
-    /// (`consensus`, which asks several models): the session, global and provider permits in
+    /// (`consensus`, which asks several models): the session, provider and global permits in
     /// that fixed order, waiting at most the queue timeout and never past the deadline. The
     /// permits go back when the handle is dropped, so asking five models one after the
     /// other never holds two provider permits.
