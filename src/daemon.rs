@@ -20,6 +20,7 @@ use crate::provider::models::ModelTable;
 use crate::provider::offline::OfflineProvider;
 use crate::provider::openai::HttpProvider;
 use crate::provider::{Provider, ProviderEntry, Providers};
+use crate::retry::budget::RateBudget;
 use crate::retry::{Cooldown, RetryPolicy};
 use crate::rt::{Listener, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
@@ -103,10 +104,11 @@ impl DaemonBuilder {
             .into_iter()
             .map(|provider| {
                 // A provider the configuration does not know (a test's) gets the global limit.
-                let permits_max = config
-                    .providers
-                    .get(provider.name())
-                    .map_or(config.limits.global_inflight_max, |p| p.inflight_max);
+                let settings = config.providers.get(provider.name());
+                let permits_max =
+                    settings.map_or(config.limits.global_inflight_max, |p| p.inflight_max);
+                let budget =
+                    settings.map_or_else(RateBudget::default, |p| RateBudget::new(p.rpm, p.tpm));
                 let limit = Limit::new(
                     format!("provider:{}", provider.name()),
                     permits_max,
@@ -116,6 +118,7 @@ impl DaemonBuilder {
                     provider,
                     limit,
                     cooldown: Cooldown::default(),
+                    budget,
                 })
             })
             .collect();

@@ -746,3 +746,38 @@ async fn calls_queued_for_a_hung_provider_hold_no_global_permit_another_provider
         "Kimi saw only its limit"
     );
 }
+
+#[tokio::test]
+async fn a_spent_request_budget_refuses_before_the_provider_sees_the_call() {
+    let mock = Mock::start(Vec::new()).await;
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+        c.providers[ProviderId::Kimi].rpm = 2;
+        c.tools.simple_timeout_ms = 10_000;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let named = json!({"prompt": "hi", "model": "kimi-k2-0905-preview"});
+    for id in ["b1", "b2"] {
+        let (result, _) = chat(&mut client, id, named.clone()).await;
+        assert_eq!(result["ok"], true, "{result}");
+    }
+    let (result, took) = chat(&mut client, "b3", named).await;
+    assert_eq!(result["error"]["code"], "OVER_CAPACITY", "{result}");
+    let message = result["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("EXAI_KIMI_RPM") && message.contains("2 requests a minute"),
+        "{message}"
+    );
+    assert!(
+        result["error"]["retry_after_secs"].as_u64().unwrap() >= 50,
+        "{result}"
+    );
+    assert!(took < Duration::from_secs(2), "refused at once: {took:?}");
+    assert_eq!(mock.arrivals().len(), 2, "Kimi never saw the third");
+    // An `auto` call goes to GLM instead.
+    let (result, _) = chat(&mut client, "b4", json!({"prompt": "hi"})).await;
+    let out = output_of(&result);
+    assert_eq!(out["metadata"]["provider_used"], "glm", "{out}");
+}

@@ -108,6 +108,11 @@ fn sweep_failover() {
 }
 
 #[test]
+fn sweep_rate_budget() {
+    sweep_scenario("rate-budget");
+}
+
+#[test]
 fn every_scenario_is_swept() {
     let swept = [
         "smoke",
@@ -121,6 +126,7 @@ fn every_scenario_is_swept() {
         "mixed-soak",
         "files-and-search",
         "failover",
+        "rate-budget",
     ];
     let all: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
     assert_eq!(all, swept, "a new scenario needs its sweep test");

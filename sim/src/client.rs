@@ -679,6 +679,9 @@ fn cover_refusal(message: &str, journal: &mut crate::journal::Journal) {
     if message.contains(exaid::config::key::EXAI_TOOL_ROUNDS_MAX) {
         journal.cover("tool_rounds_exhausted");
     }
+    if message.contains("rate budget") {
+        journal.cover("budget_refused");
+    }
 }
 
 /// Check an ok answer against what its call expects; remember a workflow's

@@ -44,6 +44,9 @@ pub enum Invariant {
     /// 12: while one provider of an `auto` call's chain is healthy, the call is answered,
     /// inside its deadline, however the other fails (the failover scenario).
     FailoverAnswers = 12,
+    /// 13: exaid's request budget (`EXAI_*_RPM`) keeps the provider from ever seeing more
+    /// requests in a minute than its account allows; the simulated provider counts.
+    BudgetsKept = 13,
 }
 
 /// One broken invariant.

@@ -256,8 +256,14 @@ impl Observer for SimObserver {
         journal.count_max("outbox peak frames", outbox.frames as u64);
         match frame {
             ServerFrame::Progress {
-                request_id, phase, ..
+                request_id,
+                phase,
+                message,
+                ..
             } => {
+                if message.contains("rate budget") {
+                    journal.cover("budget_waited");
+                }
                 journal.record(format!(
                     "push {} #{seq} progress {request_id} {phase}",
                     short(session)

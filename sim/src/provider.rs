@@ -138,6 +138,11 @@ struct ProviderView {
     blocked_until_ms: u64,
     /// Nanosecond-precise version of the same, for exact comparisons.
     blocked_until: Option<madsim::time::Instant>,
+    /// The requests a minute the provider's account allows, and exaid is configured to keep
+    /// (`EXAI_*_RPM`); 0: none.
+    rpm: u32,
+    /// When each request of the last minute arrived (bounded by `rpm`).
+    recent: std::collections::VecDeque<madsim::time::Instant>,
 }
 
 /// The independent witness of every simulated provider.
@@ -175,6 +180,12 @@ impl Witness {
         })
     }
 
+    /// The provider's account allows `rpm` requests a minute, as exaid is told (0: none).
+    pub fn set_rpm(&self, provider: &str, rpm: u32) {
+        let mut providers = self.providers.lock().expect("witness lock");
+        providers.get_mut(provider).expect("known provider").rpm = rpm;
+    }
+
     fn arrive(self: &Arc<Self>, provider: &str) -> Ticket {
         let now = madsim::time::Instant::now();
         let mut providers = self.providers.lock().expect("witness lock");
@@ -182,6 +193,28 @@ impl Witness {
         view.in_flight += 1;
         view.in_flight_max = view.in_flight_max.max(view.in_flight);
         let mut journal = lock(&self.journal);
+        if view.rpm > 0 {
+            let minute = Duration::from_secs(60);
+            while view
+                .recent
+                .front()
+                .is_some_and(|at| now.duration_since(*at) >= minute)
+            {
+                view.recent.pop_front();
+            }
+            view.recent.push_back(now);
+            if view.recent.len() > view.rpm as usize {
+                journal.violate(
+                    Invariant::BudgetsKept,
+                    format!(
+                        "provider {provider} receives {} requests within a minute, its budget {}",
+                        view.recent.len(),
+                        view.rpm
+                    ),
+                );
+                view.recent.pop_front();
+            }
+        }
         if view.in_flight > view.limit {
             journal.violate(
                 Invariant::LimitsHeld,

@@ -114,6 +114,8 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         plan.config.limits.global_inflight_max,
         journal.clone(),
     );
+    witness.set_rpm("kimi", plan.config.providers[ProviderId::Kimi].rpm);
+    witness.set_rpm("glm", plan.config.providers[ProviderId::Glm].rpm);
     let observer = Arc::new(SimObserver::new(
         journal.clone(),
         Expectations {
@@ -291,7 +293,14 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     // Liveness: faults stop; once the last retry-after has passed, a fresh call succeeds.
     // (A daemon that was shut down is expected to refuse: nothing to check.)
     calm.store(true, Ordering::SeqCst);
-    let wait_ms = witness.latest_block_end_ms().saturating_sub(now_ms()) + 1;
+    let mut wait_ms = witness.latest_block_end_ms().saturating_sub(now_ms()) + 1;
+    let budgeted = [ProviderId::Kimi, ProviderId::Glm]
+        .iter()
+        .any(|id| plan.config.providers[*id].rpm > 0);
+    if budgeted {
+        // A request budget spent by the workload frees a minute after its last request.
+        wait_ms += exaid::retry::budget::WINDOW.as_millis() as u64;
+    }
     madsim::time::sleep(Duration::from_millis(wait_ms)).await;
     if plan.shutdown.is_none() {
         liveness(&handle, &journal, daemon_addr, plan.simple_timeout).await;

@@ -61,7 +61,7 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-static SCENARIOS: [Scenario; 11] = [
+static SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: "smoke",
         doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
@@ -243,6 +243,15 @@ static SCENARIOS: [Scenario; 11] = [
             "failed_fast_instead_of_sleeping",
         ],
         plan: failover,
+    },
+    Scenario {
+        name: "rate-budget",
+        doc: "Both providers allow only a few requests a minute, and exaid is told so \
+              (EXAI_KIMI_RPM, EXAI_GLM_RPM). Bursts of chats must wait for the budget or be \
+              refused with OVER_CAPACITY naming it, and the simulated providers must never see \
+              more requests in a minute than their accounts allow (invariant 13).",
+        must_reach: &["call_ok", "budget_waited", "budget_refused"],
+        plan: rate_budget,
     },
 ];
 
@@ -1015,4 +1024,26 @@ fn failover() -> Plan {
         })
         .collect();
     plan(config, kimi, glm, clients, "kimi-down")
+}
+
+fn rate_budget() -> Plan {
+    let mut config = base_config();
+    config.providers[ProviderId::Kimi].rpm = between(2, 8) as u32;
+    config.providers[ProviderId::Glm].rpm = between(2, 8) as u32;
+    config.tools.simple_timeout_ms = between(20, 90) * 1000;
+    let mix = Mix {
+        tools: CHAT_ONLY,
+        calls: (3, 10),
+        spread_ms: between(1_000, 60_000),
+        ..calm_mix()
+    };
+    let latency = (between(10, 200), between(200, 2_000));
+    let clients = clients(between(2, 5), &mix, config.sessions.ttl_ms);
+    plan(
+        config,
+        Faults::healthy(latency),
+        Faults::healthy(latency),
+        clients,
+        "budgets",
+    )
 }

@@ -329,6 +329,15 @@ declare_config! {
 
             /// Longest single Kimi attempt; a call's deadline still bounds all attempts together.
             timeout_ms = KIMI_TIMEOUT_SECS, "120", secs(1000, 86_400_000);
+
+            /// Requests a minute exaid sends Kimi at most, counted before Kimi sees them (set it to
+            /// the account's limit, so a busy minute waits here instead of coming back as 429s);
+            /// 0: no budget.
+            rpm = EXAI_KIMI_RPM, "0", Kind::Int { min: 0, max: 1_000_000, unit: "requests a minute" };
+
+            /// Tokens a minute exaid sends Kimi at most (each request estimated from its text and
+            /// max_tokens, then corrected by the usage Kimi reports); 0: no budget.
+            tpm = EXAI_KIMI_TPM, "0", Kind::Int { min: 0, max: 1_000_000_000_000, unit: "tokens a minute" };
         }
 
         Glm {
@@ -349,6 +358,15 @@ declare_config! {
 
             /// Longest single GLM attempt; a call's deadline still bounds all attempts together.
             timeout_ms = GLM_TIMEOUT_SECS, "120", secs(1000, 86_400_000);
+
+            /// Requests a minute exaid sends GLM at most, counted before GLM sees them (set it to
+            /// the account's limit, so a busy minute waits here instead of coming back as 429s);
+            /// 0: no budget.
+            rpm = EXAI_GLM_RPM, "0", Kind::Int { min: 0, max: 1_000_000, unit: "requests a minute" };
+
+            /// Tokens a minute exaid sends GLM at most (each request estimated from its text and
+            /// max_tokens, then corrected by the usage GLM reports); 0: no budget.
+            tpm = EXAI_GLM_TPM, "0", Kind::Int { min: 0, max: 1_000_000_000_000, unit: "tokens a minute" };
         }
 
         Offline {

@@ -61,6 +61,11 @@ pub struct ProviderSettings {
     /// How long the offline provider takes to answer (`EXAI_OFFLINE_LATENCY_MS`); 0 for
     /// the HTTP providers.
     pub latency_ms: u64,
+    /// Requests a minute exaid sends it at most (`EXAI_KIMI_RPM`, ...); 0: no budget.
+    pub rpm: u32,
+    /// Tokens a minute exaid sends it at most, estimated then corrected by reported usage
+    /// (`EXAI_KIMI_TPM`, ...); 0: no budget.
+    pub tpm: u64,
 }
 
 impl ProviderSettings {
@@ -74,6 +79,8 @@ impl ProviderSettings {
             models: Vec::new(),
             timeout_ms: 0,
             latency_ms: 0,
+            rpm: 0,
+            tpm: 0,
         }
     }
 

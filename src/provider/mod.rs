@@ -328,6 +328,8 @@ pub struct ProviderEntry {
     pub limit: Arc<Limit>,
     /// When it may be called again after a 429 with retry-after, for every call.
     pub cooldown: crate::retry::cooldown::Cooldown,
+    /// Its requests and tokens a minute, kept before it sees a request.
+    pub budget: crate::retry::budget::RateBudget,
 }
 
 /// All providers, and which one `auto` means.

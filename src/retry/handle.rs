@@ -242,8 +242,10 @@ impl ProviderHandle {
             .map(|(round, rounds_max)| format!(", tool round {round} of {rounds_max}"))
             .unwrap_or_default();
         let mut attempt = 0u32;
+        let estimate = crate::retry::budget::estimate_tokens(request);
         loop {
             self.wait_cooldown(&name, &entry.cooldown).await?;
+            let reserved = self.wait_budget(&name, estimate).await?;
             attempt += 1;
             caller.phase.set(Phase::Running {
                 activity: format!(
@@ -268,6 +270,9 @@ impl ProviderHandle {
                 Ok(response) => {
                     if let Some(usage) = response.usage {
                         caller.observer.tokens_used(&name, &response.model, usage);
+                        if let Some(id) = reserved {
+                            entry.budget.correct(id, usage.total_tokens);
+                        }
                     }
                     return Ok(response);
                 }
@@ -275,6 +280,54 @@ impl ProviderHandle {
             };
             self.pause_after(&name, &entry.cooldown, attempt, error)
                 .await?;
+        }
+    }
+
+    /// The provider's rate budget (`retry::budget`): count this attempt in it, waiting until
+    /// it fits, or end the call now with `OVER_CAPACITY` naming the budget when it would fit
+    /// only after the deadline. `None` when the provider has no budget.
+    async fn wait_budget(&self, name: &str, tokens: u64) -> Result<Option<u64>, CallError> {
+        let caller = &self.caller;
+        let rt = &caller.rt;
+        let budget = &self.resolved.entry.budget;
+        if !budget.is_on() {
+            return Ok(None);
+        }
+        loop {
+            let now = rt.now();
+            let (spent, fits_at) = match budget.try_reserve(now, tokens) {
+                Ok(id) => return Ok(Some(id)),
+                Err(refusal) => refusal,
+            };
+            let (rpm, tpm) = budget.limits();
+            let what = match spent {
+                crate::retry::budget::Spent::Requests => format!("{rpm} requests a minute"),
+                crate::retry::budget::Spent::Tokens => format!("{tpm} tokens a minute"),
+            };
+            let wait = fits_at.saturating_since(now);
+            if fits_at > caller.deadline {
+                let secs = (wait.as_millis() as u64).div_ceil(1000).max(1);
+                let message = format!(
+                    "provider {name}'s rate budget ({what}, EXAI_{}_{}) is spent for {:.1} s, past the call's deadline",
+                    name.to_ascii_uppercase(),
+                    if spent == crate::retry::budget::Spent::Requests {
+                        "RPM"
+                    } else {
+                        "TPM"
+                    },
+                    wait.as_secs_f64()
+                );
+                return Err(CallError::new(ErrorCode::OverCapacity, message)
+                    .with_retry_after_secs(secs)
+                    .may_fail_over());
+            }
+            caller.phase.set(Phase::Running {
+                activity: format!(
+                    "waiting {:.1} s for provider {name}'s rate budget ({what})",
+                    wait.as_secs_f64()
+                ),
+            });
+            rt.sleep_until(fits_at).await;
         }
     }
 

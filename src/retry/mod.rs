@@ -15,6 +15,7 @@
 //! call's attempts, through a [`handle::ProviderHandle`] bound to the provider whose permit
 //! the call holds.
 
+pub mod budget;
 pub mod cooldown;
 pub mod handle;
 pub mod policy;
