@@ -100,20 +100,26 @@ impl DaemonBuilder {
                 Duration::from_millis(config.providers[ProviderId::Offline].latency_ms),
             )));
         }
+        let mut seen: Vec<String> = Vec::new();
         let entries = providers
             .into_iter()
             .map(|provider| {
+                // Several keys of one provider are several entries: each its own limit,
+                // budgets and cooldown, named by index (`provider:kimi#2`), never by key.
+                let index = seen.iter().filter(|n| *n == provider.name()).count();
+                seen.push(provider.name().to_string());
+                let limit_name = if index == 0 {
+                    format!("provider:{}", provider.name())
+                } else {
+                    format!("provider:{}#{}", provider.name(), index + 1)
+                };
                 // A provider the configuration does not know (a test's) gets the global limit.
                 let settings = config.providers.get(provider.name());
                 let permits_max =
                     settings.map_or(config.limits.global_inflight_max, |p| p.inflight_max);
                 let budget =
                     settings.map_or_else(RateBudget::default, |p| RateBudget::new(p.rpm, p.tpm));
-                let limit = Limit::new(
-                    format!("provider:{}", provider.name()),
-                    permits_max,
-                    config.limits.queue_waiters_max,
-                );
+                let limit = Limit::new(limit_name, permits_max, config.limits.queue_waiters_max);
                 Arc::new(ProviderEntry {
                     provider,
                     limit,
@@ -180,18 +186,17 @@ impl Daemon {
     /// (always registered, so `listmodels` shows them, `configured: false` without their key),
     /// then the offline provider; with Prometheus metrics. `auto` picks the first configured HTTP provider, else offline.
     pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
-        let kimi = HttpProvider::kimi(&config, rt.clone());
-        let glm = HttpProvider::glm(&config, rt.clone());
+        let kimi = HttpProvider::per_key(&config, ProviderId::Kimi, &rt);
+        let glm = HttpProvider::per_key(&config, ProviderId::Glm, &rt);
         let offline = OfflineProvider::new(
             rt.clone(),
             Duration::from_millis(config.providers[ProviderId::Offline].latency_ms),
         );
-        Daemon::builder(config, token, rt)
-            .provider(Arc::new(kimi))
-            .provider(Arc::new(glm))
-            .provider(Arc::new(offline))
-            .metrics()
-            .build()
+        let mut builder = Daemon::builder(config, token, rt);
+        for provider in kimi.into_iter().chain(glm) {
+            builder = builder.provider(Arc::new(provider));
+        }
+        builder.provider(Arc::new(offline)).metrics().build()
     }
 
     /// The shared state (tests and the status endpoint read it).

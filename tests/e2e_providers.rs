@@ -781,3 +781,68 @@ async fn a_spent_request_budget_refuses_before_the_provider_sees_the_call() {
     let out = output_of(&result);
     assert_eq!(out["metadata"]["provider_used"], "glm", "{out}");
 }
+
+#[tokio::test]
+async fn two_kimi_keys_share_the_load_and_cool_down_separately() {
+    const SECOND: &str = "sk-test-second-key-0000";
+    let mock = Mock::start(vec![rate_limited(vec![("retry-after", "900".into())])]).await;
+    mock.set_fallback(Reply::Slow(Duration::from_millis(300), "answered".into()));
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.providers[ProviderId::Kimi].api_keys = Some(Secret::new(SECOND));
+        c.providers[ProviderId::Kimi].inflight_max = 1;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let named = json!({"prompt": "hi", "model": "kimi-k2-0905-preview"});
+    // The first key answers 429 for 15 minutes: that key cools, the call moves to the second.
+    let (result, _) = chat(&mut client, "k1", named.clone()).await;
+    assert_eq!(answer(&result), "answered", "{result}");
+    let keys: Vec<String> = mock
+        .arrivals()
+        .iter()
+        .map(|a| a.authorization.clone())
+        .collect();
+    assert_eq!(keys, [format!("Bearer {KEY}"), format!("Bearer {SECOND}")]);
+    // The cooling key is never called again while it cools.
+    let (result, _) = chat(&mut client, "k2", named.clone()).await;
+    assert_eq!(answer(&result), "answered", "{result}");
+    assert_eq!(mock.arrivals()[2].authorization, format!("Bearer {SECOND}"));
+    // Each key has its own limit, named by index.
+    let health = serde_json::to_string(&exaid::health::snapshot(&daemon.shared)).unwrap();
+    assert!(health.contains("provider:kimi#2"), "{health}");
+    assert!(!health.contains(SECOND), "keys are never shown");
+}
+
+#[tokio::test]
+async fn calls_go_to_the_key_with_capacity() {
+    const SECOND: &str = "sk-test-second-key-0000";
+    let mock = Mock::start(Vec::new()).await;
+    mock.set_fallback(Reply::Slow(Duration::from_millis(400), "answered".into()));
+    let daemon = start(|c| {
+        mock.kimi(c);
+        c.providers[ProviderId::Kimi].api_keys = Some(Secret::new(SECOND));
+        c.providers[ProviderId::Kimi].inflight_max = 1;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let named = json!({"prompt": "hi", "model": "kimi-k2-0905-preview"});
+    client.call("p1", "chat", named.clone()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client.call("p2", "chat", named).await;
+    for id in ["p1", "p2"] {
+        assert_eq!(answer(&client.result(id).await), "answered");
+    }
+    let mut keys: Vec<String> = mock
+        .arrivals()
+        .iter()
+        .map(|a| a.authorization.clone())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [format!("Bearer {KEY}"), format!("Bearer {SECOND}")]);
+    assert_eq!(
+        mock.state.in_flight_max.load(Ordering::SeqCst),
+        2,
+        "both at once"
+    );
+}

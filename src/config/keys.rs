@@ -321,6 +321,11 @@ declare_config! {
             /// Kimi API key; the Kimi provider is active when it is set.
             api_key = KIMI_API_KEY, "", Kind::Token { min_chars: 8 };
 
+            /// More Kimi keys (of other accounts), comma-separated; each key has its own limit
+            /// (the inflight maximum), budgets and cooldown, and calls go to a key with
+            /// capacity. Keys are named by index (provider:kimi#2), never shown.
+            api_keys = KIMI_API_KEYS, "", Kind::Token { min_chars: 8 };
+
             /// Models served by Kimi; the first is what `auto` picks on Kimi.
             models = KIMI_MODELS,
                 "kimi-k2-0905-preview,kimi-k2-turbo-preview,moonshot-v1-8k,moonshot-v1-32k,moonshot-v1-128k,\
@@ -350,6 +355,11 @@ declare_config! {
 
             /// GLM API key; the GLM provider is active when it is set.
             api_key = GLM_API_KEY, "", Kind::Token { min_chars: 8 };
+
+            /// More GLM keys (of other accounts), comma-separated; each key has its own limit
+            /// (the inflight maximum), budgets and cooldown, and calls go to a key with
+            /// capacity. Keys are named by index (provider:glm#2), never shown.
+            api_keys = GLM_API_KEYS, "", Kind::Token { min_chars: 8 };
 
             /// Models served by GLM; the first is what `auto` picks on GLM.
             models = GLM_MODELS,

@@ -52,6 +52,9 @@ pub struct ProviderSettings {
     pub api_url: String,
     /// Its API key (`KIMI_API_KEY`, ...); the provider serves only with it. None for offline.
     pub api_key: Option<Secret>,
+    /// More keys of more accounts, comma-separated (`KIMI_API_KEYS`, ...): each its own
+    /// limit, budgets and cooldown, since providers limit per account.
+    pub api_keys: Option<Secret>,
     /// Models it serves, default first (`KIMI_MODELS`, ...); empty for offline, whose
     /// models are built in.
     pub models: Vec<String>,
@@ -76,6 +79,7 @@ impl ProviderSettings {
             inflight_max: 0,
             api_url: String::new(),
             api_key: None,
+            api_keys: None,
             models: Vec::new(),
             timeout_ms: 0,
             latency_ms: 0,
@@ -87,6 +91,24 @@ impl ProviderSettings {
     /// Its short name.
     pub fn name(&self) -> &'static str {
         self.id.name()
+    }
+
+    /// Every key, `KIMI_API_KEY` first, then each of `KIMI_API_KEYS`, without repeats.
+    pub fn keys(&self) -> Vec<Secret> {
+        let mut keys: Vec<Secret> = self.api_key.iter().cloned().collect();
+        if let Some(more) = &self.api_keys {
+            for part in more
+                .expose()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                if !keys.iter().any(|k| k.expose() == part) {
+                    keys.push(Secret::new(part));
+                }
+            }
+        }
+        keys
     }
 }
 

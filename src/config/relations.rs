@@ -24,8 +24,32 @@ fn longest_deadline_ms(c: &Config) -> u64 {
     c.tools.simple_timeout_ms.max(c.tools.workflow_timeout_ms)
 }
 
+/// Why a comma-separated key list is malformed, if it is: an entry too short to be a key.
+fn bad_key_list(c: &Config, id: ProviderId) -> Option<String> {
+    let list = c.providers[id].api_keys.as_ref()?;
+    list.expose()
+        .split(',')
+        .map(str::trim)
+        .enumerate()
+        .find(|(_, part)| part.chars().count() < 8)
+        .map(|(index, _)| {
+            format!(
+                "entry {} is shorter than 8 characters (keys are comma-separated)",
+                index + 1
+            )
+        })
+}
+
 /// All cross-key rules. Add more here.
 static RELATIONS: &[Relation] = &[
+    Relation {
+        keys: &[key::KIMI_API_KEYS],
+        check: |c| bad_key_list(c, ProviderId::Kimi),
+    },
+    Relation {
+        keys: &[key::GLM_API_KEYS],
+        check: |c| bad_key_list(c, ProviderId::Glm),
+    },
     Relation {
         keys: &[
             key::KIMI_TIMEOUT_SECS,

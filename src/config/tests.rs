@@ -712,3 +712,39 @@ fn model_facts_are_read_and_a_bad_entry_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn several_keys_are_split_and_a_short_one_is_named_not_shown() {
+    let c = Config::load(&Layers {
+        env: pairs(&[
+            ("KIMI_API_KEY", "sk-first-000000"),
+            (
+                "KIMI_API_KEYS",
+                "sk-second-00000,sk-first-000000,sk-third-000000",
+            ),
+        ]),
+        ..Layers::default()
+    })
+    .expect("load")
+    .config;
+    let keys: Vec<String> = c.providers[ProviderId::Kimi]
+        .keys()
+        .iter()
+        .map(|k| k.expose().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        ["sk-first-000000", "sk-second-00000", "sk-third-000000"]
+    );
+    let e = load_err(&Layers {
+        env: pairs(&[("KIMI_API_KEYS", "sk-second-00000,short")]),
+        ..Layers::default()
+    });
+    let msg = e.to_string();
+    assert_eq!(e.key(), "KIMI_API_KEYS");
+    assert!(
+        msg.contains("entry 2 is shorter than 8 characters"),
+        "{msg}"
+    );
+    assert!(!msg.contains("sk-second"), "the keys are redacted: {msg}");
+}

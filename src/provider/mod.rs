@@ -399,7 +399,7 @@ impl Providers {
         if wanted.is_empty() || wanted.eq_ignore_ascii_case("auto") {
             let entry = self.default_entry().clone();
             let model = entry.provider.default_model().to_string();
-            return Ok(Resolved { entry, model });
+            return Ok(self.freest(Resolved { entry, model }));
         }
         for entry in &self.entries {
             if let Some(found) = entry
@@ -417,10 +417,10 @@ impl Providers {
                         ),
                     ));
                 }
-                return Ok(Resolved {
+                return Ok(self.freest(Resolved {
                     entry: entry.clone(),
                     model: found.clone(),
-                });
+                }));
             }
         }
         let known: Vec<&str> = self
@@ -437,5 +437,37 @@ impl Providers {
             ),
         )
         .with_details(serde_json::json!({ "field": "model" })))
+    }
+
+    /// The other keys of `resolved`'s provider that serve its model (several keys of one
+    /// provider are several entries), in registration order.
+    pub fn siblings(&self, resolved: &Resolved) -> Vec<Resolved> {
+        self.entries
+            .iter()
+            .filter(|e| !Arc::ptr_eq(e, &resolved.entry))
+            .filter(|e| e.provider.name() == resolved.entry.provider.name())
+            .filter(|e| e.provider.is_configured())
+            .filter(|e| e.provider.models().contains(&resolved.model))
+            .map(|entry| Resolved {
+                entry: entry.clone(),
+                model: resolved.model.clone(),
+            })
+            .collect()
+    }
+
+    /// Of `resolved` and its siblings, the key with the most free permits (the first on a
+    /// tie): calls go to a key with capacity.
+    fn freest(&self, resolved: Resolved) -> Resolved {
+        let free = |r: &Resolved| {
+            let limit = r.entry.limit.snapshot();
+            limit.permits_max.saturating_sub(limit.permits_in_use)
+        };
+        let mut best = resolved.clone();
+        for sibling in self.siblings(&resolved) {
+            if free(&sibling) > free(&best) {
+                best = sibling;
+            }
+        }
+        best
     }
 }

@@ -42,11 +42,10 @@ pub fn plan(
     let providers = env.providers();
     let wanted = asked.map(str::trim).unwrap_or("");
     if !(wanted.is_empty() || wanted.eq_ignore_ascii_case("auto")) {
+        // A named model is never replaced; another key of its provider is the same model.
         let primary = providers.resolve(wanted)?;
-        return Ok(Route {
-            primary,
-            fallbacks: Vec::new(),
-        });
+        let fallbacks = providers.siblings(&primary);
+        return Ok(Route { primary, fallbacks });
     }
     let routing = env.daemon().routing();
     let chain = chain(providers, &routing, category)?;
@@ -85,7 +84,14 @@ fn chain(
             chain.push(resolved);
         }
     }
-    Ok(chain)
+    // Each model's other keys come right after it.
+    let mut with_keys = Vec::with_capacity(chain.len());
+    for resolved in chain {
+        let siblings = providers.siblings(&resolved);
+        with_keys.push(resolved);
+        with_keys.extend(siblings);
+    }
+    Ok(with_keys)
 }
 
 /// The chain with a provider that is free now first: not cooling down, and with a free

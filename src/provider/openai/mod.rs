@@ -137,6 +137,30 @@ impl HttpProvider {
         }
     }
 
+    /// One provider per key of `id` (`KIMI_API_KEY`, then each of `KIMI_API_KEYS`), in that
+    /// order; one not configured when it has no key (listed, `configured: false`).
+    pub fn per_key(config: &Config, id: ProviderId, rt: &Rt) -> Vec<HttpProvider> {
+        let dialect = match id {
+            ProviderId::Kimi => Dialect::Kimi,
+            _ => Dialect::Glm,
+        };
+        let settings = &config.providers[id];
+        let keys = settings.keys();
+        if keys.is_empty() {
+            return vec![HttpProvider::new(
+                HttpSettings::of(dialect, settings),
+                rt.clone(),
+            )];
+        }
+        keys.into_iter()
+            .map(|key| {
+                let mut one = HttpSettings::of(dialect, settings);
+                one.api_key = Some(key);
+                HttpProvider::new(one, rt.clone())
+            })
+            .collect()
+    }
+
     /// Kimi, from the configuration.
     pub fn kimi(config: &Config, rt: Rt) -> HttpProvider {
         HttpProvider::new(HttpSettings::kimi(config), rt)
