@@ -61,6 +61,12 @@ impl Host for Shared {
         serde_json::to_value(crate::health::snapshot(self)).expect("health serializes")
     }
 
+    fn cost_usd(&self, provider: &str, model: &str, usage: crate::provider::Usage) -> Option<f64> {
+        let cost = self.providers.model_table().facts(model).cost_usd(usage)?;
+        self.observer.cost_incurred(provider, model, cost);
+        Some(cost)
+    }
+
     fn routing(&self) -> crate::tools::host::Routing {
         let routing = &self.config.routing;
         crate::tools::host::Routing {

@@ -79,6 +79,9 @@ pub trait Observer: Send + Sync + 'static {
     /// An answer of `provider`'s `model` reported what it cost.
     fn tokens_used(&self, _provider: &str, _model: &str, _usage: crate::provider::Usage) {}
 
+    /// An answer of `provider`'s `model` cost `usd` by the configured prices.
+    fn cost_incurred(&self, _provider: &str, _model: &str, _usd: f64) {}
+
     /// A client resumed `session`; `frames_replayed` frames were sent again.
     fn session_resumed(&self, _session: &str, _frames_replayed: u64) {}
 

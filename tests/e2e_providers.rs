@@ -310,6 +310,8 @@ async fn listmodels_shows_configured_and_default_model_facts() {
             vision: None,
             web_search: Some(false),
             thinking: None,
+            price_in_micro_usd: None,
+            price_out_micro_usd: None,
         }];
     })
     .await;
@@ -617,6 +619,17 @@ async fn an_auto_call_in_a_long_kimi_storm_is_answered_by_glm_and_says_so() {
     let daemon = start(|c| {
         mock.kimi(c);
         c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+        c.models.facts = exaid::config::Config::load(&exaid::config::Layers {
+            env: vec![(
+                "EXAI_MODEL_FACTS".to_string(),
+                "glm-4.6:price_in=0.6,price_out=2.2".to_string(),
+            )],
+            ..exaid::config::Layers::default()
+        })
+        .unwrap()
+        .config
+        .models
+        .facts;
     })
     .await;
     let (mut client, _) = Client::ready(daemon.addr).await;
@@ -635,6 +648,11 @@ async fn an_auto_call_in_a_long_kimi_storm_is_answered_by_glm_and_says_so() {
     assert!(
         took < Duration::from_secs(5),
         "no wait for the 900 s: {took:?}"
+    );
+    let cost = out["metadata"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - 0.000_022).abs() < 1e-12,
+        "11 x $0.6 + 7 x $2.2 per million: {cost}"
     );
     let paths: Vec<String> = mock.arrivals().iter().map(|a| a.path.clone()).collect();
     assert_eq!(
@@ -664,6 +682,10 @@ async fn an_auto_call_in_a_long_kimi_storm_is_answered_by_glm_and_says_so() {
     let text = daemon.metrics.as_ref().unwrap().render(&daemon.shared);
     assert!(
         text.contains(r#"exaid_tokens_total{provider="glm",model="glm-4.6",kind="prompt"} 14"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"exaid_cost_usd_total{provider="glm",model="glm-4.6"}"#),
         "{text}"
     );
     wait_permits_back(&daemon.shared).await;

@@ -228,6 +228,8 @@ mod tests {
             vision: None,
             web_search: Some(true),
             thinking: None,
+            price_in_micro_usd: None,
+            price_out_micro_usd: None,
         };
         Rules {
             table: ModelTable::new(&[searching]),

@@ -925,6 +925,8 @@ fn files_and_search() -> Plan {
             vision: None,
             web_search: Some(true),
             thinking: None,
+            price_in_micro_usd: None,
+            price_out_micro_usd: None,
         })
         .collect();
     let mut disk = project();

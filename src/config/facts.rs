@@ -20,6 +20,11 @@ pub struct FactsOverride {
     pub web_search: Option<bool>,
     /// `thinking=`: whether it has a thinking (reasoning) mode.
     pub thinking: Option<bool>,
+    /// `price_in=`: US dollars per million prompt tokens, in millionths of a dollar (exact:
+    /// `0.6` is 600000).
+    pub price_in_micro_usd: Option<u64>,
+    /// `price_out=`: US dollars per million completion tokens, in millionths of a dollar.
+    pub price_out_micro_usd: Option<u64>,
 }
 
 /// The smallest context window an entry may set: below it no prompt fits.
@@ -30,7 +35,29 @@ pub(super) const CONTEXT_TOKENS_MAX: u64 = 10_000_000;
 const MODEL_CHARS_MAX: usize = 128;
 
 /// The fact names an entry may set, in the order errors list them.
-const FACT_NAMES: [&str; 4] = ["context", "vision", "web_search", "thinking"];
+const FACT_NAMES: [&str; 6] = [
+    "context",
+    "vision",
+    "web_search",
+    "thinking",
+    "price_in",
+    "price_out",
+];
+
+/// The highest price an entry may set, in dollars per million tokens.
+const PRICE_USD_MAX: u64 = 10_000;
+
+/// A price in dollars (`2.5`, at most six decimals) as millionths of a dollar.
+fn micro_usd(value: &str) -> Option<u64> {
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 6 {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok().filter(|w| *w <= PRICE_USD_MAX)?;
+    let fraction: u64 = format!("{fraction:0<6}").parse().ok()?;
+    Some(whole * 1_000_000 + fraction)
+}
 
 /// One entry (`model:fact=value,...`), or why not (without the entry itself: the caller
 /// names it).
@@ -50,6 +77,8 @@ pub(super) fn parse_entry(entry: &str) -> Result<FactsOverride, String> {
         vision: None,
         web_search: None,
         thinking: None,
+        price_in_micro_usd: None,
+        price_out_micro_usd: None,
     };
     for fact in facts.split(',') {
         let (name, value) = fact
@@ -94,6 +123,21 @@ fn set_fact(parsed: &mut FactsOverride, name: &str, value: &str) -> Result<(), S
                 return Err(twice());
             }
         }
+        "price_in" | "price_out" => {
+            let price = micro_usd(value).ok_or_else(|| {
+                format!(
+                    "{name} must be US dollars per million tokens, 0 to {PRICE_USD_MAX}, like 0.6"
+                )
+            })?;
+            let slot = if name == "price_in" {
+                &mut parsed.price_in_micro_usd
+            } else {
+                &mut parsed.price_out_micro_usd
+            };
+            if slot.replace(price).is_some() {
+                return Err(twice());
+            }
+        }
         other => {
             return Err(format!(
                 "unknown fact \"{}\" (known: {})",
@@ -131,6 +175,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn prices_are_exact_millionths_of_a_dollar() {
+        let parsed = parse_entry("glm-4.6:price_in=0.6,price_out=2.2").unwrap();
+        assert_eq!(parsed.price_in_micro_usd, Some(600_000));
+        assert_eq!(parsed.price_out_micro_usd, Some(2_200_000));
+        for bad in [
+            "m:price_in=-1",
+            "m:price_in=0.0000001",
+            "m:price_in=abc",
+            "m:price_in=20000",
+        ] {
+            let why = parse_entry(bad).unwrap_err();
+            assert!(
+                why.contains("US dollars per million tokens"),
+                "{bad}: {why}"
+            );
+        }
+    }
+
+    #[test]
     fn an_entry_sets_only_what_it_names() {
         let parsed = parse_entry("glm-4.6:context=200000, thinking=true").unwrap();
         assert_eq!(
@@ -141,6 +204,8 @@ mod tests {
                 vision: None,
                 web_search: None,
                 thinking: Some(true),
+                price_in_micro_usd: None,
+                price_out_micro_usd: None,
             }
         );
     }

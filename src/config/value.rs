@@ -125,7 +125,7 @@ impl Kind {
             ),
             Kind::ModelFacts { max_items } => format!(
                 "expected at most {max_items} entries model:fact=value,... separated by ';' \
-                 (facts: context, vision, web_search, thinking), or empty for none"
+                 (facts: context, vision, web_search, thinking, price_in, price_out), or empty for none"
             ),
         }
     }

@@ -59,6 +59,15 @@ struct PauseLabels {
     reason: String,
 }
 
+/// Per provider and model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    /// Provider name.
+    provider: String,
+    /// The model that answered.
+    model: String,
+}
+
 /// Per provider, model and kind of token.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
@@ -138,6 +147,8 @@ pub struct Metrics {
     cooldown_left: Family<ProviderLabels, Gauge<f64, AtomicU64>>,
     /// `exaid_tokens_total{provider,model,kind}`: tokens providers reported.
     tokens: Family<TokenLabels, Counter>,
+    /// `exaid_cost_usd_total{provider,model}`: what they cost by the configured prices.
+    cost: Family<ModelLabels, Counter<f64, AtomicU64>>,
     /// Calls in flight: accepted time and provider time, by (session, request id).
     timings: Mutex<HashMap<(String, String), Timing>>,
     /// Tool of each call in flight, for the terminal frame's labels.
@@ -288,9 +299,16 @@ impl Metrics {
             "Tokens the providers reported per answer, by provider, model and kind (prompt, completion)",
             tokens.clone(),
         );
+        let cost = Family::<ModelLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "cost_usd",
+            "US dollars the answers cost by the prices configured in EXAI_MODEL_FACTS",
+            cost.clone(),
+        );
         Metrics {
             registry,
             tokens,
+            cost,
             calls,
             call_seconds,
             overhead_seconds,
@@ -475,6 +493,14 @@ impl Observer for Metrics {
             };
             self.tokens.get_or_create(&labels).inc_by(count);
         }
+    }
+
+    fn cost_incurred(&self, provider: &str, model: &str, usd: f64) {
+        let labels = ModelLabels {
+            provider: provider.to_string(),
+            model: model.to_string(),
+        };
+        self.cost.get_or_create(&labels).inc_by(usd);
     }
 
     fn provider_attempt_ended(

@@ -40,6 +40,23 @@ pub struct ModelFacts {
     pub web_search: bool,
     /// Whether it has a thinking (reasoning) mode.
     pub thinking: bool,
+    /// What a million prompt tokens cost, in millionths of a US dollar, when configured
+    /// (`EXAI_MODEL_FACTS` `price_in=`; providers change prices, so none is built in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_in_micro_usd: Option<u64>,
+    /// What a million completion tokens cost, likewise (`price_out=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_out_micro_usd: Option<u64>,
+}
+
+impl ModelFacts {
+    /// What `usage` cost in US dollars, when both prices are configured.
+    pub fn cost_usd(&self, usage: crate::provider::Usage) -> Option<f64> {
+        let (input, output) = (self.price_in_micro_usd?, self.price_out_micro_usd?);
+        let micro_usd_mtok = usage.prompt_tokens as f64 * input as f64
+            + usage.completion_tokens as f64 * output as f64;
+        Some(micro_usd_mtok / 1e12)
+    }
 }
 
 /// The facts of a model the table does not know: a window most models exceed, and no
@@ -49,6 +66,8 @@ pub const UNKNOWN: ModelFacts = ModelFacts {
     vision: false,
     web_search: false,
     thinking: false,
+    price_in_micro_usd: None,
+    price_out_micro_usd: None,
 };
 
 /// A text model's facts (shorthand for the table).
@@ -58,6 +77,8 @@ const fn text(context_tokens: u64, web_search: bool, thinking: bool) -> ModelFac
         vision: false,
         web_search,
         thinking,
+        price_in_micro_usd: None,
+        price_out_micro_usd: None,
     }
 }
 
@@ -68,6 +89,8 @@ const fn vision(context_tokens: u64, thinking: bool) -> ModelFacts {
         vision: true,
         web_search: false,
         thinking,
+        price_in_micro_usd: None,
+        price_out_micro_usd: None,
     }
 }
 
@@ -136,6 +159,8 @@ impl ModelTable {
             facts.vision = entry.vision.unwrap_or(facts.vision);
             facts.web_search = entry.web_search.unwrap_or(facts.web_search);
             facts.thinking = entry.thinking.unwrap_or(facts.thinking);
+            facts.price_in_micro_usd = entry.price_in_micro_usd.or(facts.price_in_micro_usd);
+            facts.price_out_micro_usd = entry.price_out_micro_usd.or(facts.price_out_micro_usd);
             source = FactsSource::Configured;
         }
         assert!(facts.context_tokens > 0, "every model has a context window");
@@ -159,6 +184,8 @@ mod tests {
             vision,
             web_search: None,
             thinking: None,
+            price_in_micro_usd: None,
+            price_out_micro_usd: None,
         }
     }
 

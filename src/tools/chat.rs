@@ -232,6 +232,10 @@ async fn answer(
     .thinking(files.thinking.metadata())
     .truncated(response.truncated)
     .fallback(answered.metadata())
-    .usage(response.usage);
+    .usage(response.usage)
+    .cost(response.usage.and_then(|usage| {
+        ctx.daemon()
+            .cost_usd(ctx.provider().provider_name(), &response.model, usage)
+    }));
     Ok(output.continuation(&id, history).render())
 }

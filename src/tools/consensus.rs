@@ -333,6 +333,7 @@ async fn run_consensus(
     let mut first_error: Option<CallError> = None;
     let mut any_offline = false;
     let mut usage = None;
+    let mut cost: Option<f64> = None;
     for consultation in &consultations {
         let stance = consultation.stance.stance.unwrap_or(Stance::Neutral);
         let provider = consultation.resolved.entry.provider.name().to_string();
@@ -354,6 +355,12 @@ async fn run_consensus(
             Ok(response) => {
                 any_offline |= provider == offline::NAME;
                 usage = crate::provider::Usage::sum(usage, response.usage);
+                if let Some(spent) = response
+                    .usage
+                    .and_then(|u| ctx.daemon().cost_usd(&provider, &response.model, u))
+                {
+                    *cost.get_or_insert(0.0) += spent;
+                }
                 sections.push(format!("## {label}\n{}", response.text));
                 responses.push(json!({
                     "model": response.model,
@@ -421,6 +428,7 @@ async fn run_consensus(
     .meta("models_consulted", json!(consulted))
     .files(embedding.metadata)
     .usage(usage)
+    .cost(cost)
     .field("step_number", json!(input.record.step_number))
     .field("total_steps", json!(input.record.total_steps))
     .field("next_step_required", json!(false))

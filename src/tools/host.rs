@@ -65,4 +65,7 @@ pub trait Host: Send + Sync + 'static {
     fn file_limits(&self, model: &str) -> crate::files::Limits;
     /// What `auto` means and where `auto` calls fail over to.
     fn routing(&self) -> Routing;
+    /// What `usage` of `provider`'s `model` cost in US dollars, when the model's prices are
+    /// configured; counted in the metrics (`exaid_cost_usd_total`).
+    fn cost_usd(&self, provider: &str, model: &str, usage: crate::provider::Usage) -> Option<f64>;
 }

@@ -146,6 +146,14 @@ impl ToolOutput {
         }
     }
 
+    /// `metadata.cost_usd`, when the model's prices are configured.
+    pub fn cost(self, usd: Option<f64>) -> ToolOutput {
+        match usd {
+            Some(usd) => self.meta("cost_usd", json!(usd)),
+            None => self,
+        }
+    }
+
     /// `metadata.images`, when the call sent images.
     pub fn images(self, images: Option<Value>) -> ToolOutput {
         match images {

@@ -1047,6 +1047,12 @@ impl Done<'_> {
         .web_search(expert.web_search, rounds, &response.sources)
         .thinking(expert.thinking.metadata())
         .truncated(response.truncated)
+        .fallback(answered.metadata())
+        .usage(response.usage)
+        .cost(response.usage.and_then(|usage| {
+            ctx.daemon()
+                .cost_usd(provider.provider_name(), &response.model, usage)
+        }))
         .field("expert_analysis", analysis);
         let complete = match wanted {
             Some((files, instructions)) => {
