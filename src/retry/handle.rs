@@ -242,7 +242,7 @@ impl ProviderHandle {
             .map(|(round, rounds_max)| format!(", tool round {round} of {rounds_max}"))
             .unwrap_or_default();
         let mut attempt = 0u32;
-        let estimate = crate::retry::budget::estimate_tokens(request);
+        let estimate = estimate_tokens(request);
         loop {
             self.wait_cooldown(&name, &entry.cooldown).await?;
             let reserved = self.wait_budget(&name, estimate).await?;
@@ -468,4 +468,20 @@ fn outcome(result: &Result<ChatResponse, ProviderError>) -> &'static str {
         Err(ProviderError::RateLimited { .. }) => "rate_limited",
         Err(_) => "error",
     }
+}
+
+/// A request's tokens before it is sent: its text at about 4 bytes a token, plus what the
+/// answer may take (`max_tokens`, or 1,024 when the call does not say).
+fn estimate_tokens(request: &ChatRequest) -> u64 {
+    let bytes: usize = request
+        .messages
+        .iter()
+        .map(|m| m.content.len())
+        .sum::<usize>()
+        + request
+            .tool_turns
+            .iter()
+            .map(|t| t.to_string().len())
+            .sum::<usize>();
+    (bytes as u64).div_ceil(4) + u64::from(request.max_tokens.unwrap_or(1024))
 }
