@@ -10,22 +10,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::mock::{KEY, Mock, Reply, completion};
+use common::mock::{Mock, Reply, completion};
 use common::{Client, TestDaemon, start};
-use exaid::config::{ProviderId, Secret};
 use exaid::tools::chat::CHAT_PROMPT;
 use exaid::tools::investigate::{ANALYZE, CODEREVIEW};
 use serde_json::{Value, json};
 
 /// A daemon with Kimi and GLM both pointed at `mock`, files allowed under `root`.
 async fn start_mocked(mock: &Mock, root: &std::path::Path) -> TestDaemon {
-    let (kimi, glm, root) = (mock.kimi_url(), mock.glm_url(), root.to_path_buf());
+    let root = root.to_path_buf();
     start(move |config| {
         config.file_access.roots = vec![root];
-        config.providers[ProviderId::Kimi].api_url = kimi;
-        config.providers[ProviderId::Kimi].api_key = Some(Secret::new(KEY));
-        config.providers[ProviderId::Glm].api_url = glm;
-        config.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+        mock.both(config);
     })
     .await
 }

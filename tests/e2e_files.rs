@@ -8,9 +8,8 @@ mod common;
 use std::path::Path;
 
 use base64::Engine as _;
-use common::mock::{KEY, Mock};
+use common::mock::Mock;
 use common::{Client, TestDaemon, start};
-use exaid::config::{ProviderId, Secret};
 use serde_json::{Value, json};
 
 /// A vision model of each provider (`provider::models`).
@@ -43,14 +42,10 @@ fn project() -> tempfile::TempDir {
 async fn start_mocked(root: &Path) -> (TestDaemon, Mock) {
     let mock = Mock::start(Vec::new()).await;
     let root = root.to_path_buf();
-    let (kimi, glm) = (mock.kimi_url(), mock.glm_url());
-    let daemon = start(move |config| {
+    let daemon = start(|config| {
         config.file_access.roots = vec![root];
         config.file_access.file_bytes_max = 4096;
-        config.providers[ProviderId::Kimi].api_url = kimi;
-        config.providers[ProviderId::Kimi].api_key = Some(Secret::new(KEY));
-        config.providers[ProviderId::Glm].api_url = glm;
-        config.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+        mock.both(config);
     })
     .await;
     (daemon, mock)

@@ -617,8 +617,7 @@ async fn an_auto_call_in_a_long_kimi_storm_is_answered_by_glm_and_says_so() {
     let storm = || rate_limited(vec![("retry-after", "900".into())]);
     let mock = Mock::start(vec![storm(), with_usage("GLM answers", "glm-4.6", 11, 7)]).await;
     let daemon = start(|c| {
-        mock.kimi(c);
-        c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+        mock.both(c);
         c.models.facts = exaid::config::Config::load(&exaid::config::Layers {
             env: vec![(
                 "EXAI_MODEL_FACTS".to_string(),
@@ -738,8 +737,7 @@ async fn calls_queued_for_a_hung_provider_hold_no_global_permit_another_provider
     let mock = Mock::start(vec![Reply::Hang, Reply::Hang]).await;
     mock.set_fallback(Reply::Text("GLM is free".into()));
     let daemon = start(|c| {
-        mock.kimi(c);
-        c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+        mock.both(c);
         c.providers[ProviderId::Kimi].inflight_max = 2;
         c.limits.global_inflight_max = 4;
         c.sessions.inflight_max = 16;
@@ -773,8 +771,7 @@ async fn calls_queued_for_a_hung_provider_hold_no_global_permit_another_provider
 async fn a_spent_request_budget_refuses_before_the_provider_sees_the_call() {
     let mock = Mock::start(Vec::new()).await;
     let daemon = start(|c| {
-        mock.kimi(c);
-        c.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+        mock.both(c);
         c.providers[ProviderId::Kimi].rpm = 2;
         c.tools.simple_timeout_ms = 10_000;
     })

@@ -96,6 +96,19 @@ pub struct ClientSpec {
     pub ack_every_frames: u32,
 }
 
+impl ClientSpec {
+    /// A client that stays connected and never acknowledges: only its calls vary.
+    pub fn steady(name: String, calls: Vec<CallSpec>) -> ClientSpec {
+        ClientSpec {
+            name,
+            calls,
+            disconnect_at_ms: None,
+            resume_after_ms: None,
+            ack_every_frames: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Action {
     Send(usize),

@@ -713,13 +713,7 @@ fn double_release_2025_10_21() -> Plan {
             }
         })
         .collect();
-    let client = ClientSpec {
-        name: "stress".to_string(),
-        calls,
-        disconnect_at_ms: None,
-        resume_after_ms: None,
-        ack_every_frames: 0,
-    };
+    let client = ClientSpec::steady("stress".to_string(), calls);
     let faults = Faults::healthy((latency_ms, latency_ms));
     plan(
         config,

@@ -143,6 +143,12 @@ impl Mock {
         *self.state.fallback.lock().unwrap() = reply;
     }
 
+    /// Kimi and GLM both configured against this mock, each with the test key.
+    pub fn both(&self, config: &mut Config) {
+        self.kimi(config);
+        config.providers[ProviderId::Glm].api_key = Some(Secret::new(KEY));
+    }
+
     /// Kimi configured against this mock (with defaults changed by the caller afterwards).
     pub fn kimi(&self, config: &mut Config) {
         config.providers[ProviderId::Kimi].api_url = self.kimi_url();

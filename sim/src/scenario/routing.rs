@@ -141,13 +141,7 @@ pub(super) fn files_and_search() -> Plan {
                     request_id, "chat", arguments, send_at_ms,
                 ));
             }
-            ClientSpec {
-                name: format!("client{c}"),
-                calls,
-                disconnect_at_ms: None,
-                resume_after_ms: None,
-                ack_every_frames: 0,
-            }
+            ClientSpec::steady(format!("client{c}"), calls)
         })
         .collect();
     churn(&mut disk, spread_ms + 10_000);
@@ -201,13 +195,7 @@ pub(super) fn failover() -> Plan {
                     }
                 })
                 .collect();
-            ClientSpec {
-                name: format!("client{c}"),
-                calls,
-                disconnect_at_ms: None,
-                resume_after_ms: None,
-                ack_every_frames: 0,
-            }
+            ClientSpec::steady(format!("client{c}"), calls)
         })
         .collect();
     plan(config, kimi, glm, clients, "kimi-down")
