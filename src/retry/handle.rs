@@ -242,10 +242,9 @@ impl ProviderHandle {
             .map(|(round, rounds_max)| format!(", tool round {round} of {rounds_max}"))
             .unwrap_or_default();
         let mut attempt = 0u32;
-        let estimate = estimate_tokens(request);
         loop {
             self.wait_cooldown(&name, &entry.cooldown).await?;
-            let reserved = self.wait_budget(&name, estimate).await?;
+            let reserved = self.wait_budget(&name, request).await?;
             attempt += 1;
             caller.phase.set(Phase::Running {
                 activity: format!(
@@ -286,13 +285,19 @@ impl ProviderHandle {
     /// The provider's rate budget (`retry::budget`): count this attempt in it, waiting until
     /// it fits, or end the call now with `OVER_CAPACITY` naming the budget when it would fit
     /// only after the deadline. `None` when the provider has no budget.
-    async fn wait_budget(&self, name: &str, tokens: u64) -> Result<Option<u64>, CallError> {
+    async fn wait_budget(
+        &self,
+        name: &str,
+        request: &ChatRequest,
+    ) -> Result<Option<u64>, CallError> {
         let caller = &self.caller;
         let rt = &caller.rt;
         let budget = &self.resolved.entry.budget;
         if !budget.is_on() {
+            // The common case costs nothing: no estimate is made.
             return Ok(None);
         }
+        let tokens = estimate_tokens(request);
         loop {
             let now = rt.now();
             let (spent, fits_at) = match budget.try_reserve(now, tokens) {
