@@ -6,9 +6,12 @@
 //! when the task ends, by whatever path: success, error, timeout, cancel or panic. Nothing
 //! else ever releases a permit; there is no "recovery" (DESIGN.md section 9.2).
 //!
-//! Waiting is bounded twice: by queue length (a full queue refuses at once) and by time (the
-//! queue timeout, itself inside the call's deadline). Both end the call with `OVER_CAPACITY`
-//! and a `retry_after_secs` estimate.
+//! Waiting is bounded three times: by queue length (a full queue refuses at once), by time
+//! (the queue timeout, itself inside the call's deadline), and by foresight: a call whose
+//! estimated wait (its place in the queue times the measured hold time, spread over the
+//! permits) cannot end before it would give up is refused at once instead of waiting the
+//! whole timeout for nothing. All three end the call with `OVER_CAPACITY` and a
+//! `retry_after_secs` from the same estimate.
 //!
 //! Health compares two independent counts per limit: permits in use as the semaphore sees
 //! them, and live [`Permit`] values (holders). They differ only if a permit was released twice
@@ -70,8 +73,12 @@ pub struct Limit {
     waiters_max: u32,
     /// The books.
     books: Mutex<Books>,
-    /// Moving average of how long a permit is held, in ms: feeds `retry_after_secs`.
+    /// Moving average of how long a permit is held, in ms: feeds `retry_after_secs` and the
+    /// early refusal.
     hold_ms_avg: AtomicU64,
+    /// Hold times measured so far: no early refusal until one is, since a guess of the hold
+    /// time must never turn a call away.
+    hold_samples: AtomicU64,
     /// Total calls refused by this limit (queue full or queue timeout).
     refused_total: AtomicU64,
 }
@@ -92,6 +99,7 @@ impl Limit {
                 closed: false,
             }),
             hold_ms_avg: AtomicU64::new(1000),
+            hold_samples: AtomicU64::new(0),
             refused_total: AtomicU64::new(0),
         })
     }
@@ -168,12 +176,37 @@ impl Limit {
         );
     }
 
-    /// How long a refused caller should wait before trying again: the average hold time
-    /// times the queue ahead of it, spread over the permits.
-    fn retry_after_secs(&self, waiters: u32) -> u64 {
+    /// How long a call behind `waiters` others is expected to wait for a permit: the average
+    /// hold time times its place in the queue, spread over the permits.
+    fn wait_ms_estimate(&self, waiters: u32) -> u64 {
         let hold_ms = self.hold_ms_avg.load(Ordering::Relaxed);
-        let wait_ms = hold_ms.saturating_mul(waiters as u64 + 1) / self.permits_max as u64;
-        wait_ms.div_ceil(1000).clamp(1, RETRY_AFTER_SECS_MAX)
+        hold_ms.saturating_mul(waiters as u64 + 1) / self.permits_max as u64
+    }
+
+    /// How long a refused caller should wait before trying again: the same estimate, in
+    /// whole seconds.
+    fn retry_after_secs(&self, waiters: u32) -> u64 {
+        self.wait_ms_estimate(waiters)
+            .div_ceil(1000)
+            .clamp(1, RETRY_AFTER_SECS_MAX)
+    }
+
+    /// Learn one hold time: the first sets the average, later ones move it by 1/8 (cheap,
+    /// and smooth enough for an estimate).
+    fn learn_hold_ms(&self, held_ms: u64) {
+        let previous = self.hold_ms_avg.load(Ordering::Relaxed);
+        let average = if self.hold_samples.fetch_add(1, Ordering::Relaxed) == 0 {
+            held_ms
+        } else {
+            (previous.saturating_mul(7).saturating_add(held_ms)) / 8
+        };
+        self.hold_ms_avg.store(average, Ordering::Relaxed);
+    }
+
+    /// Whether a call that would queue behind `waiters` others, with `left_ms` before it
+    /// gives up, can be seen now to wait in vain. Only once a hold time was measured.
+    fn wait_is_hopeless(&self, waiters: u32, left_ms: u64) -> bool {
+        self.hold_samples.load(Ordering::Relaxed) > 0 && self.wait_ms_estimate(waiters) > left_ms
     }
 
     fn refuse(&self, why: &str, permits_in_use: u32, waiters: u32) -> CallError {
@@ -249,11 +282,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let held_ms = self.rt.now().saturating_since(self.taken_at).as_millis() as u64;
-        // Exponential moving average with weight 1/8: cheap and smooth enough for a hint.
-        let previous = self.limit.hold_ms_avg.load(Ordering::Relaxed);
-        self.limit
-            .hold_ms_avg
-            .store((previous * 7 + held_ms) / 8, Ordering::Relaxed);
+        self.limit.learn_hold_ms(held_ms);
         self.limit.release(true);
     }
 }
@@ -322,6 +351,19 @@ pub async fn acquire(
                 in_use,
                 waiters,
             ));
+        }
+        let left_ms = give_up_at.saturating_since(rt.now()).as_millis() as u64;
+        if limit.wait_is_hopeless(waiters, left_ms) {
+            let in_use = limit.permits_max - books.available;
+            drop(books);
+            let why = format!(
+                "the wait is estimated at {:.1} s ({waiters} ahead, {} ms average hold), \
+                 past the {:.1} s this call may wait",
+                limit.wait_ms_estimate(waiters) as f64 / 1000.0,
+                limit.hold_ms_avg.load(Ordering::Relaxed),
+                left_ms as f64 / 1000.0
+            );
+            return Err(limit.refuse(&why, in_use, waiters));
         }
         let (sender, receiver) = oneshot::channel();
         books.queue.push_back(sender);
@@ -431,6 +473,33 @@ mod tests {
         assert_eq!(snapshot.mismatch(), 0);
         assert!(!snapshot.over_released);
         assert_eq!(limit.retry_after_secs(0), 1);
+    }
+
+    #[test]
+    fn a_wait_is_hopeless_only_once_a_hold_time_is_measured_and_past_what_is_left() {
+        let limit = Limit::new("t", 2, 8);
+        assert!(!limit.wait_is_hopeless(100, 0), "a guess never refuses");
+        limit.learn_hold_ms(2_000);
+        assert_eq!(
+            limit.hold_ms_avg.load(Ordering::Relaxed),
+            2_000,
+            "first sets"
+        );
+        // Behind 3 others on 2 permits: 2 s x 4 / 2 = 4 s.
+        assert_eq!(limit.wait_ms_estimate(3), 4_000);
+        assert!(limit.wait_is_hopeless(3, 3_999));
+        assert!(!limit.wait_is_hopeless(3, 4_000));
+        assert_eq!(
+            limit.retry_after_secs(3),
+            4,
+            "the refusal says the same wait"
+        );
+        limit.learn_hold_ms(10_000);
+        assert_eq!(
+            limit.hold_ms_avg.load(Ordering::Relaxed),
+            3_000,
+            "then by 1/8"
+        );
     }
 
     #[test]

@@ -316,6 +316,9 @@ impl Observer for SimObserver {
                     "OVER_CAPACITY" if message.contains("queue is full") => {
                         journal.cover("refused_queue_full")
                     }
+                    "OVER_CAPACITY" if message.contains("the wait is estimated") => {
+                        journal.cover("refused_wait_hopeless")
+                    }
                     "OVER_CAPACITY" => {
                         journal.cover("refused_queue_timeout");
                         self.queue_timeouts.lock().expect("observer lock").push(at);

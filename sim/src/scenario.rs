@@ -104,9 +104,11 @@ static SCENARIOS: [Scenario; 12] = [
     Scenario {
         name: "overload",
         doc: "Bursts far beyond small limits and queues: refusals are immediate when a queue is \
-              full, or come at the queue timeout, never at the deadline.",
+              full or the estimated wait cannot fit, or come at the queue timeout, never at the \
+              deadline.",
         must_reach: &[
             "refused_queue_full",
+            "refused_wait_hopeless",
             "refused_queue_timeout",
             "progress_while_queued",
             "call_ok",

@@ -245,3 +245,15 @@ pub fn rate_limited(headers: Vec<(&'static str, String)>) -> Reply {
         r#"{"error":{"message":"Rate limit reached","type":"rate_limit_reached_error"}}"#.into(),
     )
 }
+
+/// A Kimi answer that stops for one `$web_search` call, as Moonshot documents it.
+pub fn kimi_search_round(call_id: &str) -> Reply {
+    Reply::Json(json!({
+        "model": "kimi-k2-0905-preview",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "",
+            "tool_calls": [{"index": 0, "id": call_id, "type": "builtin_function",
+                "function": {"name": "$web_search", "arguments": "{\"search_result\":{\"search_id\":\"s-1\"},\"usage\":{\"total_tokens\":42}}"}}]
+        }}],
+    }))
+}

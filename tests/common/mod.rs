@@ -218,3 +218,31 @@ pub async fn wait_permits_back(shared: &Shared) -> exaid::health::Health {
         exaid::health::snapshot(shared)
     );
 }
+
+/// The model's text inside a successful call's tool output (the original's JSON shape:
+/// `status`, `content`, `content_type`, `metadata`...).
+pub fn answer(result: &Value) -> String {
+    let text = result["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text: {result}"));
+    let output: Value =
+        serde_json::from_str(text).unwrap_or_else(|_| panic!("tool output is JSON: {text}"));
+    output["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no content: {output}"))
+        .to_string()
+}
+
+/// Call `chat` and return its terminal frame and how long it took from the send.
+pub async fn chat(client: &mut Client, id: &str, arguments: Value) -> (Value, Duration) {
+    let sent = std::time::Instant::now();
+    client.call(id, "chat", arguments).await;
+    let result = client.result(id).await;
+    (result, sent.elapsed())
+}
+
+/// The whole tool output of a successful call.
+pub fn output_of(result: &Value) -> Value {
+    assert_eq!(result["ok"], true, "{result}");
+    serde_json::from_str(result["text"].as_str().unwrap()).unwrap()
+}
