@@ -21,6 +21,7 @@ use crate::provider::offline::OfflineProvider;
 use crate::provider::openai::HttpProvider;
 use crate::provider::{Provider, ProviderEntry, Providers};
 use crate::retry::budget::RateBudget;
+use crate::retry::daily::DailyBudget;
 use crate::retry::{Cooldown, RetryPolicy};
 use crate::rt::{Listener, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
@@ -101,6 +102,8 @@ impl DaemonBuilder {
             )));
         }
         let mut seen: Vec<String> = Vec::new();
+        // One day's books per provider, whatever its number of keys.
+        let mut days: Vec<(String, Arc<DailyBudget>)> = Vec::new();
         let entries = providers
             .into_iter()
             .map(|provider| {
@@ -120,11 +123,21 @@ impl DaemonBuilder {
                 let budget =
                     settings.map_or_else(RateBudget::default, |p| RateBudget::new(p.rpm, p.tpm));
                 let limit = Limit::new(limit_name, permits_max, config.limits.queue_waiters_max);
+                let daily = match days.iter().find(|(n, _)| n == provider.name()) {
+                    Some((_, daily)) => daily.clone(),
+                    None => {
+                        let daily =
+                            Arc::new(DailyBudget::new(settings.map_or(0, |p| p.tokens_per_day)));
+                        days.push((provider.name().to_string(), daily.clone()));
+                        daily
+                    }
+                };
                 Arc::new(ProviderEntry {
                     provider,
                     limit,
                     cooldown: Cooldown::default(),
                     budget,
+                    daily,
                 })
             })
             .collect();

@@ -317,3 +317,61 @@ async fn a_call_whose_estimated_wait_cannot_fit_is_refused_at_once_with_an_hones
     assert_eq!(mock.arrivals().len(), 3, "Kimi never saw the refused call");
     wait_permits_back(&daemon.shared).await;
 }
+
+#[tokio::test]
+async fn a_spent_daily_budget_refuses_naming_it_and_its_reset_and_auto_moves_on() {
+    let mock = Mock::start(vec![with_usage("first", "kimi-k2-0905-preview", 80, 40)]).await;
+    mock.set_fallback(Reply::Text("from GLM".into()));
+    let daemon = start(|c| {
+        mock.both(c);
+        c.providers[ProviderId::Kimi].tokens_per_day = 100;
+    })
+    .await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    let named = json!({"prompt": "hi", "model": "kimi-k2-0905-preview"});
+    // The day's first call always fits; it reports 120 tokens, past the budget of 100.
+    let (result, _) = chat(&mut client, "d1", named.clone()).await;
+    assert_eq!(answer(&result), "first", "{result}");
+    let (refused, took) = chat(&mut client, "d2", named).await;
+    assert_eq!(refused["error"]["code"], "OVER_CAPACITY", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("EXAI_KIMI_TOKENS_PER_DAY = 100")
+            && message.contains("120 tokens used")
+            && message.contains("T00:00:00Z"),
+        "{message}"
+    );
+    let retry_after_secs = refused["error"]["retry_after_secs"].as_u64().unwrap();
+    assert!((1..=86_400).contains(&retry_after_secs), "{refused}");
+    assert_eq!(
+        refused["error"]["details"]["budget"],
+        "EXAI_KIMI_TOKENS_PER_DAY"
+    );
+    assert!(took < Duration::from_secs(1), "refused at once: {took:?}");
+    assert_eq!(mock.arrivals().len(), 1, "Kimi never saw the refused call");
+    // An `auto` call moves to GLM and says why.
+    let (result, _) = chat(&mut client, "d3", json!({"prompt": "hi"})).await;
+    let out = output_of(&result);
+    assert_eq!(out["metadata"]["provider_used"], "glm", "{out}");
+    let reason = out["metadata"]["fallback"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("daily token budget"), "{out}");
+    // /status shows today's usage per provider.
+    let status = exaid::operator::http::status_json(&daemon.shared);
+    let kimi = status["usage_today"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["provider"] == "kimi")
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(
+        (
+            &kimi["tokens_used"],
+            &kimi["requests"],
+            &kimi["tokens_per_day"]
+        ),
+        (&json!(120), &json!(1), &json!(100)),
+        "{status}"
+    );
+    assert_eq!(kimi["tokens_in_flight"], 0, "nothing left reserved");
+    wait_permits_back(&daemon.shared).await;
+}

@@ -343,6 +343,11 @@ declare_config! {
             /// Tokens a minute exaid sends Kimi at most (each request estimated from its text and
             /// max_tokens, then corrected by the usage Kimi reports); 0: no budget.
             tpm = EXAI_KIMI_TPM, "0", Kind::Int { min: 0, max: 1_000_000_000_000, unit: "tokens a minute" };
+
+            /// Tokens Kimi may use in one UTC day, over all its keys (reported usage, estimates
+            /// while in flight); a call past it is refused, naming the budget and when it resets
+            /// at midnight UTC, and an `auto` call moves to another provider; 0: no budget.
+            tokens_per_day = EXAI_KIMI_TOKENS_PER_DAY, "0", Kind::Int { min: 0, max: 1_000_000_000_000_000, unit: "tokens a day" };
         }
 
         Glm {
@@ -377,6 +382,11 @@ declare_config! {
             /// Tokens a minute exaid sends GLM at most (each request estimated from its text and
             /// max_tokens, then corrected by the usage GLM reports); 0: no budget.
             tpm = EXAI_GLM_TPM, "0", Kind::Int { min: 0, max: 1_000_000_000_000, unit: "tokens a minute" };
+
+            /// Tokens GLM may use in one UTC day, over all its keys (reported usage, estimates
+            /// while in flight); a call past it is refused, naming the budget and when it resets
+            /// at midnight UTC, and an `auto` call moves to another provider; 0: no budget.
+            tokens_per_day = EXAI_GLM_TOKENS_PER_DAY, "0", Kind::Int { min: 0, max: 1_000_000_000_000_000, unit: "tokens a day" };
         }
 
         Offline {

@@ -69,6 +69,9 @@ pub struct ProviderSettings {
     /// Tokens a minute exaid sends it at most, estimated then corrected by reported usage
     /// (`EXAI_KIMI_TPM`, ...); 0: no budget.
     pub tpm: u64,
+    /// Tokens it may use in one UTC day, over all its keys (`EXAI_KIMI_TOKENS_PER_DAY`, ...);
+    /// 0: no budget.
+    pub tokens_per_day: u64,
 }
 
 impl ProviderSettings {
@@ -85,6 +88,7 @@ impl ProviderSettings {
             latency_ms: 0,
             rpm: 0,
             tpm: 0,
+            tokens_per_day: 0,
         }
     }
 

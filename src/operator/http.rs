@@ -87,6 +87,18 @@ pub fn status_json(shared: &Shared) -> Value {
             })
         })
         .collect();
+    // Today's tokens per provider (all its keys share one day's books).
+    let unix_ms = shared.rt.unix_time_ms();
+    let mut usage_today: Vec<Value> = Vec::new();
+    for entry in shared.providers.entries() {
+        let name = entry.provider.name();
+        if usage_today.iter().any(|u| u["provider"] == name) {
+            continue;
+        }
+        let mut today = serde_json::to_value(entry.daily.today(unix_ms)).expect("plain data");
+        today["provider"] = json!(name);
+        usage_today.push(today);
+    }
     let limits: Vec<Value> = health
         .limits
         .iter()
@@ -116,6 +128,7 @@ pub fn status_json(shared: &Shared) -> Value {
         "connections": health.connections,
         "calls_running": health.calls_running,
         "provider_cooldowns": cooldowns,
+        "usage_today": usage_today,
     })
 }
 

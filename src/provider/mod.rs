@@ -330,6 +330,8 @@ pub struct ProviderEntry {
     pub cooldown: crate::retry::cooldown::Cooldown,
     /// Its requests and tokens a minute, kept before it sees a request.
     pub budget: crate::retry::budget::RateBudget,
+    /// Its tokens today, and the daily budget: one for all keys of the provider.
+    pub daily: Arc<crate::retry::daily::DailyBudget>,
 }
 
 /// All providers, and which one `auto` means.

@@ -241,10 +241,14 @@ impl ProviderHandle {
         let round = round
             .map(|(round, rounds_max)| format!(", tool round {round} of {rounds_max}"))
             .unwrap_or_default();
+        // The common case, no budget, makes no estimate.
+        let estimate =
+            (entry.budget.is_on() || entry.daily.is_on()).then(|| estimate_tokens(request));
         let mut attempt = 0u32;
         loop {
             self.wait_cooldown(&name, &entry.cooldown).await?;
-            let reserved = self.wait_budget(&name, request).await?;
+            let reserved = self.wait_budget(&name, estimate).await?;
+            let today = self.reserve_day(&name, estimate)?;
             attempt += 1;
             caller.phase.set(Phase::Running {
                 activity: format!(
@@ -267,15 +271,25 @@ impl ProviderHandle {
             );
             let error = match result {
                 Ok(response) => {
+                    let reported = response.usage.map(|usage| usage.total_tokens);
                     if let Some(usage) = response.usage {
                         caller.observer.tokens_used(&name, &response.model, usage);
                         if let Some(id) = reserved {
                             entry.budget.correct(id, usage.total_tokens);
                         }
                     }
+                    let used = reported.or(estimate).unwrap_or(0);
+                    match today {
+                        Some(reservation) => reservation.settle(rt.unix_time_ms(), used),
+                        None => entry.daily.count(rt.unix_time_ms(), used),
+                    }
                     return Ok(response);
                 }
-                Err(error) => error,
+                Err(error) => {
+                    // A failed attempt uses nothing: its reservation goes back before any pause.
+                    drop(today);
+                    error
+                }
             };
             self.pause_after(&name, &entry.cooldown, attempt, error)
                 .await?;
@@ -288,16 +302,14 @@ impl ProviderHandle {
     async fn wait_budget(
         &self,
         name: &str,
-        request: &ChatRequest,
+        estimate: Option<u64>,
     ) -> Result<Option<u64>, CallError> {
         let caller = &self.caller;
         let rt = &caller.rt;
         let budget = &self.resolved.entry.budget;
-        if !budget.is_on() {
-            // The common case costs nothing: no estimate is made.
+        let Some(tokens) = estimate.filter(|_| budget.is_on()) else {
             return Ok(None);
-        }
-        let tokens = estimate_tokens(request);
+        };
         loop {
             let now = rt.now();
             let (spent, fits_at) = match budget.try_reserve(now, tokens) {
@@ -334,6 +346,51 @@ impl ProviderHandle {
             });
             rt.sleep_until(fits_at).await;
         }
+    }
+
+    /// The provider's daily token budget (`retry::daily`): reserve this attempt's estimate in
+    /// today's books, or end the call now with `OVER_CAPACITY` naming the budget and when it
+    /// resets. Waiting for midnight would never fit a deadline, so an `auto` call moves on.
+    fn reserve_day(
+        &self,
+        name: &str,
+        estimate: Option<u64>,
+    ) -> Result<Option<crate::retry::daily::Reservation>, CallError> {
+        let daily = &self.resolved.entry.daily;
+        let Some(tokens) = estimate.filter(|_| daily.is_on()) else {
+            return Ok(None);
+        };
+        let unix_ms = self.caller.rt.unix_time_ms();
+        let spent = match daily.reserve(unix_ms, tokens) {
+            Ok(reservation) => return Ok(Some(reservation)),
+            Err(spent) => spent,
+        };
+        let secs = spent
+            .resets_at_unix_ms
+            .saturating_sub(unix_ms)
+            .div_ceil(1000)
+            .max(1);
+        let resets_at = crate::retry::daily::utc_midnight(
+            spent.resets_at_unix_ms / crate::retry::daily::DAY_MS,
+        );
+        let message = format!(
+            "provider {name}'s daily token budget (EXAI_{}_TOKENS_PER_DAY = {}) would be passed: \
+             {} tokens used or in flight today (UTC), and this call needs about {}; it resets at \
+             {resets_at}, in {secs} s",
+            name.to_ascii_uppercase(),
+            spent.tokens_per_day,
+            spent.tokens_used,
+            spent.tokens_needed,
+        );
+        Err(CallError::new(ErrorCode::OverCapacity, message)
+            .with_retry_after_secs(secs)
+            .with_details(serde_json::json!({
+                "budget": format!("EXAI_{}_TOKENS_PER_DAY", name.to_ascii_uppercase()),
+                "tokens_per_day": spent.tokens_per_day,
+                "tokens_used_today": spent.tokens_used,
+                "resets_at": resets_at,
+            }))
+            .may_fail_over())
     }
 
     /// Another call's 429 may have put the provider in cooldown: honor it too, or end the

@@ -17,6 +17,7 @@
 
 pub mod budget;
 pub mod cooldown;
+pub mod daily;
 pub mod handle;
 pub mod policy;
 
