@@ -160,6 +160,10 @@ pub struct Turn {
     /// The files whose contents the body carries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileMark>,
+    /// The model that answered, on an answer's turn: an `auto` call that continues the
+    /// conversation keeps it (a conversation should not change voice between calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 impl Turn {
@@ -170,7 +174,14 @@ impl Turn {
             tool,
             body: TurnBody::Text(content),
             files: Vec::new(),
+            model: None,
         }
+    }
+
+    /// The same turn, answered by `model`.
+    pub fn answered_by(mut self, model: impl Into<String>) -> Turn {
+        self.model = Some(model.into());
+        self
     }
 
     /// The same turn, carrying the contents of `files`.
@@ -302,6 +313,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The model that answered last, if any turn says: what an `auto` call keeps.
+    pub fn model(&self) -> Option<&str> {
+        self.turns
+            .iter()
+            .rev()
+            .find_map(|turn| turn.model.as_deref())
+    }
+
     /// The steps of `tool`'s investigation, in step order (one per step number, the latest
     /// recorded wins: recording replaces).
     pub fn steps_of(&self, tool: &str) -> Vec<StepRecord> {
@@ -470,6 +489,7 @@ impl ConversationStore {
             tool,
             body: TurnBody::Step(Box::new(step)),
             files: Vec::new(),
+            model: None,
         };
         conversation.push(turn, &self.limits);
         Ok(conversation.history(&self.limits))

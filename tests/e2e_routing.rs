@@ -375,3 +375,42 @@ async fn a_spent_daily_budget_refuses_naming_it_and_its_reset_and_auto_moves_on(
     assert_eq!(kimi["tokens_in_flight"], 0, "nothing left reserved");
     wait_permits_back(&daemon.shared).await;
 }
+
+#[tokio::test]
+async fn an_auto_call_that_continues_a_conversation_keeps_its_model() {
+    let mock = Mock::start(Vec::new()).await;
+    mock.set_fallback(Reply::Text("answered".into()));
+    let daemon = start(|c| mock.both(c)).await;
+    let (mut client, _) = Client::ready(daemon.addr).await;
+    // The conversation starts on GLM, named; `auto` alone would pick Kimi.
+    let (result, _) = chat(
+        &mut client,
+        "c1",
+        json!({"prompt": "hi", "model": "glm-4.6"}),
+    )
+    .await;
+    let out = output_of(&result);
+    let id = out["continuation_offer"]["continuation_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let (result, _) = chat(
+        &mut client,
+        "c2",
+        json!({"prompt": "and then?", "continuation_id": id}),
+    )
+    .await;
+    let out = output_of(&result);
+    assert_eq!(out["metadata"]["model_used"], "glm-4.6", "{out}");
+    // A new conversation is routed as usual.
+    let (result, _) = chat(&mut client, "c3", json!({"prompt": "new"})).await;
+    let out = output_of(&result);
+    assert_eq!(out["metadata"]["provider_used"], "kimi", "{out}");
+    let models: Vec<String> = mock
+        .arrivals()
+        .iter()
+        .map(|a| a.body["model"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(models, ["glm-4.6", "glm-4.6", "kimi-k2-0905-preview"]);
+    wait_permits_back(&daemon.shared).await;
+}

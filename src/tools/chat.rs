@@ -88,18 +88,19 @@ impl Tool for Chat {
     const KIND: ToolKind = ToolKind::Simple;
 
     fn plan(&self, args: ChatArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
-        let mut route = route::plan(env, args.model.as_deref(), Category::Fast)?;
+        // Refuse an unknown conversation now, before admission.
+        let earlier = match &args.continuation_id {
+            Some(id) => Some(env.conversations().snapshot(id, env.now())?),
+            None => None,
+        };
+        let kept = earlier.as_ref().and_then(|s| s.model());
+        let mut route = route::plan(env, args.model.as_deref(), Category::Fast, kept)?;
         let resolved = route.primary.clone();
         refuse_unless_vision(env, "images", &args.images, &resolved.model)?;
         if !args.images.is_empty() {
             // The images were checked against this model's facts: it answers, or none.
             route.fallbacks.clear();
         }
-        // Refuse an unknown conversation now, before admission.
-        let earlier = match &args.continuation_id {
-            Some(id) => Some(env.conversations().snapshot(id, env.now())?),
-            None => None,
-        };
         let mut messages = vec![ChatMessage::new(
             Role::System,
             system_message(args.system_prompt),
@@ -215,7 +216,7 @@ async fn answer(
         || ctx.new_conversation_id(),
         vec![
             Turn::text(Role::User, "chat", recorded).with_files(embedding.marks),
-            Turn::text(Role::Assistant, "chat", response.text.clone()),
+            Turn::text(Role::Assistant, "chat", response.text.clone()).answered_by(&response.model),
         ],
         now,
     )?;

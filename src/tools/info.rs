@@ -96,7 +96,7 @@ impl Tool for ListModels {
             })
             .collect();
         let routed = |category| {
-            let route = crate::tools::route::plan(env, None, category)?;
+            let route = crate::tools::route::plan(env, None, category, None)?;
             let chain: Vec<&str> = route.fallbacks.iter().map(|r| r.model.as_str()).collect();
             Ok::<Value, CallError>(json!({
                 "provider": route.primary.entry.provider.name(),

@@ -33,11 +33,14 @@ pub struct Route {
     pub fallbacks: Vec<Resolved>,
 }
 
-/// The route of a call that asked for `asked` (`None`, empty or `auto`: routed).
+/// The route of a call that asked for `asked` (`None`, empty or `auto`: routed) in a
+/// conversation whose last answer came from `kept` (an `auto` call keeps that model while
+/// some provider still serves it; it may still fail over like any `auto` call).
 pub fn plan(
     env: &PlanEnv<'_>,
     asked: Option<&str>,
     category: Category,
+    kept: Option<&str>,
 ) -> Result<Route, CallError> {
     let providers = env.providers();
     let wanted = asked.map(str::trim).unwrap_or("");
@@ -48,7 +51,19 @@ pub fn plan(
         return Ok(Route { primary, fallbacks });
     }
     let routing = env.daemon().routing();
-    let chain = chain(providers, &routing, category)?;
+    let mut chain = chain(providers, &routing, category)?;
+    if let Some(kept) = kept.and_then(|model| providers.resolve(model).ok()) {
+        // First, and not reordered: the conversation's model answers while it can.
+        chain.retain(|r| r.model != kept.model);
+        let mut siblings = providers.siblings(&kept);
+        siblings.append(&mut chain);
+        let mut fallbacks = siblings;
+        fallbacks.truncate(routing.fallback_attempts_max as usize);
+        return Ok(Route {
+            primary: kept,
+            fallbacks,
+        });
+    }
     Ok(order(chain, env.now(), routing.fallback_attempts_max))
 }
 

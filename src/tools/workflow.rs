@@ -743,7 +743,8 @@ impl<W: Workflow> Tool for WorkflowTool<W> {
         // name fails at step 1, not at the end. Tools that complete locally ignore it.
         let finish = match spec.expert_prompt {
             Some(prompt) => {
-                let mut route = route::plan(env, choice.model.as_deref(), Category::Quality)?;
+                let kept = snapshot.as_ref().and_then(|s| s.model());
+                let mut route = route::plan(env, choice.model.as_deref(), Category::Quality, kept)?;
                 let resolved = route.primary.clone();
                 refuse_unless_vision(env, "images", &choice.images, &resolved.model)?;
                 if !choice.images.is_empty() {

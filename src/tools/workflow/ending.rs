@@ -209,7 +209,10 @@ impl Done<'_> {
         let provider = ctx.provider();
         let history = ctx.conversations().append(
             self.id,
-            vec![Turn::text(Role::Assistant, name, response.text.clone())],
+            vec![
+                Turn::text(Role::Assistant, name, response.text.clone())
+                    .answered_by(&response.model),
+            ],
             ctx.now(),
         )?;
         let analysis = analysis_block(&response.text);
