@@ -113,6 +113,11 @@ fn sweep_rate_budget() {
 }
 
 #[test]
+fn sweep_isolation() {
+    sweep_scenario("isolation");
+}
+
+#[test]
 fn every_scenario_is_swept() {
     let swept = [
         "smoke",
@@ -127,6 +132,7 @@ fn every_scenario_is_swept() {
         "files-and-search",
         "failover",
         "rate-budget",
+        "isolation",
     ];
     let all: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
     assert_eq!(all, swept, "a new scenario needs its sweep test");

@@ -60,7 +60,7 @@ pub struct CallSpec {
     /// What its ok answer must show.
     pub expect: Expect,
     /// It must end ok: an `auto` call while another provider of its chain is healthy
-    /// (the failover scenario).
+    /// (the failover scenario), a call to a healthy provider while another hangs (isolation).
     pub must_answer: bool,
 }
 
@@ -611,7 +611,7 @@ fn on_frame(
                 journal.violate(
                     Invariant::FailoverAnswers,
                     format!(
-                        "{}'s auto call {request_id} failed while another provider was healthy: {:?}",
+                        "{}'s call {request_id} failed though a provider it may use was healthy: {:?}",
                         spec.name,
                         error.as_ref().map(|e| &e.message)
                     ),

@@ -41,12 +41,18 @@ pub enum Invariant {
     /// round's calls as the provider documents, and rounds run only where web search was
     /// offered (the loop's end inside the deadline is invariant 4's).
     ToolRoundsBounded = 11,
-    /// 12: while one provider of an `auto` call's chain is healthy, the call is answered,
-    /// inside its deadline, however the other fails (the failover scenario).
+    /// 12: a call that has a healthy provider is answered, inside its deadline: an `auto`
+    /// call however the other provider of its chain fails (the failover scenario), a call to
+    /// a healthy provider however another hangs (the isolation scenario).
     FailoverAnswers = 12,
     /// 13: exaid's request budget (`EXAI_*_RPM`) keeps the provider from ever seeing more
     /// requests in a minute than its account allows; the simulated provider counts.
     BudgetsKept = 13,
+    /// 14: a call waiting for one provider holds no capacity another provider's calls need:
+    /// when the global limit is at least the provider limits together, no call ever waits
+    /// for, or is refused by, the global limit (so a hung provider never delays another's
+    /// calls).
+    ProvidersIsolated = 14,
 }
 
 /// One broken invariant.

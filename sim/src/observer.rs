@@ -50,6 +50,9 @@ pub struct Expectations {
     pub outbox_frames_max: usize,
     /// Outbox byte cap.
     pub outbox_bytes_max: usize,
+    /// The global limit is at least the provider limits together: then no call may ever
+    /// wait for it (invariant 14).
+    pub global_never_waits: bool,
 }
 
 /// The observer.
@@ -167,6 +170,18 @@ fn short(session: &str) -> &str {
 }
 
 impl Observer for SimObserver {
+    fn admission_waited(&self, limit: &str, waited: Duration) {
+        if limit == "global" && self.expect.global_never_waits {
+            lock(&self.journal).violate(
+                Invariant::ProvidersIsolated,
+                format!(
+                    "a call waited {} ms for a global permit, though the provider limits fit under it",
+                    waited.as_millis()
+                ),
+            );
+        }
+    }
+
     fn call_accepted(
         &self,
         session: &str,
@@ -313,6 +328,14 @@ impl Observer for SimObserver {
                     }
                     "CANCELLED" => journal.cover("call_cancelled"),
                     "RATE_LIMITED" => journal.cover("rate_limited_result"),
+                    "OVER_CAPACITY"
+                        if self.expect.global_never_waits && message.contains("limit global ") =>
+                    {
+                        journal.violate(
+                            Invariant::ProvidersIsolated,
+                            format!("call {request_id} refused by the global limit: {message}"),
+                        );
+                    }
                     "OVER_CAPACITY" if message.contains("queue is full") => {
                         journal.cover("refused_queue_full")
                     }

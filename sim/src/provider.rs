@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use exaid::provider::{
-    ChatRequest, ChatResponse, ChunkSink, Provider, ProviderError, RateLimitKind, Role,
+    ChatRequest, ChatResponse, ChunkSink, Provider, ProviderError, RateLimitKind, Role, Usage,
 };
 use exaid::rt::BoxFuture;
 use madsim::rand::{Rng, thread_rng};
@@ -141,8 +141,56 @@ struct ProviderView {
     /// The requests a minute the provider's account allows, and exaid is configured to keep
     /// (`EXAI_*_RPM`); 0: none.
     rpm: u32,
-    /// When each request of the last minute arrived (bounded by `rpm`).
-    recent: std::collections::VecDeque<madsim::time::Instant>,
+    /// The tokens a minute the account allows (`EXAI_*_TPM`); 0: none.
+    tpm: u64,
+    /// When each request of the last minute arrived, and the tokens it used (what the
+    /// provider reports as its usage), oldest first. Bounded: at most `rpm` entries when
+    /// there is a request budget, and entries leave after a minute.
+    recent: std::collections::VecDeque<(madsim::time::Instant, u64)>,
+}
+
+impl ProviderView {
+    /// Count a request of `tokens` arriving `now` in the account's minute, or, when the
+    /// account would pass its budget, say which and how long until it fits: the provider
+    /// answers 429 then, as a real one does, and never counts what it refused.
+    fn over_budget(
+        &mut self,
+        now: madsim::time::Instant,
+        tokens: u64,
+    ) -> Option<(String, Duration)> {
+        let minute = Duration::from_secs(60);
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= minute)
+        {
+            self.recent.pop_front();
+        }
+        if self.rpm == 0 && self.tpm == 0 {
+            return None;
+        }
+        let wait = |at: madsim::time::Instant| (at + minute).duration_since(now);
+        if self.rpm > 0 && self.recent.len() >= self.rpm as usize {
+            let oldest = self.recent.front().expect("a full minute is not empty").0;
+            return Some((
+                format!("its budget of {} requests a minute", self.rpm),
+                wait(oldest),
+            ));
+        }
+        let used: u64 = self.recent.iter().map(|(_, t)| t).sum();
+        if self.tpm > 0 && used + tokens > self.tpm {
+            let oldest = self.recent.front().map_or(now, |(at, _)| *at);
+            return Some((
+                format!(
+                    "its budget of {} tokens a minute ({used} used, {tokens} more)",
+                    self.tpm
+                ),
+                wait(oldest),
+            ));
+        }
+        self.recent.push_back((now, tokens));
+        None
+    }
 }
 
 /// The independent witness of every simulated provider.
@@ -180,40 +228,31 @@ impl Witness {
         })
     }
 
-    /// The provider's account allows `rpm` requests a minute, as exaid is told (0: none).
-    pub fn set_rpm(&self, provider: &str, rpm: u32) {
+    /// The account behind key `key` (`kimi`, `kimi#2`) allows `rpm` requests and `tpm`
+    /// tokens a minute, as exaid is told (0: none).
+    pub fn set_budgets(&self, key: &str, rpm: u32, tpm: u64) {
         let mut providers = self.providers.lock().expect("witness lock");
-        providers.get_mut(provider).expect("known provider").rpm = rpm;
+        let view = providers.get_mut(key).expect("known provider key");
+        (view.rpm, view.tpm) = (rpm, tpm);
     }
 
-    fn arrive(self: &Arc<Self>, provider: &str) -> Ticket {
+    /// An attempt of `tokens` arrives at key `provider`; with the wait the account asks for
+    /// when it is over its budget (exaid's budgets should never let that happen).
+    fn arrive(self: &Arc<Self>, provider: &str, tokens: u64) -> (Ticket, Option<Duration>) {
         let now = madsim::time::Instant::now();
         let mut providers = self.providers.lock().expect("witness lock");
         let view = providers.get_mut(provider).expect("known provider");
         view.in_flight += 1;
         view.in_flight_max = view.in_flight_max.max(view.in_flight);
         let mut journal = lock(&self.journal);
-        if view.rpm > 0 {
-            let minute = Duration::from_secs(60);
-            while view
-                .recent
-                .front()
-                .is_some_and(|at| now.duration_since(*at) >= minute)
-            {
-                view.recent.pop_front();
-            }
-            view.recent.push_back(now);
-            if view.recent.len() > view.rpm as usize {
-                journal.violate(
-                    Invariant::BudgetsKept,
-                    format!(
-                        "provider {provider} receives {} requests within a minute, its budget {}",
-                        view.recent.len(),
-                        view.rpm
-                    ),
-                );
-                view.recent.pop_front();
-            }
+        let over = view.over_budget(now, tokens);
+        if let Some((budget, _)) = &over {
+            journal.violate(
+                Invariant::BudgetsKept,
+                format!("provider key {provider} receives a request past {budget}"),
+            );
+        } else if view.rpm > 0 || view.tpm > 0 {
+            journal.cover("budget_held_at_provider");
         }
         if view.in_flight > view.limit {
             journal.violate(
@@ -250,12 +289,17 @@ impl Witness {
                 ),
             );
         }
-        journal.count(format!("attempts {provider}"), 1);
-        Ticket {
+        let name = provider
+            .split('#')
+            .next()
+            .expect("a key starts with its provider");
+        journal.count(format!("attempts {name}"), 1);
+        let ticket = Ticket {
             witness: self.clone(),
             provider: provider.to_string(),
             finished: false,
-        }
+        };
+        (ticket, over.map(|(_, wait)| wait))
     }
 
     fn depart(&self, provider: &str, finished: bool) {
@@ -331,6 +375,9 @@ impl Drop for Ticket {
 pub struct SimProvider {
     /// `kimi`, `glm`.
     name: String,
+    /// Which key (account) of the provider this is, as the witness counts it: the name for
+    /// the first, `kimi#2` for the second, as exaid names its limits.
+    key: String,
     /// What every request it receives must obey (`inspect`).
     rules: Arc<Rules>,
     /// Its models.
@@ -345,7 +392,43 @@ pub struct SimProvider {
     journal: JournalRef,
 }
 
+/// What a simulated provider reports it used: the prompt at 4 bytes a token (as exaid
+/// estimates it), and an answer of at most the request's `max_tokens` (1,024 unsaid). Never
+/// more than exaid's estimate, as a real provider's count never is when `max_tokens` holds.
+fn usage_of(request: &ChatRequest) -> Usage {
+    let prompt_bytes: usize = request
+        .messages
+        .iter()
+        .map(|m| m.content.len())
+        .sum::<usize>()
+        + request
+            .tool_turns
+            .iter()
+            .map(|t| t.to_string().len())
+            .sum::<usize>();
+    let prompt_tokens = (prompt_bytes as u64).div_ceil(4);
+    let answer_bytes = answer_text("kimi", request).len() as u64;
+    let completion_tokens = answer_bytes
+        .div_ceil(4)
+        .min(u64::from(request.max_tokens.unwrap_or(1024)));
+    Usage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
+    }
+}
+
 impl SimProvider {
+    /// The same provider answering for its key number `index` (1-based; the first key keeps
+    /// the bare name).
+    pub fn keyed(mut self, index: u32) -> SimProvider {
+        assert!(index >= 1);
+        if index > 1 {
+            self.key = format!("{}#{index}", self.name);
+        }
+        self
+    }
+
     /// A provider named `name` serving `models`.
     pub fn new(
         name: &str,
@@ -358,6 +441,7 @@ impl SimProvider {
     ) -> SimProvider {
         SimProvider {
             name: name.to_string(),
+            key: name.to_string(),
             rules,
             models: models.iter().map(|m| m.to_string()).collect(),
             faults,
@@ -485,7 +569,8 @@ impl Provider for SimProvider {
         request: ChatRequest,
         _chunks: Option<ChunkSink>,
     ) -> BoxFuture<'static, Result<ChatResponse, ProviderError>> {
-        let mut ticket = self.witness.arrive(&self.name);
+        let usage = usage_of(&request);
+        let (mut ticket, over_budget) = self.witness.arrive(&self.key, usage.total_tokens);
         for (invariant, why) in self.rules.inspect(&request) {
             lock(&self.journal)
                 .violate(invariant, format!("provider {} received {why}", self.name));
@@ -496,7 +581,10 @@ impl Provider for SimProvider {
             .storms_ms
             .iter()
             .any(|(start, end)| (*start..*end).contains(&now));
-        let behaviour = if self.calm.load(Ordering::SeqCst) {
+        let behaviour = if let Some(wait) = over_budget {
+            // The account enforces its own budget, as a real one does.
+            Behaviour::RateLimited(Some(wait))
+        } else if self.calm.load(Ordering::SeqCst) {
             Behaviour::Ok
         } else if in_storm {
             draw(&self.faults.storm, self.faults.retry_after_ms)
@@ -508,10 +596,11 @@ impl Provider for SimProvider {
         );
         lock(&self.journal).record(format!(
             "provider {} attempt -> {behaviour:?} after {} ms",
-            self.name,
+            self.key,
             latency.as_millis()
         ));
         let name = self.name.clone();
+        let key = self.key.clone();
         let rounds_max = self.rules.rounds_max;
         let witness = self.witness.clone();
         let journal = self.journal.clone();
@@ -523,11 +612,15 @@ impl Provider for SimProvider {
             madsim::time::sleep(latency).await;
             ticket.finished = true;
             let result = match behaviour {
-                Behaviour::Ok => Ok(answer(&name, &request, rounds_max, &journal)),
+                Behaviour::Ok => {
+                    let mut response = answer(&name, &request, rounds_max, &journal);
+                    response.usage = Some(usage);
+                    Ok(response)
+                }
                 Behaviour::RateLimited(after) => {
                     if let Some(after) = after {
                         // The daemon receives this now: from here on it must wait.
-                        witness.block(&name, after);
+                        witness.block(&key, after);
                     }
                     lock(&journal).count("429s", 1);
                     Err(ProviderError::RateLimited {

@@ -106,16 +106,28 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     let handle = madsim::runtime::Handle::current();
     let daemon_addr: SocketAddr = DAEMON_ADDR.parse().expect("valid address");
     let calm = Arc::new(AtomicBool::new(false));
+    // One account per key: `kimi`, `kimi#2`, ..., each with the limit and budgets exaid is
+    // told (they are per key).
+    let keys: Vec<(String, ProviderId)> = (1..=plan.kimi_keys)
+        .map(|i| match i {
+            1 => ("kimi".to_string(), ProviderId::Kimi),
+            _ => (format!("kimi#{i}"), ProviderId::Kimi),
+        })
+        .chain([("glm".to_string(), ProviderId::Glm)])
+        .collect();
+    let limits: Vec<(&str, u32)> = keys
+        .iter()
+        .map(|(key, id)| (key.as_str(), plan.config.providers[*id].inflight_max))
+        .collect();
     let witness = Witness::new(
-        &[
-            ("kimi", plan.config.providers[ProviderId::Kimi].inflight_max),
-            ("glm", plan.config.providers[ProviderId::Glm].inflight_max),
-        ],
+        &limits,
         plan.config.limits.global_inflight_max,
         journal.clone(),
     );
-    witness.set_rpm("kimi", plan.config.providers[ProviderId::Kimi].rpm);
-    witness.set_rpm("glm", plan.config.providers[ProviderId::Glm].rpm);
+    for (key, id) in &keys {
+        let settings = &plan.config.providers[*id];
+        witness.set_budgets(key, settings.rpm, settings.tpm);
+    }
     let observer = Arc::new(SimObserver::new(
         journal.clone(),
         Expectations {
@@ -123,6 +135,8 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             workflow_timeout: plan.workflow_timeout,
             outbox_frames_max: plan.config.sessions.outbox_frames_max as usize,
             outbox_bytes_max: plan.config.sessions.outbox_bytes_max,
+            global_never_waits: limits.iter().map(|(_, limit)| limit).sum::<u32>()
+                <= plan.config.limits.global_inflight_max,
         },
     ));
     let health = Arc::new(Health {
@@ -155,7 +169,7 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         let mut config = plan.config.clone();
         config.file_access.roots = vec![std::path::PathBuf::from(crate::fs::PROJECT_ROOT)];
         let fs = files.clone();
-        let (kimi, glm) = (plan.kimi.clone(), plan.glm.clone());
+        let (kimi, glm, kimi_keys) = (plan.kimi.clone(), plan.glm.clone(), plan.kimi_keys);
         let (witness, calm, journal, observer) = (
             witness.clone(),
             calm.clone(),
@@ -164,18 +178,21 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         );
         daemon_node.spawn(async move {
             let rt = Rt::new(Arc::new(SimRuntime::with_fs(fs)));
-            let kimi = SimProvider::new(
-                "kimi",
-                &KIMI_MODELS,
-                kimi,
-                witness.clone(),
-                calm.clone(),
-                journal.clone(),
-                rules.clone(),
-            );
+            let mut builder = exaid::Daemon::builder(config, TOKEN.to_string(), rt);
+            for index in 1..=kimi_keys {
+                let kimi = SimProvider::new(
+                    "kimi",
+                    &KIMI_MODELS,
+                    kimi.clone(),
+                    witness.clone(),
+                    calm.clone(),
+                    journal.clone(),
+                    rules.clone(),
+                );
+                builder = builder.provider(Arc::new(kimi.keyed(index)));
+            }
             let glm = SimProvider::new("glm", &GLM_MODELS, glm, witness, calm, journal, rules);
-            let daemon = exaid::Daemon::builder(config, TOKEN.to_string(), rt)
-                .provider(Arc::new(kimi))
+            let daemon = builder
                 .provider(Arc::new(glm))
                 .observer(observer.clone())
                 .build();

@@ -39,6 +39,9 @@ pub struct Plan {
     pub hostiles: Vec<(crate::hostile::HostileKind, u64)>,
     /// The project on the simulated disk beyond the files the calls name, and its changes.
     pub disk: crate::fs::DiskPlan,
+    /// How many Kimi keys (accounts) the daemon has, each its own simulated account with
+    /// its own limit, budgets and retry-after (`KIMI_API_KEYS`).
+    pub kimi_keys: u32,
 }
 
 /// A named scenario.
@@ -63,7 +66,7 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-static SCENARIOS: [Scenario; 12] = [
+static SCENARIOS: [Scenario; 13] = [
     Scenario {
         name: "smoke",
         doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
@@ -254,8 +257,28 @@ static SCENARIOS: [Scenario; 12] = [
               (EXAI_KIMI_RPM, EXAI_GLM_RPM). Bursts of chats must wait for the budget or be \
               refused with OVER_CAPACITY naming it, and the simulated providers must never see \
               more requests in a minute than their accounts allow (invariant 13).",
-        must_reach: &["call_ok", "budget_waited", "budget_refused"],
+        must_reach: &[
+            "call_ok",
+            "budget_waited",
+            "budget_refused",
+            "budget_held_at_provider",
+        ],
         plan: routing::rate_budget,
+    },
+    Scenario {
+        name: "isolation",
+        doc: "Kimi hangs (one or two keys, each with a small limit) under a flood of calls that \
+              name it, from several sessions, while other sessions call a healthy GLM. The \
+              global limit is exactly the provider limits together. Every GLM call must be \
+              answered (invariant 12) and no call may ever wait for a global permit (invariant \
+              14): calls queued for Kimi hold only their session permits.",
+        must_reach: &[
+            "call_ok",
+            "provider_hang",
+            "progress_while_queued",
+            "deadline_hit",
+        ],
+        plan: routing::isolation,
     },
 ];
 
@@ -473,6 +496,7 @@ fn plan(
         shutdown: None,
         hostiles: Vec::new(),
         disk: crate::fs::DiskPlan::default(),
+        kimi_keys: 1,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The scenarios of the tools that see the code and of routing: `files-and-search`,
-//! `failover`, `rate-budget`. Apart from the engine's scenarios only to keep each file short;
+//! `failover`, `rate-budget`, `isolation`. Apart from the engine's scenarios only to keep each file short;
 //! they draw their plans with the same helpers.
 
 use madsim::rand::{Rng, thread_rng};
@@ -198,13 +198,21 @@ pub(super) fn failover() -> Plan {
             ClientSpec::steady(format!("client{c}"), calls)
         })
         .collect();
-    plan(config, kimi, glm, clients, "kimi-down")
+    let mut planned = plan(config, kimi, glm, clients, "kimi-down");
+    planned.kimi_keys = between(1, 2) as u32;
+    planned
 }
 
 pub(super) fn rate_budget() -> Plan {
     let mut config = base_config();
     config.providers[ProviderId::Kimi].rpm = between(2, 8) as u32;
     config.providers[ProviderId::Glm].rpm = between(2, 8) as u32;
+    // A chat asks for up to 1,024 tokens: a few thousand a minute binds.
+    for id in [ProviderId::Kimi, ProviderId::Glm] {
+        if chance(0.5) {
+            config.providers[id].tpm = between(2_500, 12_000);
+        }
+    }
     config.tools.simple_timeout_ms = between(20, 90) * 1000;
     let mix = Mix {
         tools: CHAT_ONLY,
@@ -214,11 +222,56 @@ pub(super) fn rate_budget() -> Plan {
     };
     let latency = (between(10, 200), between(200, 2_000));
     let clients = clients(between(2, 5), &mix, config.sessions.ttl_ms);
-    plan(
+    let mut planned = plan(
         config,
         Faults::healthy(latency),
         Faults::healthy(latency),
         clients,
         "budgets",
-    )
+    );
+    planned.kimi_keys = between(1, 2) as u32;
+    planned
+}
+
+pub(super) fn isolation() -> Plan {
+    let mut config = base_config();
+    let kimi_keys = between(1, 2) as u32;
+    let kimi_max = between(1, 3) as u32;
+    let glm_max = between(2, 4) as u32;
+    config.providers[ProviderId::Kimi].inflight_max = kimi_max;
+    config.providers[ProviderId::Glm].inflight_max = glm_max;
+    // Exactly room for every provider permit: a call that held a global permit while it
+    // queued for Kimi would take one that a GLM call needs.
+    config.limits.global_inflight_max = kimi_max * kimi_keys + glm_max;
+    config.sessions.inflight_max = 64;
+    config.tools.simple_timeout_ms = between(10, 40) * 1000;
+    let kimi = Faults {
+        calm: Weights {
+            hang: 8,
+            ok: 1,
+            ..Weights::default()
+        },
+        ..Faults::healthy((between(10, 100), between(100, 500)))
+    };
+    let glm = Faults::healthy((between(20, 200), between(200, 1_000)));
+    let named = |c: u64, model: &str, count: u64, must_answer: bool| -> ClientSpec {
+        let calls = (0..count)
+            .map(|i| {
+                let request_id = format!("{model}-c{c}-r{i}");
+                let arguments = json!({"prompt": format!("question {request_id}"), "model": model});
+                CallSpec {
+                    must_answer,
+                    ..CallSpec::question(request_id, "chat", arguments, between(1, 15_000))
+                }
+            })
+            .collect();
+        ClientSpec::steady(format!("{model}-client{c}"), calls)
+    };
+    let mut clients: Vec<ClientSpec> = (0..between(2, 3))
+        .map(|c| named(c, KIMI_MODELS[0], between(4, 12), false))
+        .collect();
+    clients.extend((0..between(1, 2)).map(|c| named(c, GLM_MODELS[0], between(3, 8), true)));
+    let mut planned = plan(config, kimi, glm, clients, "kimi-hangs");
+    planned.kimi_keys = kimi_keys;
+    planned
 }
