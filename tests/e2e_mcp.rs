@@ -413,6 +413,65 @@ async fn http_endpoint_wants_the_bearer_token() {
     assert!(refused.is_err(), "initialize without a token must fail");
 }
 
+#[tokio::test]
+async fn a_foreign_origin_gets_403_before_anything_else_token_or_not() {
+    let daemon = start(|c| {
+        c.server.http_allowed_origins = vec!["https://editor.example.com:443".to_string()];
+    })
+    .await;
+    let addr = serve_http(&daemon).await;
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "page", "version": "1"}}});
+    let http = reqwest::Client::new();
+    let post = |origin: &str, token: Option<&str>| {
+        let mut request = http
+            .post(format!("http://{addr}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("origin", origin)
+            .json(&initialize);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for (origin, token) in [
+        ("http://evil.example", Some(TOKEN)),
+        ("http://evil.example", None),
+        ("null", Some(TOKEN)),
+        ("https://editor.example.com:8443", Some(TOKEN)),
+    ] {
+        let refused = post(origin, token).await.unwrap();
+        assert_eq!(refused.status(), 403, "{origin} with token {token:?}");
+        let body = refused.text().await.unwrap();
+        assert!(
+            body.contains("EXAI_HTTP_ALLOWED_ORIGINS") || body.contains("no origin"),
+            "{body}"
+        );
+    }
+    // Loopback and configured origins reach the token check, and with it, the endpoint.
+    for origin in [
+        "http://localhost:5173",
+        "http://127.0.0.1",
+        "https://editor.example.com",
+    ] {
+        assert_eq!(post(origin, None).await.unwrap().status(), 401, "{origin}");
+        assert_eq!(
+            post(origin, Some(TOKEN)).await.unwrap().status(),
+            200,
+            "{origin}"
+        );
+    }
+    // The operator's routes too: a rebinding page cannot read /status.
+    let status = http
+        .get(format!("http://{addr}/status"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 403);
+}
+
 /// A TCP proxy between the bridge and the daemon that the test can cut, hold shut, or mute.
 struct Proxy {
     /// Where the bridge connects.

@@ -30,6 +30,7 @@ mod explain;
 mod facts;
 mod keys;
 mod layers;
+pub mod origin;
 pub mod profile;
 mod providers;
 mod relations;

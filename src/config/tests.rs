@@ -748,3 +748,26 @@ fn several_keys_are_split_and_a_short_one_is_named_not_shown() {
     );
     assert!(!msg.contains("sk-second"), "the keys are redacted: {msg}");
 }
+
+#[test]
+fn allowed_origins_are_normalised_and_a_bad_one_is_named() {
+    let c = Config::load(&flags(&[(
+        "EXAI_HTTP_ALLOWED_ORIGINS",
+        "HTTPS://Editor.Example.com, http://[::1]:5173",
+    )]))
+    .expect("load")
+    .config;
+    assert_eq!(
+        c.server.http_allowed_origins,
+        ["https://editor.example.com:443", "http://[::1]:5173"]
+    );
+    let e = load_err(&flags(&[(
+        "EXAI_HTTP_ALLOWED_ORIGINS",
+        "https://ok.example,editor.example.com",
+    )]))
+    .to_string();
+    assert!(
+        e.contains("EXAI_HTTP_ALLOWED_ORIGINS") && e.contains("scheme://host[:port]"),
+        "{e}"
+    );
+}

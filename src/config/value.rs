@@ -38,6 +38,9 @@ pub(super) enum Kind {
     /// Comma-separated model names, at most `max_items`; empty means none (the routing then
     /// derives its default from the configured providers).
     Models { max_items: usize },
+    /// Comma-separated browser origins (`scheme://host[:port]`), at most `max_items`; empty
+    /// means none. Stored normalised (lower case, port explicit).
+    Origins { max_items: usize },
     /// Comma-separated absolute paths (spaces around items trimmed), at most `max_items`;
     /// empty means none (the key's default is then supplied by the layering).
     AbsPaths { max_items: usize },
@@ -116,6 +119,9 @@ impl Kind {
             ),
             Kind::Models { max_items } => format!(
                 "expected a comma-separated list of at most {max_items} model names (or empty for the default)"
+            ),
+            Kind::Origins { max_items } => format!(
+                "expected a comma-separated list of at most {max_items} origins scheme://host[:port] (or empty for none)"
             ),
             Kind::Bool => "expected true or false (also 1/0, yes/no, on/off)".to_string(),
             Kind::Choice { choices } => format!("expected one of {}", choices.join(", ")),
@@ -222,6 +228,20 @@ pub(super) fn parse_value(kind: Kind, raw: &str) -> Result<Value, String> {
                 return Err(fail());
             }
             Ok(Value::List(items))
+        }
+        Kind::Origins { max_items } => {
+            if s.is_empty() {
+                return Ok(Value::List(Vec::new()));
+            }
+            let items: Vec<&str> = s.split(',').map(str::trim).collect();
+            if items.len() > max_items {
+                return Err(fail());
+            }
+            let origins = items
+                .iter()
+                .map(|item| super::origin::Origin::parse(item).map(|o| o.to_string()))
+                .collect::<Result<Vec<String>, String>>();
+            Ok(Value::List(origins.map_err(|_| fail())?))
         }
         Kind::AbsPaths { max_items } => {
             if s.is_empty() {

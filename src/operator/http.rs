@@ -11,6 +11,10 @@
 //! - `/status`: JSON: limits with permits in use, holders and waiters, sessions, connections,
 //!   calls, provider cooldowns, uptime, version, and any broken invariant.
 //! - `/metrics`: Prometheus/OpenMetrics text.
+//!
+//! Every route first checks the `Origin` header (`config::origin`): a browser page of any
+//! origin but loopback and `EXAI_HTTP_ALLOWED_ORIGINS` gets 403 before anything else, token or
+//! not, so a DNS-rebinding page can neither call `/mcp` nor read `/status`.
 
 use std::sync::Arc;
 
@@ -22,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::config::origin::{self, Origin, OriginCheck};
 use crate::operator::metrics::Metrics;
 use crate::state::Shared;
 
@@ -46,7 +51,38 @@ pub fn router(shared: Arc<Shared>, metrics: Option<Arc<Metrics>>) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics_text))
         .with_state(operator)
-        .merge(crate::mcp::http::routes(shared))
+        .merge(crate::mcp::http::routes(shared.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(allowed_origins(&shared)),
+            require_origin,
+        ))
+}
+
+/// The configured extra origins (checked when the configuration was read).
+fn allowed_origins(shared: &Shared) -> Vec<Origin> {
+    shared
+        .config
+        .server
+        .http_allowed_origins
+        .iter()
+        .map(|text| Origin::parse(text).expect("origins are checked when configured"))
+        .collect()
+}
+
+/// 403 for a foreign `Origin`, before any other check.
+async fn require_origin(
+    State(allowed): State<Arc<Vec<Origin>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(header::ORIGIN)
+        .map(|value| value.to_str().unwrap_or("(not text)"));
+    match origin::check(header, &allowed) {
+        OriginCheck::Allowed => next.run(request).await,
+        OriginCheck::Forbidden(why) => (StatusCode::FORBIDDEN, format!("{why}\n")).into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {
