@@ -236,16 +236,48 @@ async fn the_basics(daemon: &TestDaemon, client: &Mcp) {
     }
     let chat = tools.iter().find(|t| t.name == "chat").unwrap();
     assert!(chat.input_schema.contains_key("properties"), "{chat:?}");
+    // Every tool is read-only, titled and has an output schema; those that ask a model are
+    // open-world.
+    for tool in &tools {
+        let hints = tool
+            .annotations
+            .as_ref()
+            .unwrap_or_else(|| panic!("{tool:?}"));
+        assert_eq!(hints.read_only_hint, Some(true), "{tool:?}");
+        assert!(
+            tool.title.as_deref().is_some_and(|t| !t.is_empty()),
+            "{tool:?}"
+        );
+        let output = tool
+            .output_schema
+            .as_ref()
+            .unwrap_or_else(|| panic!("{tool:?}"));
+        assert_eq!(output["type"], "object", "{tool:?}");
+        let asks = ["chat", "consensus", "debug", "thinkdeep"].contains(&tool.name.as_ref());
+        let local = ["version", "listmodels", "status", "planner", "challenge"]
+            .contains(&tool.name.as_ref());
+        if asks || local {
+            assert_eq!(hints.open_world_hint, Some(asks), "{tool:?}");
+        }
+    }
 
     let answer = call(client, "chat", json!({"prompt": "hello through MCP"})).await;
     assert_eq!(answer.is_error, Some(false), "{answer:?}");
     assert!(text_of(&answer).contains("hello through MCP"), "{answer:?}");
+    // The structured result is the text's JSON object.
+    let text: serde_json::Value = serde_json::from_str(&text_of(&answer)).unwrap();
+    assert_eq!(answer.structured_content.as_ref(), Some(&text));
 
     // An unknown tool is an error result naming the code, not a crash or a JSON-RPC error.
     let unknown = call(client, "no_such_tool", json!({})).await;
     assert_eq!(unknown.is_error, Some(true));
     let text = text_of(&unknown);
     assert!(text.starts_with("TOOL_NOT_FOUND: "), "{text}");
+    let structured = unknown.structured_content.as_ref().expect("errors too");
+    assert_eq!(
+        (&structured["status"], &structured["metadata"]["error_code"]),
+        (&json!("error"), &json!("TOOL_NOT_FOUND"))
+    );
     assert!(
         text.contains("chat"),
         "it lists the tools there are: {text}"

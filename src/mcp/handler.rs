@@ -9,10 +9,11 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool,
+    ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::Value;
 
 use super::backend::Backend;
 use crate::error::{CallError, ErrorCode};
@@ -154,13 +155,29 @@ impl ProgressRelay {
 
 /// An MCP tool from one `list_tools_res` entry; `None` for an entry whose schema is not an
 /// object.
+/// Title, annotations and output schema come along when the entry has them (a daemon older
+/// than the bridge sends none).
 pub fn tool_from_info(info: &ToolInfo) -> Option<Tool> {
     let schema = info.input_schema.as_object()?.clone();
-    Some(Tool::new(
+    let mut tool = Tool::new(
         info.name.clone(),
         info.description.clone(),
         Arc::new(schema),
-    ))
+    );
+    if let Some(title) = &info.title {
+        tool = tool.with_title(title.clone());
+    }
+    if let Some(hints) = info.annotations {
+        let mut annotations = ToolAnnotations::new()
+            .read_only(hints.read_only_hint)
+            .open_world(hints.open_world_hint);
+        annotations.title = info.title.clone();
+        tool = tool.with_annotations(annotations);
+    }
+    if let Some(output) = info.output_schema.as_ref().and_then(Value::as_object) {
+        tool = tool.with_raw_output_schema(Arc::new(output.clone()));
+    }
+    Some(tool)
 }
 
 /// The MCP result of a `call_tool_res` frame: its outputs, or `isError` with the code first.
@@ -187,7 +204,13 @@ pub fn tool_result(frame: &ServerFrame) -> CallToolResult {
         if content.is_empty() {
             content.push(ContentBlock::text(text.as_str()));
         }
-        return CallToolResult::success(content);
+        let mut result = CallToolResult::success(content);
+        // The same JSON object as the text, for clients that read structured results.
+        let first = outputs.first().map_or(text.as_str(), |o| o.text.as_str());
+        result.structured_content = serde_json::from_str::<Value>(first)
+            .ok()
+            .filter(Value::is_object);
+        return result;
     }
     match error {
         Some(error) => error_result(error),
@@ -201,7 +224,9 @@ pub fn error_result(error: &CallError) -> CallToolResult {
     if let Some(secs) = error.retry_after_secs {
         text.push_str(&format!(" (retry after {secs} s)"));
     }
-    CallToolResult::error(vec![ContentBlock::text(text)])
+    let mut result = CallToolResult::error(vec![ContentBlock::text(text.as_str())]);
+    result.structured_content = Some(crate::tools::output::error_envelope(error, &text));
+    result
 }
 
 #[cfg(test)]

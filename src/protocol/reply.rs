@@ -40,6 +40,30 @@ pub struct ToolInfo {
     /// JSON Schema of its arguments.
     #[serde(rename = "inputSchema")]
     pub input_schema: Value,
+    /// A name for people (an editor's tool list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// What a client may assume about the tool (MCP's tool annotations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<ToolHints>,
+    /// JSON Schema of the JSON object every result's text holds.
+    #[serde(
+        rename = "outputSchema",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub output_schema: Option<Value>,
+}
+
+/// MCP's tool annotations, as exaid sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolHints {
+    /// Always true: exaid never changes the user's files or anything outside itself, so
+    /// editors may run its tools in parallel and in plan mode.
+    pub read_only_hint: bool,
+    /// True for tools that ask a model (a provider outside exaid, and its web search).
+    pub open_world_hint: bool,
 }
 
 /// Where a running call is, as progress frames name it: machine-readable, so a client can

@@ -41,6 +41,8 @@ impl Tool for Challenge {
          statement wrapped in instructions to evaluate it critically instead of agreeing by \
          reflex. Calls no model.";
     const KIND: ToolKind = ToolKind::Simple;
+    const TITLE: &'static str = "Challenge a claim";
+    const ASKS_A_MODEL: bool = false;
 
     fn plan(&self, args: ChallengeArgs, _env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         let content = json!({

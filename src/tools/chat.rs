@@ -86,6 +86,8 @@ impl Tool for Chat {
          Pass a continuation_id to continue a conversation (from chat or any workflow tool); \
          every answer offers one. Answered in one provider round trip under the simple-tool deadline.";
     const KIND: ToolKind = ToolKind::Simple;
+    const TITLE: &'static str = "Chat with a model";
+    const ASKS_A_MODEL: bool = true;
 
     fn plan(&self, args: ChatArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         // Refuse an unknown conversation now, before admission.

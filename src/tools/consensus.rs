@@ -105,6 +105,7 @@ pub struct ConsensusArgs {
 /// `consensus`'s texts and guidance.
 pub static CONSENSUS: Spec = Spec {
     name: "consensus",
+    title: "Consensus of models",
     description: "Ask several models about one proposal, each with a stance (for, against, neutral), \
                   and get their answers side by side to synthesize a decision. Give the proposal as \
                   step and the models in models; with next_step_required false the models are \
@@ -172,6 +173,8 @@ impl Tool for Consensus {
     const NAME: &'static str = CONSENSUS.name;
     const DESCRIPTION: &'static str = CONSENSUS.description;
     const KIND: ToolKind = ToolKind::Workflow;
+    const TITLE: &'static str = CONSENSUS.title;
+    const ASKS_A_MODEL: bool = true;
 
     fn tailor_schema(schema: &mut Value) {
         describe_fields(schema, &CONSENSUS);

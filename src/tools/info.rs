@@ -36,6 +36,8 @@ impl Tool for Version {
     const NAME: &'static str = "version";
     const DESCRIPTION: &'static str = "Show exaid's version, protocol version and providers.";
     const KIND: ToolKind = ToolKind::Simple;
+    const TITLE: &'static str = "exaid version";
+    const ASKS_A_MODEL: bool = false;
 
     fn plan(&self, _args: NoArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         let providers = env.providers();
@@ -65,6 +67,8 @@ impl Tool for ListModels {
     const NAME: &'static str = "listmodels";
     const DESCRIPTION: &'static str = "List every provider, its models with their context window and whether they take images, search the web and think, whether it is configured, and what `auto` picks.";
     const KIND: ToolKind = ToolKind::Simple;
+    const TITLE: &'static str = "List models";
+    const ASKS_A_MODEL: bool = false;
 
     fn plan(&self, _args: NoArgs, env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         let providers = env.providers();
@@ -127,6 +131,8 @@ impl Tool for Status {
     const DESCRIPTION: &'static str =
         "Show the daemon's health: limits, permits in use against live holders, waiters, sessions.";
     const KIND: ToolKind = ToolKind::Simple;
+    const TITLE: &'static str = "Daemon status";
+    const ASKS_A_MODEL: bool = false;
 
     fn plan(&self, _args: NoArgs, _env: &PlanEnv<'_>) -> Result<Plan, CallError> {
         // The snapshot is taken when the call runs, not when it is accepted.

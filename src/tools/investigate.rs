@@ -289,6 +289,7 @@ const INVESTIGATE_CLOSING: &[&str] = &[
 /// `analyze`.
 pub static ANALYZE: Spec = Spec {
     name: "analyze",
+    title: "Analyze code",
     description: "Step-by-step code analysis: architecture, performance, maintainability, security \
                   posture, tech debt. You investigate between calls; each step is recorded, and the \
                   final step (next_step_required false) gets one expert analysis of all steps.",
@@ -320,6 +321,7 @@ pub static ANALYZE: Spec = Spec {
 /// `codereview`.
 pub static CODEREVIEW: Spec = Spec {
     name: "codereview",
+    title: "Code review",
     description: "Step-by-step code review: quality, security, performance, architecture. You walk \
                   the code between calls and record issues with severities; the final step gets one \
                   expert review of everything recorded.",
@@ -352,6 +354,7 @@ pub static CODEREVIEW: Spec = Spec {
 /// `debug`.
 pub static DEBUG: Spec = Spec {
     name: "debug",
+    title: "Debug an issue",
     description: "Step-by-step root-cause investigation of a bug, crash, race or performance problem. \
                   You investigate between calls (reading code, reproducing, testing hypotheses); each \
                   step is recorded, and the final step gets one expert analysis of all the evidence.",
@@ -392,6 +395,7 @@ pub static DEBUG: Spec = Spec {
 /// `docgen`.
 pub static DOCGEN: Spec = Spec {
     name: "docgen",
+    title: "Generate documentation",
     description: "Step-by-step documentation generation: you go through the code file by file, \
                   documenting functions, complexity and call flow; each step is recorded. Completes \
                   locally with a summary of the work (no model call).",
@@ -429,6 +433,7 @@ pub static DOCGEN: Spec = Spec {
 /// `precommit`.
 pub static PRECOMMIT: Spec = Spec {
     name: "precommit",
+    title: "Pre-commit check",
     description: "Step-by-step validation of pending changes before a commit: completeness, \
                   correctness, security, regressions. You inspect the diff between calls; the final \
                   step gets one expert assessment of the recorded changes and issues.",
@@ -464,6 +469,7 @@ pub static PRECOMMIT: Spec = Spec {
 /// `refactor`.
 pub static REFACTOR: Spec = Spec {
     name: "refactor",
+    title: "Plan a refactoring",
     description: "Step-by-step search for refactoring opportunities: code smells, decomposition, \
                   modernization, organization. You examine the code between calls; the final step \
                   gets one expert plan of prioritized refactorings.",
@@ -496,6 +502,7 @@ pub static REFACTOR: Spec = Spec {
 /// `secaudit`.
 pub static SECAUDIT: Spec = Spec {
     name: "secaudit",
+    title: "Security audit",
     description: "Step-by-step security audit: OWASP Top 10, authentication, input handling, \
                   secrets, dependencies, compliance. You examine the code between calls; the final \
                   step gets one expert security assessment of everything recorded.",
@@ -532,6 +539,7 @@ pub static SECAUDIT: Spec = Spec {
 /// `testgen`.
 pub static TESTGEN: Spec = Spec {
     name: "testgen",
+    title: "Generate tests",
     description: "Step-by-step test planning: you study the code's behaviour, edge cases and \
                   failure modes between calls; the final step gets one expert set of concrete test \
                   cases to write.",
@@ -564,6 +572,7 @@ pub static TESTGEN: Spec = Spec {
 /// `thinkdeep`.
 pub static THINKDEEP: Spec = Spec {
     name: "thinkdeep",
+    title: "Think deeper",
     description: "Step-by-step deep reasoning on a hard problem: hypotheses, evidence, trade-offs, \
                   architecture decisions. You reason and investigate between calls; the final step \
                   gets one expert second opinion on the whole line of thought.",
@@ -602,6 +611,7 @@ pub static THINKDEEP: Spec = Spec {
 /// `tracer`.
 pub static TRACER: Spec = Spec {
     name: "tracer",
+    title: "Trace code flow",
     description: "Step-by-step code tracing: execution flow of a function (precision mode) or how \
                   a class or module is wired in (dependencies mode). You trace between calls; each \
                   step is recorded. Completes locally with the recorded trace (no model call).",

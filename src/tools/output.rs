@@ -224,6 +224,69 @@ impl ToolOutput {
     }
 }
 
+/// JSON Schema of every tool's output: the envelope above (MCP's `outputSchema`; each
+/// result's `structuredContent` is the same object as its text). One schema for all tools,
+/// since every tool answers with this envelope; tools add top-level fields (workflow state,
+/// the continuation offer) and metadata entries, which the schema allows and names where
+/// they are shared. A failed call's structured result has status `error`.
+pub fn schema() -> Value {
+    let text = |description: &str| json!({"type": "string", "description": description});
+    json!({
+        "type": "object",
+        "description": "An exaid tool answer: status, content and metadata (the EX-AI shape).",
+        "required": ["status", "content", "content_type", "metadata"],
+        "properties": {
+            "status": text("success, continuation_available, a workflow's pause_for_<tool> or \
+                            <tool>_complete, ..., or error for a failed call"),
+            "content": text("the answer: the model's text, a document, or a failed call's code and message"),
+            "content_type": {"enum": ["text", "json"], "description": "how to read content"},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "tool_name": text("the tool that answered"),
+                    "provider_used": text("the provider that answered"),
+                    "model_used": text("the model that answered"),
+                    "usage": {
+                        "type": "object",
+                        "properties": {
+                            "prompt_tokens": {"type": "integer"},
+                            "completion_tokens": {"type": "integer"},
+                            "total_tokens": {"type": "integer"}
+                        }
+                    },
+                    "cost_usd": {"type": "number"},
+                    "fallback": {"type": "array", "description": "each model left, and why"},
+                    "error_code": text("a failed call's code, e.g. RATE_LIMITED"),
+                    "retry_after_secs": {"type": "integer", "description": "when a retry may succeed"}
+                },
+                "additionalProperties": true
+            },
+            "continuation_offer": {
+                "type": "object",
+                "properties": {
+                    "continuation_id": text("pass it to any tool to continue the conversation"),
+                    "note": {"type": "string"},
+                    "remaining_turns": {"type": "integer"}
+                }
+            }
+        },
+        "additionalProperties": true
+    })
+}
+
+/// A failed call as the same envelope: status `error`, the code and message as content.
+pub fn error_envelope(error: &crate::error::CallError, text: &str) -> Value {
+    let mut metadata = Map::new();
+    metadata.insert("error_code".to_string(), json!(error.code.as_str()));
+    if let Some(secs) = error.retry_after_secs {
+        metadata.insert("retry_after_secs".to_string(), json!(secs));
+    }
+    if let Some(details) = &error.details {
+        metadata.insert("details".to_string(), details.clone());
+    }
+    json!({"status": "error", "content": text, "content_type": "text", "metadata": metadata})
+}
+
 /// A rendered answer with `metadata.ignored_arguments` set to `names`: the arguments the call
 /// sent that the tool accepts and does not use. Why after rendering: it is one shared step for
 /// every tool (in `tool::Registered`), whatever builds the tool's answer.

@@ -100,6 +100,7 @@ impl StepArgs for PlannerArgs {
 /// `planner`.
 pub static PLANNER: Spec = Spec {
     name: "planner",
+    title: "Plan step by step",
     description: "Interactive step-by-step planning of a complex task: build the plan one step per \
                   call, revise earlier steps or branch into alternatives, adjust total_steps as you \
                   go. Each step is recorded; the last one returns the whole plan. Asks no model.",

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::protocol::reply::ToolInfo;
+use crate::protocol::reply::{ToolHints, ToolInfo};
 use crate::tools::challenge::Challenge;
 use crate::tools::chat::Chat;
 use crate::tools::consensus::Consensus;
@@ -82,6 +82,12 @@ impl ToolRegistry {
                 name: tool.name().to_string(),
                 description: tool.description().to_string(),
                 input_schema: tool.input_schema().clone(),
+                title: Some(tool.title().to_string()),
+                annotations: Some(ToolHints {
+                    read_only_hint: true,
+                    open_world_hint: tool.asks_a_model(),
+                }),
+                output_schema: Some(crate::tools::output::schema()),
             })
             .collect()
     }

@@ -80,6 +80,10 @@ pub trait Tool: Send + Sync + 'static {
     const DESCRIPTION: &'static str;
     /// Simple or workflow (which deadline applies).
     const KIND: ToolKind;
+    /// A name for people, in an editor's tool list.
+    const TITLE: &'static str;
+    /// Whether it asks a model (a provider outside exaid): MCP's `openWorldHint`.
+    const ASKS_A_MODEL: bool;
 
     /// Adjust the schema generated from [`Tool::Args`] (a tool's own wording of shared
     /// fields). By default it is shown as generated.
@@ -98,6 +102,10 @@ pub trait DynTool: Send + Sync + 'static {
     fn description(&self) -> &'static str;
     /// Simple or workflow (which deadline applies).
     fn kind(&self) -> ToolKind;
+    /// A name for people.
+    fn title(&self) -> &'static str;
+    /// Whether it asks a model.
+    fn asks_a_model(&self) -> bool;
     /// JSON Schema of the arguments, generated from the argument type.
     fn input_schema(&self) -> &Value;
     /// Validate the raw arguments (string cap, schema), decode them and plan the call.
@@ -183,6 +191,14 @@ impl<T: Tool> DynTool for Registered<T> {
 
     fn kind(&self) -> ToolKind {
         T::KIND
+    }
+
+    fn title(&self) -> &'static str {
+        T::TITLE
+    }
+
+    fn asks_a_model(&self) -> bool {
+        T::ASKS_A_MODEL
     }
 
     fn input_schema(&self) -> &Value {

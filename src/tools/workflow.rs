@@ -313,6 +313,8 @@ impl<X: DeserializeOwned + JsonSchema + Serialize + Send + 'static> StepArgs
 pub struct Spec {
     /// The tool's name.
     pub name: &'static str,
+    /// A name for people, in an editor's tool list.
+    pub title: &'static str,
     /// What it does, for the model choosing tools.
     pub description: &'static str,
     /// The tool's own schema descriptions of shared fields (`step`, `findings`...), by
@@ -722,6 +724,8 @@ impl<W: Workflow> Tool for WorkflowTool<W> {
     const NAME: &'static str = W::SPEC.name;
     const DESCRIPTION: &'static str = W::SPEC.description;
     const KIND: ToolKind = ToolKind::Workflow;
+    const TITLE: &'static str = W::SPEC.title;
+    const ASKS_A_MODEL: bool = W::SPEC.expert_prompt.is_some();
 
     fn tailor_schema(schema: &mut Value) {
         if let Some(object) = schema.as_object_mut() {
