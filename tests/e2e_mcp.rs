@@ -690,3 +690,108 @@ async fn stdio_bridge_survives_a_cut_connection_mid_call() {
     assert_eq!(after.is_error, Some(false), "{after:?}");
     client.cancel().await.unwrap();
 }
+
+/// Read an SSE body until an event satisfies `done`; returns every event read, as
+/// `(id, data)`.
+async fn read_events(
+    response: reqwest::Response,
+    done: impl Fn(&Option<String>, &str) -> bool,
+) -> Vec<(Option<String>, String)> {
+    use futures_util::StreamExt;
+    let mut body = response.bytes_stream();
+    let (mut buffer, mut events) = (String::new(), Vec::new());
+    loop {
+        let chunk = tokio::time::timeout(WAIT, body.next())
+            .await
+            .expect("events in time")
+            .expect("the stream goes on")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            };
+            let (id, data) = (field("id:"), field("data:").unwrap_or_default());
+            let finished = done(&id, &data);
+            events.push((id, data));
+            if finished {
+                return events;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_mcp_stream_is_resumed_with_last_event_id_and_the_call_is_never_cancelled() {
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 1_500).await;
+    let addr = serve_http(&daemon).await;
+    let url = format!("http://{addr}/mcp");
+    let http = reqwest::Client::new();
+    let post = |session: Option<&str>, body: Value| {
+        let mut request = http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "resumer", "version": "1"}}});
+    let answer = post(None, initialize).await.unwrap();
+    let session = answer.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    read_events(answer, |_, data| data.contains("\"id\":1")).await;
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    post(Some(&session), initialized).await.unwrap();
+    // The call's stream drops after its first event.
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "chat", "arguments": {"prompt": "kept across a drop"}}});
+    let stream = post(Some(&session), call).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let seen = read_events(stream, |id, _| id.is_some()).await;
+    let last_id = seen.last().unwrap().0.clone().unwrap();
+    // Back with Last-Event-ID: the rest arrives, the result among it.
+    let resumed = http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("accept", "text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("mcp-session-id", &session)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let events = read_events(resumed, |_, data| data.contains("\"id\":2")).await;
+    let result = &events.last().unwrap().1;
+    assert!(result.contains("kept across a drop"), "{result}");
+    assert!(
+        events
+            .iter()
+            .all(|(id, _)| id.as_deref() != Some(last_id.as_str())),
+        "nothing replayed twice"
+    );
+    wait_metric(
+        &daemon,
+        "exaid_calls_total{tool=\"chat\",outcome=\"OK\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &daemon,
+            "exaid_calls_total{tool=\"chat\",outcome=\"CANCELLED\"}"
+        ),
+        0.0
+    );
+}

@@ -133,6 +133,13 @@ declare_config! {
                 "16777216",
                 Kind::Int { min: 4096, max: 1_073_741_824, unit: "bytes" };
 
+            /// Bytes of SSE events `/mcp` keeps for clients that resume a dropped stream with
+            /// Last-Event-ID, all streams together (each also within the outbox caps); the
+            /// oldest streams are dropped first.
+            mcp_events_bytes_max: usize = EXAI_MCP_EVENTS_BYTES_MAX,
+                "67108864",
+                Kind::Int { min: 65_536, max: 17_179_869_184, unit: "bytes" };
+
             /// How long a finished result is kept for a client that disconnected mid-call.
             result_ttl_ms: u64 = EXAI_RESULT_TTL_SECS, "300", secs(1000, 86_400_000);
 

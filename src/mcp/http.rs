@@ -22,6 +22,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::{Map, Value};
 
 use super::backend::{Backend, CallStream};
+use super::events::{EventLimits, EventLog, Store};
 use super::handler::ExaidMcp;
 use super::local::LocalClient;
 use crate::error::CallError;
@@ -60,11 +61,27 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         watched.lifecycle.reached(Stage::Closing).await;
         closing.cancel();
     });
-    let service =
-        StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
+    // Every SSE event is kept in exaid's own bounded store, so a dropped stream never loses a
+    // result: stateless streams are then not tied to the client's connection, and a client
+    // that comes back with Last-Event-ID gets what followed (`mcp::events`).
+    let events = EventLog::new(shared.rt.clone(), event_limits(&shared));
+    let sessions = LocalSessionManager::default().with_event_store(Arc::new(Store(events)));
+    let service = StreamableHttpService::new(factory, Arc::new(sessions), config);
     Router::new()
         .route_service(PATH, service)
         .layer(middleware::from_fn_with_state(shared, require_bearer))
+}
+
+/// The event store's caps, from the session settings.
+fn event_limits(shared: &Shared) -> EventLimits {
+    let sessions = &shared.config.sessions;
+    EventLimits {
+        streams_max: sessions.sessions_max as usize,
+        events_max: sessions.outbox_frames_max as usize,
+        stream_bytes_max: sessions.outbox_bytes_max,
+        bytes_max: sessions.mcp_events_bytes_max,
+        ttl: std::time::Duration::from_millis(sessions.ttl_ms),
+    }
 }
 
 /// rmcp accepts only loopback `Host` headers by default (against DNS rebinding). A daemon
