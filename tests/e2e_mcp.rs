@@ -795,3 +795,129 @@ async fn a_dropped_mcp_stream_is_resumed_with_last_event_id_and_the_call_is_neve
         0.0
     );
 }
+
+#[tokio::test]
+async fn every_handshake_revision_is_served_and_answers_a_call() {
+    let daemon = start(|_| {}).await;
+    let addr = serve_http(&daemon).await;
+    let url = format!("http://{addr}/mcp");
+    let http = reqwest::Client::new();
+    for (n, version) in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
+        .into_iter()
+        .enumerate()
+    {
+        let post = |session: Option<&str>, body: Value| {
+            let mut request = http
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .header("accept", "application/json, text/event-stream")
+                .json(&body);
+            if let Some(session) = session {
+                request = request
+                    .header("mcp-session-id", session)
+                    .header("mcp-protocol-version", version);
+            }
+            request.send()
+        };
+        let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {},
+            "clientInfo": {"name": "old-client", "version": "1"}}});
+        let answer = post(None, initialize).await.unwrap();
+        assert_eq!(answer.status(), 200, "{version}");
+        let session = answer.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let events = read_events(answer, |_, data| data.contains("\"id\":1")).await;
+        let init: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+        assert_eq!(init["result"]["protocolVersion"], version, "{init}");
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        post(Some(&session), initialized).await.unwrap();
+        let prompt = format!("asked in {version}");
+        let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "chat", "arguments": {"prompt": prompt}}});
+        let answer = post(Some(&session), call).await.unwrap();
+        let events = read_events(answer, |_, data| data.contains("\"id\":2")).await;
+        let result: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+        let text = result["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(&prompt), "{version}: {result}");
+        wait_metric(
+            &daemon,
+            "exaid_calls_total{tool=\"chat\",outcome=\"OK\"}",
+            (n + 1) as f64,
+        )
+        .await;
+    }
+}
+
+/// A stateless request of protocol 2026-07-28 (no session, no handshake: what the client is
+/// rides in `_meta`).
+fn stateless(id: u64, method: &str, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "1"},
+        "progressToken": id,
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[tokio::test]
+async fn a_stateless_call_of_2026_07_28_survives_a_dropped_stream() {
+    let daemon = start(|c| {
+        c.providers[ProviderId::Offline].latency_ms = 1_500;
+        c.tools.progress_interval_ms = 1_000;
+    })
+    .await;
+    let addr = serve_http(&daemon).await;
+    let url = format!("http://{addr}/mcp");
+    let http = reqwest::Client::new();
+    let call = stateless(
+        3,
+        "tools/call",
+        json!({"name": "chat", "arguments": {"prompt": "stateless and kept"}}),
+    );
+    let stream = http
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "chat")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    if stream.status() != 200 {
+        panic!("{}: {}", stream.status(), stream.text().await.unwrap());
+    }
+    // The first event with an id (progress, with its progress token), then the stream drops.
+    let seen = read_events(stream, |id, _| id.is_some()).await;
+    let last_id = seen.last().unwrap().0.clone().unwrap();
+    let resumed = http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("accept", "text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let events = read_events(resumed, |_, data| data.contains("\"id\":3")).await;
+    let result = &events.last().unwrap().1;
+    assert!(result.contains("stateless and kept"), "{result}");
+    wait_metric(
+        &daemon,
+        "exaid_calls_total{tool=\"chat\",outcome=\"OK\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &daemon,
+            "exaid_calls_total{tool=\"chat\",outcome=\"CANCELLED\"}"
+        ),
+        0.0
+    );
+}
