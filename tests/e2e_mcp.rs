@@ -862,6 +862,86 @@ fn stateless(id: u64, method: &str, mut params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
+/// POST one stateless 2026-07-28 message (`name`: the tool, for `Mcp-Name`).
+async fn post_stateless(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    name: Option<&str>,
+) -> reqwest::Response {
+    let mut request = http
+        .post(url)
+        .bearer_auth(TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", body["method"].as_str().unwrap());
+    if let Some(name) = name {
+        request = request.header("mcp-name", name);
+    }
+    request.json(body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_stateless_call_sent_again_after_its_stream_dropped_joins_it_and_only_a_cancel_cancels() {
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 1_500).await;
+    let addr = serve_http(&daemon).await;
+    let url = format!("http://{addr}/mcp");
+    let http = reqwest::Client::new();
+    let mut call = stateless(
+        4,
+        "tools/call",
+        json!({"name": "chat", "arguments": {"prompt": "asked once"}}),
+    );
+    // No progress token: nothing is sent before the result, and the stream drops first.
+    call["params"]["_meta"]
+        .as_object_mut()
+        .unwrap()
+        .remove("progressToken");
+    let dropped = post_stateless(&http, &url, &call, Some("chat")).await;
+    assert_eq!(dropped.status(), 200);
+    drop(dropped);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = post_stateless(&http, &url, &call, Some("chat")).await;
+    let events = read_events(again, |_, data| data.contains("\"id\":4")).await;
+    assert!(
+        events.last().unwrap().1.contains("asked once"),
+        "{events:?}"
+    );
+    // Sent a third time after it ended: the stored result, and still one call.
+    let third = post_stateless(&http, &url, &call, Some("chat")).await;
+    let events = read_events(third, |_, data| data.contains("\"id\":4")).await;
+    assert!(
+        events.last().unwrap().1.contains("asked once"),
+        "{events:?}"
+    );
+    let ok = "exaid_calls_total{tool=\"chat\",outcome=\"OK\"}";
+    wait_metric(&daemon, ok, 1.0).await;
+    // `notifications/cancelled` naming a running stateless call cancels it.
+    let slow = stateless(
+        5,
+        "tools/call",
+        json!({"name": "chat", "arguments": {"prompt": "cancel me"}}),
+    );
+    let running = {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move { post_stateless(&http, &url, &slow, Some("chat")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {
+        "requestId": 5, "reason": "changed my mind",
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    let answer = post_stateless(&http, &url, &cancel, None).await;
+    assert_eq!(answer.status(), 202);
+    running.abort();
+    wait_metric(
+        &daemon,
+        "exaid_calls_total{tool=\"chat\",outcome=\"CANCELLED\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(metric(&daemon, ok), 1.0, "the provider was asked once");
+}
+
 #[tokio::test]
 async fn a_stateless_call_of_2026_07_28_survives_a_dropped_stream() {
     let daemon = start(|c| {

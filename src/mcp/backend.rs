@@ -24,6 +24,23 @@ pub trait Backend: Send + Sync + 'static {
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<CallStream, CallError>;
+
+    /// Start a stateless call (MCP 2026-07-28: no session) known by its JSON-RPC request id.
+    /// A backend that keeps such calls past a dropped stream (`/mcp`) joins a repeat of the
+    /// same request to the call it started, and cancels it only on [`Backend::cancel_request`];
+    /// the others start it as any call.
+    fn start_stateless_call(
+        &self,
+        _request_id: &str,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallStream, CallError> {
+        self.start_call(name, arguments)
+    }
+
+    /// `notifications/cancelled` for a request id: cancel the stateless calls it names (a
+    /// call of a session is cancelled through its own request context instead).
+    fn cancel_request(&self, _request_id: &str) {}
 }
 
 /// One call as a front door sees it: progress frames, then one terminal frame.
@@ -47,6 +64,19 @@ impl CallStream {
             progress: waiting.progress,
             terminal: waiting.terminal,
             cancel: Some(Box::new(cancel)),
+        }
+    }
+
+    /// A call whose stream may go without cancelling it (a stateless `/mcp` call: only
+    /// `notifications/cancelled` cancels it).
+    pub fn kept(
+        progress: mpsc::Receiver<ServerFrame>,
+        terminal: oneshot::Receiver<ServerFrame>,
+    ) -> CallStream {
+        CallStream {
+            progress,
+            terminal,
+            cancel: None,
         }
     }
 

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
+use rmcp::model::CancelledNotificationParam;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
     ServerConfig, Tool, ToolAnnotations,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 
@@ -62,13 +63,38 @@ impl<B: Backend> ServerHandler for ExaidMcp<B> {
         Ok(ListToolsResult::with_all_items(tools))
     }
 
+    async fn on_cancelled(
+        &self,
+        notification: CancelledNotificationParam,
+        _context: NotificationContext<RoleServer>,
+    ) {
+        // A session's call is cancelled through its request context (below); a stateless
+        // call has none, and is found by its id.
+        if let Some(id) = &notification.request_id {
+            self.backend.cancel_request(&request_id_text(id));
+        }
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.unwrap_or_default();
-        let mut call = match self.backend.start_call(&request.name, arguments) {
+        // A request of no session (MCP 2026-07-28) outlives its stream: sent again under
+        // its id, it joins the call; only `notifications/cancelled` cancels it.
+        let stateless = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .is_some_and(|parts| !parts.headers.contains_key("mcp-session-id"));
+        let started = if stateless {
+            let request_id = request_id_text(&context.id);
+            self.backend
+                .start_stateless_call(&request_id, &request.name, arguments)
+        } else {
+            self.backend.start_call(&request.name, arguments)
+        };
+        let mut call = match started {
             Ok(call) => call,
             Err(error) => return Ok(error_result(&error).into()),
         };
@@ -108,6 +134,14 @@ impl<B: Backend> ServerHandler for ExaidMcp<B> {
                 }
             }
         }
+    }
+}
+
+/// A JSON-RPC request id as text (`7`, or the string itself).
+fn request_id_text(id: &rmcp::model::RequestId) -> String {
+    match id {
+        rmcp::model::NumberOrString::Number(n) => n.to_string(),
+        rmcp::model::NumberOrString::String(s) => s.to_string(),
     }
 }
 

@@ -25,8 +25,11 @@ use super::backend::{Backend, CallStream};
 use super::events::{EventLimits, EventLog, Store};
 use super::handler::ExaidMcp;
 use super::local::LocalClient;
+use super::reissue::{Found, ReissueLimits, Reissued};
 use crate::error::CallError;
+use crate::error::ErrorCode;
 use crate::lifecycle::Stage;
+use crate::protocol::ServerFrame;
 use crate::protocol::reply::ToolInfo;
 use crate::rt::BoxFuture;
 use crate::state::Shared;
@@ -38,6 +41,16 @@ pub const PATH: &str = "/mcp";
 pub fn routes(shared: Arc<Shared>) -> Router {
     let handlers = Arc::new(AtomicUsize::new(0));
     let handlers_max = shared.config.sessions.sessions_max as usize;
+    let sessions = &shared.config.sessions;
+    let reissued = Arc::new(Reissued::new(ReissueLimits {
+        running_max: sessions.sessions_max as usize,
+        results_max: sessions.result_cache_max as usize,
+        result_ttl: std::time::Duration::from_millis(sessions.result_ttl_ms),
+    }));
+    let cancels = StatelessCancels {
+        reissued: reissued.clone(),
+        body_bytes_max: shared.config.limits.frame_bytes_max,
+    };
     let factory = {
         let shared = shared.clone();
         move || {
@@ -45,6 +58,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
             let backend = LocalBackend {
                 shared: shared.clone(),
                 client: Mutex::new(None),
+                reissued: reissued.clone(),
                 _slot: slot,
             };
             Ok(ExaidMcp::new(Arc::new(backend)))
@@ -69,6 +83,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
     let service = StreamableHttpService::new(factory, Arc::new(sessions), config);
     Router::new()
         .route_service(PATH, service)
+        .layer(middleware::from_fn_with_state(cancels, stateless_cancel))
         .layer(middleware::from_fn_with_state(shared, require_bearer))
 }
 
@@ -133,6 +148,51 @@ async fn require_bearer(
         .into_response()
 }
 
+/// What the stateless cancel check needs.
+#[derive(Clone)]
+struct StatelessCancels {
+    /// The stateless calls.
+    reissued: Arc<Reissued>,
+    /// The largest body read (`EXAI_WS_MAX_BYTES`).
+    body_bytes_max: usize,
+}
+
+/// rmcp ignores every notification of a stateless client (2026-07-28), so a stateless
+/// `notifications/cancelled` (its `Mcp-Method` header says so) is taken here: the call it
+/// names is cancelled, and the client gets 202 as for any notification.
+async fn stateless_cancel(
+    State(cancels): State<StatelessCancels>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let is_cancel = request.method() == axum::http::Method::POST
+        && !headers.contains_key("mcp-session-id")
+        && headers
+            .get("mcp-method")
+            .is_some_and(|m| m.as_bytes() == b"notifications/cancelled");
+    if !is_cancel {
+        return next.run(request).await;
+    }
+    let body = match axum::body::to_bytes(request.into_body(), cancels.body_bytes_max).await {
+        Ok(body) => body,
+        Err(error) => {
+            let why = format!("cannot read the notification (EXAI_WS_MAX_BYTES): {error}\n");
+            return (StatusCode::BAD_REQUEST, why).into_response();
+        }
+    };
+    let notification: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match &notification["params"]["requestId"] {
+        Value::Number(n) => cancels.reissued.cancel(&n.to_string()),
+        Value::String(s) => cancels.reissued.cancel(s),
+        _ => {
+            let why = "notifications/cancelled needs params.requestId (a number or a string)\n";
+            return (StatusCode::BAD_REQUEST, why).into_response();
+        }
+    };
+    StatusCode::ACCEPTED.into_response()
+}
+
 /// The token of a `Bearer` authorization value (the scheme is case-insensitive).
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -175,6 +235,8 @@ struct LocalBackend {
     shared: Arc<Shared>,
     /// The core session, once a call needed it.
     client: Mutex<Option<LocalClient>>,
+    /// Stateless calls of every handler, by request id (`mcp::reissue`).
+    reissued: Arc<Reissued>,
     /// This handler's place under the cap.
     _slot: HandlerSlot,
 }
@@ -197,6 +259,53 @@ impl Backend for LocalBackend {
         let call = client.start_call(name, arguments)?;
         let cancel = client.canceller(call.request_id.clone());
         Ok(CallStream::new(call.waiting, cancel))
+    }
+
+    /// A stateless call runs on a core session of its own, owned by the call's task (not by
+    /// this handler, which goes with the request's stream), and is found again by its
+    /// request id.
+    fn start_stateless_call(
+        &self,
+        request_id: &str,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallStream, CallError> {
+        let key = Reissued::key(request_id, name, &arguments);
+        let mut progress = None;
+        let shared = &self.shared;
+        let found =
+            self.reissued
+                .join_or_start(key.clone(), request_id, shared.rt.now(), || {
+                    let client = LocalClient::open(shared)?;
+                    let call = client.start_call(name, arguments)?;
+                    let cancel = client.canceller(call.request_id.clone());
+                    progress = Some(call.waiting.progress);
+                    let (reissued, rt) = (self.reissued.clone(), shared.rt.clone());
+                    let (terminal, request) = (call.waiting.terminal, call.request_id);
+                    shared.rt.spawn("mcp-stateless-call", async move {
+                        let frame = terminal.await.unwrap_or_else(|_| {
+                            let why = "the call's session closed before it ended";
+                            ServerFrame::call_failed(
+                                request,
+                                CallError::new(ErrorCode::ServiceUnavailable, why),
+                            )
+                        });
+                        reissued.finish(&key, frame, rt.now());
+                        // The session closes with the client, now that the result is kept.
+                        drop(client);
+                    });
+                    Ok(Box::new(cancel) as Box<dyn FnOnce() + Send>)
+                })?;
+        let terminal = match found {
+            Found::Joined(terminal) | Found::Started(terminal) => terminal,
+        };
+        // A request sent again gets no progress of its own, only the result.
+        let progress = progress.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1);
+        Ok(CallStream::kept(progress, terminal))
+    }
+
+    fn cancel_request(&self, request_id: &str) {
+        self.reissued.cancel(request_id);
     }
 }
 

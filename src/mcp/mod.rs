@@ -23,3 +23,4 @@ pub mod handler;
 pub mod http;
 pub mod local;
 pub mod pending;
+pub mod reissue;

@@ -1,0 +1,316 @@
+//! Stateless `/mcp` calls (protocol 2026-07-28) by request id: a client whose stream dropped
+//! sends the same request again, and joins the running call or gets its stored result, as a
+//! WebSocket client does with a repeated request id. The provider is never asked twice.
+//!
+//! Why a daemon-wide table: a stateless request has no session; each one reaches a handler of
+//! its own, which is gone when its stream goes. So a stateless call runs on a core session of
+//! its own, owned by the call's task instead of the handler, and is found again here. The key
+//! is the request id together with a digest of the tool and its arguments: request ids are
+//! only unique per client, and a client sending the same id with other arguments is asking
+//! something else. Only `notifications/cancelled` naming the request id cancels such a call;
+//! a dropped stream never does.
+//!
+//! Bounded: calls running at once by `EXAI_WS_MAX_SESSIONS` (each is a core session), results
+//! kept by `EXAI_RESULT_CACHE_MAX` and for `EXAI_RESULT_TTL_SECS`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::config::key;
+use crate::error::{CallError, ErrorCode};
+use crate::protocol::ServerFrame;
+use crate::rt::Instant;
+
+/// The table's bounds, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReissueLimits {
+    /// Calls running at once.
+    pub running_max: usize,
+    /// Finished results kept.
+    pub results_max: usize,
+    /// How long a finished result is kept.
+    pub result_ttl: Duration,
+}
+
+/// How to cancel a running call.
+type Cancel = Box<dyn FnOnce() + Send>;
+
+/// Where one call is.
+enum State {
+    /// Running: who waits for its terminal frame, and how to cancel it.
+    Running {
+        /// The waiters: the first request, and every one sent again since.
+        waiters: Vec<oneshot::Sender<ServerFrame>>,
+        /// Taken by the first cancel.
+        cancel: Option<Cancel>,
+    },
+    /// Finished at `at`.
+    Done {
+        /// Its terminal frame.
+        frame: ServerFrame,
+        /// When it finished.
+        at: Instant,
+    },
+}
+
+/// One call.
+struct Entry {
+    /// The JSON-RPC request id, as `notifications/cancelled` names it.
+    request_id: String,
+    /// Where it is.
+    state: State,
+}
+
+/// What a request found: the call it joined (running, or finished and kept), or the one it
+/// started. Either way its terminal frame arrives on the receiver.
+pub enum Found {
+    /// Sent again: it joins.
+    Joined(oneshot::Receiver<ServerFrame>),
+    /// The first: the call was started.
+    Started(oneshot::Receiver<ServerFrame>),
+}
+
+/// The table.
+pub struct Reissued {
+    /// Its bounds.
+    limits: ReissueLimits,
+    /// Calls by key, under one lock.
+    entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl Reissued {
+    /// An empty table.
+    pub fn new(limits: ReissueLimits) -> Reissued {
+        Reissued {
+            limits,
+            entries: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The key of request `request_id` calling `name` with `arguments` (whose keys are
+    /// sorted: `serde_json::Map` is ordered, so equal arguments give equal keys).
+    pub fn key(request_id: &str, name: &str, arguments: &Map<String, Value>) -> String {
+        let mut digest = Sha256::new();
+        digest.update(name.as_bytes());
+        digest.update([0]);
+        digest.update(Value::Object(arguments.clone()).to_string().as_bytes());
+        let hex: String = digest
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{request_id}/{hex}")
+    }
+
+    /// Join the call under `key` if there is one (a result past its TTL is forgotten), else
+    /// `start` it and record it. One lock around both, so two copies of one request sent at
+    /// once start one call. Refused when `EXAI_WS_MAX_SESSIONS` stateless calls already run.
+    pub fn join_or_start(
+        &self,
+        key: String,
+        request_id: &str,
+        now: Instant,
+        start: impl FnOnce() -> Result<Cancel, CallError>,
+    ) -> Result<Found, CallError> {
+        let mut entries = self.entries.lock().expect("reissue lock");
+        self.prune(&mut entries, now);
+        let (sender, receiver) = oneshot::channel();
+        if let Some(entry) = entries.get_mut(&key) {
+            match &mut entry.state {
+                State::Running { waiters, .. } => waiters.push(sender),
+                State::Done { frame, .. } => {
+                    let _ = sender.send(frame.clone());
+                }
+            }
+            return Ok(Found::Joined(receiver));
+        }
+        let running = entries
+            .values()
+            .filter(|e| matches!(e.state, State::Running { .. }))
+            .count();
+        if running >= self.limits.running_max {
+            return Err(CallError::new(
+                ErrorCode::OverCapacity,
+                format!(
+                    "{running} stateless MCP calls already run ({}); retry when some have ended",
+                    key::EXAI_WS_MAX_SESSIONS
+                ),
+            ));
+        }
+        let cancel = start()?;
+        let entry = Entry {
+            request_id: request_id.to_string(),
+            state: State::Running {
+                waiters: vec![sender],
+                cancel: Some(cancel),
+            },
+        };
+        let previous = entries.insert(key, entry);
+        assert!(previous.is_none(), "a key is recorded once");
+        Ok(Found::Started(receiver))
+    }
+
+    /// The call under `key` ended with `frame`: every waiter gets it, and it is kept.
+    pub fn finish(&self, key: &str, frame: ServerFrame, now: Instant) {
+        let mut entries = self.entries.lock().expect("reissue lock");
+        let entry = entries.get_mut(key).expect("a running call is registered");
+        let done = State::Done {
+            frame: frame.clone(),
+            at: now,
+        };
+        let State::Running { waiters, .. } = std::mem::replace(&mut entry.state, done) else {
+            panic!("a call finishes once");
+        };
+        for waiter in waiters {
+            // A waiter whose stream went is no reason to stop telling the others.
+            let _ = waiter.send(frame.clone());
+        }
+        self.prune(&mut entries, now);
+    }
+
+    /// `notifications/cancelled` for `request_id`: cancel every running call it names.
+    /// Returns how many.
+    pub fn cancel(&self, request_id: &str) -> usize {
+        let cancels: Vec<Cancel> = {
+            let mut entries = self.entries.lock().expect("reissue lock");
+            entries
+                .values_mut()
+                .filter(|e| e.request_id == request_id)
+                .filter_map(|e| match &mut e.state {
+                    State::Running { cancel, .. } => cancel.take(),
+                    State::Done { .. } => None,
+                })
+                .collect()
+        };
+        let count = cancels.len();
+        for cancel in cancels {
+            cancel();
+        }
+        count
+    }
+
+    /// Forget results past their TTL, and the oldest beyond the cap.
+    fn prune(&self, entries: &mut BTreeMap<String, Entry>, now: Instant) {
+        let ttl = self.limits.result_ttl;
+        entries.retain(|_, e| match e.state {
+            State::Done { at, .. } => now.saturating_since(at) < ttl,
+            State::Running { .. } => true,
+        });
+        let mut done: Vec<(Instant, String)> = entries
+            .iter()
+            .filter_map(|(k, e)| match e.state {
+                State::Done { at, .. } => Some((at, k.clone())),
+                State::Running { .. } => None,
+            })
+            .collect();
+        if done.len() > self.limits.results_max {
+            done.sort();
+            let excess = done.len() - self.limits.results_max;
+            for (_, k) in done.into_iter().take(excess) {
+                entries.remove(&k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    const LIMITS: ReissueLimits = ReissueLimits {
+        running_max: 2,
+        results_max: 1,
+        result_ttl: Duration::from_secs(300),
+    };
+
+    fn at(secs: u64) -> Instant {
+        Instant::from_epoch(Duration::from_secs(secs))
+    }
+
+    fn start(
+        table: &Reissued,
+        key: &str,
+        request_id: &str,
+        now: Instant,
+        cancel: Cancel,
+    ) -> Result<Found, CallError> {
+        table.join_or_start(key.into(), request_id, now, move || Ok(cancel))
+    }
+
+    #[test]
+    fn keys_tell_arguments_apart_and_ignore_their_order() {
+        let a: Map<String, Value> = serde_json::from_str(r#"{"x":1,"y":2}"#).unwrap();
+        let b: Map<String, Value> = serde_json::from_str(r#"{"y":2,"x":1}"#).unwrap();
+        let c: Map<String, Value> = serde_json::from_str(r#"{"x":1,"y":3}"#).unwrap();
+        assert_eq!(
+            Reissued::key("7", "chat", &a),
+            Reissued::key("7", "chat", &b)
+        );
+        assert_ne!(
+            Reissued::key("7", "chat", &a),
+            Reissued::key("7", "chat", &c)
+        );
+        assert_ne!(
+            Reissued::key("7", "chat", &a),
+            Reissued::key("8", "chat", &a)
+        );
+    }
+
+    #[test]
+    fn a_request_sent_again_joins_the_running_call_then_gets_its_result() {
+        let table = Reissued::new(LIMITS);
+        let Ok(Found::Started(mut first)) = start(&table, "k", "7", at(0), Box::new(|| {})) else {
+            panic!("starts");
+        };
+        let Ok(Found::Joined(mut second)) = start(&table, "k", "7", at(1), Box::new(|| {})) else {
+            panic!("joins");
+        };
+        let frame = ServerFrame::call_succeeded("r".into(), "done".into());
+        table.finish("k", frame.clone(), at(2));
+        assert_eq!(first.try_recv().unwrap(), frame);
+        assert_eq!(second.try_recv().unwrap(), frame);
+        let Ok(Found::Joined(mut third)) = start(&table, "k", "7", at(3), Box::new(|| {})) else {
+            panic!("stored");
+        };
+        assert_eq!(third.try_recv().unwrap(), frame);
+        assert!(
+            matches!(
+                start(&table, "k", "7", at(400), Box::new(|| {})),
+                Ok(Found::Started(_))
+            ),
+            "forgotten after the TTL"
+        );
+    }
+
+    #[test]
+    fn only_a_cancel_naming_the_request_id_cancels_and_running_calls_are_bounded() {
+        let table = Reissued::new(LIMITS);
+        let cancelled = Arc::new(AtomicUsize::new(0));
+        let count = cancelled.clone();
+        let counting: Cancel = Box::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        let _first = start(&table, "a", "7", at(0), counting).unwrap();
+        let _second = start(&table, "b", "8", at(0), Box::new(|| {})).unwrap();
+        let Err(refused) = start(&table, "c", "9", at(0), Box::new(|| {})) else {
+            panic!("bounded");
+        };
+        assert!(
+            refused.message.contains("EXAI_WS_MAX_SESSIONS"),
+            "{refused:?}"
+        );
+        assert_eq!(table.cancel("nobody"), 0);
+        assert_eq!(table.cancel("7"), 1);
+        assert_eq!(table.cancel("7"), 0, "once");
+        assert_eq!(cancelled.load(Ordering::SeqCst), 1);
+    }
+}
