@@ -724,6 +724,27 @@ async fn read_events(
     }
 }
 
+/// `GET /mcp` with `Last-Event-ID`: the rest of a dropped stream (of a session, or
+/// stateless).
+async fn resume(
+    http: &reqwest::Client,
+    url: &str,
+    version: &str,
+    session: Option<&str>,
+    last_event_id: &str,
+) -> reqwest::Response {
+    let mut request = http
+        .get(url)
+        .bearer_auth(TOKEN)
+        .header("accept", "text/event-stream")
+        .header("mcp-protocol-version", version)
+        .header("last-event-id", last_event_id);
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    request.send().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_dropped_mcp_stream_is_resumed_with_last_event_id_and_the_call_is_never_cancelled() {
     let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 1_500).await;
@@ -761,16 +782,7 @@ async fn a_dropped_mcp_stream_is_resumed_with_last_event_id_and_the_call_is_neve
     let seen = read_events(stream, |id, _| id.is_some()).await;
     let last_id = seen.last().unwrap().0.clone().unwrap();
     // Back with Last-Event-ID: the rest arrives, the result among it.
-    let resumed = http
-        .get(&url)
-        .bearer_auth(TOKEN)
-        .header("accept", "text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .header("mcp-session-id", &session)
-        .header("last-event-id", &last_id)
-        .send()
-        .await
-        .unwrap();
+    let resumed = resume(&http, &url, "2025-06-18", Some(&session), &last_id).await;
     assert_eq!(resumed.status(), 200);
     let events = read_events(resumed, |_, data| data.contains("\"id\":2")).await;
     let result = &events.last().unwrap().1;
@@ -974,15 +986,7 @@ async fn a_stateless_call_of_2026_07_28_survives_a_dropped_stream() {
     // The first event with an id (progress, with its progress token), then the stream drops.
     let seen = read_events(stream, |id, _| id.is_some()).await;
     let last_id = seen.last().unwrap().0.clone().unwrap();
-    let resumed = http
-        .get(&url)
-        .bearer_auth(TOKEN)
-        .header("accept", "text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("last-event-id", &last_id)
-        .send()
-        .await
-        .unwrap();
+    let resumed = resume(&http, &url, "2026-07-28", None, &last_id).await;
     assert_eq!(resumed.status(), 200);
     let events = read_events(resumed, |_, data| data.contains("\"id\":3")).await;
     let result = &events.last().unwrap().1;

@@ -396,17 +396,7 @@ pub struct SimProvider {
 /// estimates it), and an answer of at most the request's `max_tokens` (1,024 unsaid). Never
 /// more than exaid's estimate, as a real provider's count never is when `max_tokens` holds.
 fn usage_of(request: &ChatRequest) -> Usage {
-    let prompt_bytes: usize = request
-        .messages
-        .iter()
-        .map(|m| m.content.len())
-        .sum::<usize>()
-        + request
-            .tool_turns
-            .iter()
-            .map(|t| t.to_string().len())
-            .sum::<usize>();
-    let prompt_tokens = (prompt_bytes as u64).div_ceil(4);
+    let prompt_tokens = request.prompt_tokens_estimate();
     let answer_bytes = answer_text("kimi", request).len() as u64;
     let completion_tokens = answer_bytes
         .div_ceil(4)

@@ -114,6 +114,17 @@ pub struct ChatRequest {
     pub thinking: Option<bool>,
 }
 
+impl ChatRequest {
+    /// The prompt's tokens before it is sent: its text (messages and earlier tool rounds) at
+    /// about 4 bytes a token. An estimate: rate budgets reserve it, then correct it by the
+    /// usage the provider reports.
+    pub fn prompt_tokens_estimate(&self) -> u64 {
+        let messages: usize = self.messages.iter().map(|m| m.content.len()).sum();
+        let rounds: usize = self.tool_turns.iter().map(|t| t.to_string().len()).sum();
+        ((messages + rounds) as u64).div_ceil(4)
+    }
+}
+
 /// The tokens an answer cost, as the provider reported them (`usage` of OpenAI-compatible
 /// answers, in the final stream event for a streamed one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

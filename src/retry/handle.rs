@@ -535,15 +535,5 @@ fn outcome(result: &Result<ChatResponse, ProviderError>) -> &'static str {
 /// A request's tokens before it is sent: its text at about 4 bytes a token, plus what the
 /// answer may take (`max_tokens`, or 1,024 when the call does not say).
 fn estimate_tokens(request: &ChatRequest) -> u64 {
-    let bytes: usize = request
-        .messages
-        .iter()
-        .map(|m| m.content.len())
-        .sum::<usize>()
-        + request
-            .tool_turns
-            .iter()
-            .map(|t| t.to_string().len())
-            .sum::<usize>();
-    (bytes as u64).div_ceil(4) + u64::from(request.max_tokens.unwrap_or(1024))
+    request.prompt_tokens_estimate() + u64::from(request.max_tokens.unwrap_or(1024))
 }
