@@ -724,6 +724,18 @@ async fn read_events(
     }
 }
 
+/// The one `chat` call of the test ended OK, and no call was cancelled on the way.
+async fn answered_once_never_cancelled(daemon: &TestDaemon) {
+    wait_metric(
+        daemon,
+        "exaid_calls_total{tool=\"chat\",outcome=\"OK\"}",
+        1.0,
+    )
+    .await;
+    let cancelled = "exaid_calls_total{tool=\"chat\",outcome=\"CANCELLED\"}";
+    assert_eq!(metric(daemon, cancelled), 0.0);
+}
+
 /// `GET /mcp` with `Last-Event-ID`: the rest of a dropped stream (of a session, or
 /// stateless).
 async fn resume(
@@ -793,19 +805,7 @@ async fn a_dropped_mcp_stream_is_resumed_with_last_event_id_and_the_call_is_neve
             .all(|(id, _)| id.as_deref() != Some(last_id.as_str())),
         "nothing replayed twice"
     );
-    wait_metric(
-        &daemon,
-        "exaid_calls_total{tool=\"chat\",outcome=\"OK\"}",
-        1.0,
-    )
-    .await;
-    assert_eq!(
-        metric(
-            &daemon,
-            "exaid_calls_total{tool=\"chat\",outcome=\"CANCELLED\"}"
-        ),
-        0.0
-    );
+    answered_once_never_cancelled(&daemon).await;
 }
 
 #[tokio::test]
@@ -991,17 +991,5 @@ async fn a_stateless_call_of_2026_07_28_survives_a_dropped_stream() {
     let events = read_events(resumed, |_, data| data.contains("\"id\":3")).await;
     let result = &events.last().unwrap().1;
     assert!(result.contains("stateless and kept"), "{result}");
-    wait_metric(
-        &daemon,
-        "exaid_calls_total{tool=\"chat\",outcome=\"OK\"}",
-        1.0,
-    )
-    .await;
-    assert_eq!(
-        metric(
-            &daemon,
-            "exaid_calls_total{tool=\"chat\",outcome=\"CANCELLED\"}"
-        ),
-        0.0
-    );
+    answered_once_never_cancelled(&daemon).await;
 }
