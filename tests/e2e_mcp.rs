@@ -993,3 +993,96 @@ async fn a_stateless_call_of_2026_07_28_survives_a_dropped_stream() {
     assert!(result.contains("stateless and kept"), "{result}");
     answered_once_never_cancelled(&daemon).await;
 }
+
+/// A stateless request of a client that declares the tasks extension.
+fn with_tasks(id: u64, method: &str, params: Value) -> Value {
+    let mut request = stateless(id, method, params);
+    let meta = request["params"]["_meta"].as_object_mut().unwrap();
+    meta.remove("progressToken");
+    meta["io.modelcontextprotocol/clientCapabilities"] =
+        json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    request
+}
+
+/// Send one stateless request (`name` for `Mcp-Name`) and read its JSON-RPC answer.
+async fn ask(http: &reqwest::Client, url: &str, body: &Value, name: &str) -> Value {
+    let response = post_stateless(http, url, body, Some(name)).await;
+    assert_eq!(response.status(), 200, "{body}");
+    let id = format!("\"id\":{}", body["id"]);
+    let events = read_events(response, |_, data| data.contains(&id)).await;
+    serde_json::from_str(&events.last().unwrap().1).unwrap()
+}
+
+/// `tasks/get` until the task is no longer working.
+async fn poll_task(http: &reqwest::Client, url: &str, task_id: &str) -> Value {
+    let started = tokio::time::Instant::now();
+    for id in 100.. {
+        let get = with_tasks(id, "tasks/get", json!({"taskId": task_id}));
+        let answer = ask(http, url, &get, task_id).await;
+        let task = answer["result"].clone();
+        if task["status"] != "working" {
+            return task;
+        }
+        assert!(started.elapsed() < WAIT, "still working: {task}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn a_client_with_tasks_gets_a_task_polls_its_result_and_can_cancel_it() {
+    let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 1_000).await;
+    let addr = serve_http(&daemon).await;
+    let url = format!("http://{addr}/mcp");
+    let http = reqwest::Client::new();
+    let call = |id, prompt: &str| {
+        with_tasks(
+            id,
+            "tools/call",
+            json!({"name": "chat", "arguments": {"prompt": prompt}}),
+        )
+    };
+    // The call is answered at once with a task, working; its result comes from tasks/get.
+    let created = ask(&http, &url, &call(1, "polled for"), "chat").await;
+    // The task's fields are flattened into the result (SEP-2663 `CreateTaskResult`).
+    let task = &created["result"];
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    assert_eq!(task["status"], "working", "{created}");
+    assert!(task["createdAt"].as_str().unwrap().ends_with('Z'));
+    let task_id = task["taskId"].as_str().unwrap().to_string();
+    assert_eq!(task_id.len(), 32, "128 random bits");
+    let done = poll_task(&http, &url, &task_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let result = &done["result"];
+    assert_eq!(result["isError"], false, "{done}");
+    assert!(
+        result["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("polled for")
+    );
+    assert!(result["structuredContent"].is_object(), "{done}");
+    answered_once_never_cancelled(&daemon).await;
+
+    // tasks/cancel stops a working task: the real cancel, not a flag.
+    let created = ask(&http, &url, &call(2, "cancel me"), "chat").await;
+    let task_id = created["result"]["taskId"].as_str().unwrap().to_string();
+    let cancel = with_tasks(3, "tasks/cancel", json!({"taskId": task_id}));
+    let ack = ask(&http, &url, &cancel, &task_id).await;
+    assert!(ack["error"].is_null(), "{ack}");
+    let cancelled = poll_task(&http, &url, &task_id).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    wait_metric(
+        &daemon,
+        "exaid_calls_total{tool=\"chat\",outcome=\"CANCELLED\"}",
+        1.0,
+    )
+    .await;
+
+    // An unknown task is an error that says why.
+    let get = with_tasks(4, "tasks/get", json!({"taskId": "nope"}));
+    let unknown = ask(&http, &url, &get, "nope").await;
+    let message = unknown["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no task \"nope\""), "{unknown}");
+    assert!(message.contains("EXAI_RESULT_TTL_SECS"), "{unknown}");
+}

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use super::detached::Detached;
 use super::pending::Waiting;
 use crate::error::CallError;
 use crate::protocol::ServerFrame;
@@ -41,6 +42,12 @@ pub trait Backend: Send + Sync + 'static {
     /// `notifications/cancelled` for a request id: cancel the stateless calls it names (a
     /// call of a session is cancelled through its own request context instead).
     fn cancel_request(&self, _request_id: &str) {}
+
+    /// Where tasks (the MCP tasks extension) are kept, for a backend that serves them
+    /// (`/mcp`). The stdio bridge does not: its calls belong to its WebSocket session.
+    fn tasks(&self) -> Option<&Detached> {
+        None
+    }
 }
 
 /// One call as a front door sees it: progress frames, then one terminal frame.

@@ -3,20 +3,26 @@
 //! notifications (when the client gave a progress token), `notifications/cancelled` as
 //! `cancel`. A tool that fails is an MCP tool result with `isError: true` and the error code
 //! first in its text (`TOOL_NOT_FOUND: ...`), so the model reads why.
+//!
+//! Where the backend keeps tasks (`/mcp`) and the client declares the tasks extension, a
+//! `tools/call` is answered at once with a task, and `tasks/get` and `tasks/cancel` are served
+//! from exaid's own table ([`super::detached`]); the finished result rides in `tasks/get`.
 
 use std::sync::Arc;
 
 use rmcp::model::CancelledNotificationParam;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+    CreateTaskResult, DetailedTask, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Task,
+    TaskPayload, TaskStatus, Tool, ToolAnnotations,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 
 use super::backend::Backend;
+use super::detached::TaskView;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::reply::ToolInfo;
 use crate::protocol::{ProgressPhase, ServerFrame};
@@ -42,7 +48,12 @@ retry).";
 
 impl<B: Backend> ServerHandler for ExaidMcp<B> {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder().enable_tools();
+        let capabilities = match self.backend.tasks() {
+            Some(_) => capabilities.enable_tasks().build(),
+            None => capabilities.build(),
+        };
+        ServerConfig::new(capabilities)
             .with_server_info(
                 Implementation::new("exaid", env!("CARGO_PKG_VERSION")).with_title("exaid"),
             )
@@ -75,12 +86,44 @@ impl<B: Backend> ServerHandler for ExaidMcp<B> {
         }
     }
 
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        let view = find_task(&*self.backend, &request.task_id)?;
+        Ok(GetTaskResult::new(detailed_task(&view)))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let tasks = self.backend.tasks();
+        if tasks.is_some_and(|tasks| tasks.cancel_task(&request.task_id)) {
+            return Ok(());
+        }
+        find_task(&*self.backend, &request.task_id).map(|_| ())
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request.arguments.unwrap_or_default();
+        if let Some(tasks) = self.backend.tasks()
+            && context
+                .client_capabilities()
+                .is_some_and(|c| c.supports_tasks())
+        {
+            // The client polls; the call runs until it ends or `tasks/cancel`.
+            return Ok(match tasks.start_task(&request.name, arguments) {
+                Ok(view) => CallToolResponse::Task(CreateTaskResult::new(task_of(&view))),
+                Err(error) => error_result(&error).into(),
+            });
+        }
         // A request of no session (MCP 2026-07-28) outlives its stream: sent again under
         // its id, it joins the call; only `notifications/cancelled` cancels it.
         let stateless = context
@@ -135,6 +178,65 @@ impl<B: Backend> ServerHandler for ExaidMcp<B> {
             }
         }
     }
+}
+
+/// The task `task_id`, or the JSON-RPC error that names why there is none.
+fn find_task<B: Backend>(backend: &B, task_id: &str) -> Result<TaskView, McpError> {
+    let tasks = backend.tasks().ok_or_else(|| {
+        McpError::invalid_request("this MCP door serves no tasks; use /mcp", None)
+    })?;
+    tasks.task(task_id).ok_or_else(|| {
+        let why = format!(
+            "no task {task_id:?}: never created here, or its result was forgotten after \
+             EXAI_RESULT_TTL_SECS (or beyond EXAI_RESULT_CACHE_MAX)"
+        );
+        McpError::invalid_params(why, None)
+    })
+}
+
+/// A task's base fields as MCP states them. A call that ended `CANCELLED` is a cancelled
+/// task; any other end, failed calls included, is a completed one (its result has `isError`).
+fn task_of(view: &TaskView) -> Task {
+    let peek = &view.peek;
+    let status = match &peek.frame {
+        None => TaskStatus::Working,
+        Some(ServerFrame::CallToolRes {
+            error: Some(error), ..
+        }) if error.code == ErrorCode::Cancelled => TaskStatus::Cancelled,
+        Some(_) => TaskStatus::Completed,
+    };
+    let created = crate::retry::daily::utc_timestamp(peek.created_ms);
+    let updated = crate::retry::daily::utc_timestamp(peek.updated_ms);
+    let mut task = Task::new(view.task_id.clone(), status, created, updated)
+        .with_ttl_ms(view.ttl_ms)
+        .with_poll_interval_ms(TASK_POLL_MS);
+    if let Some(message) = &peek.message
+        && status == TaskStatus::Working
+    {
+        task = task.with_status_message(message.clone());
+    }
+    task
+}
+
+/// The poll interval a task suggests. A call's phases change on the scale of seconds
+/// (admission, attempts, retry-after pauses), so a second loses nothing a person would see.
+const TASK_POLL_MS: u64 = 1_000;
+
+/// A task with its payload: the tool result once it completed.
+fn detailed_task(view: &TaskView) -> DetailedTask {
+    let task = task_of(view);
+    let payload = match (&view.peek.frame, task.status) {
+        (Some(_), TaskStatus::Cancelled) => TaskPayload::Cancelled,
+        (Some(frame), _) => {
+            let result = serde_json::to_value(tool_result(frame)).expect("results serialize");
+            let Value::Object(result) = result else {
+                unreachable!("a tool result is an object")
+            };
+            TaskPayload::Completed { result }
+        }
+        (None, _) => TaskPayload::Working,
+    };
+    DetailedTask::new(task, payload)
 }
 
 /// A JSON-RPC request id as text (`7`, or the string itself).

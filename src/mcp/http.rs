@@ -22,14 +22,12 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::{Map, Value};
 
 use super::backend::{Backend, CallStream};
+use super::detached::Detached;
 use super::events::{EventLimits, EventLog, Store};
 use super::handler::ExaidMcp;
 use super::local::LocalClient;
-use super::reissue::{Found, ReissueLimits, Reissued};
 use crate::error::CallError;
-use crate::error::ErrorCode;
 use crate::lifecycle::Stage;
-use crate::protocol::ServerFrame;
 use crate::protocol::reply::ToolInfo;
 use crate::rt::BoxFuture;
 use crate::state::Shared;
@@ -41,14 +39,9 @@ pub const PATH: &str = "/mcp";
 pub fn routes(shared: Arc<Shared>) -> Router {
     let handlers = Arc::new(AtomicUsize::new(0));
     let handlers_max = shared.config.sessions.sessions_max as usize;
-    let sessions = &shared.config.sessions;
-    let reissued = Arc::new(Reissued::new(ReissueLimits {
-        running_max: sessions.sessions_max as usize,
-        results_max: sessions.result_cache_max as usize,
-        result_ttl: std::time::Duration::from_millis(sessions.result_ttl_ms),
-    }));
+    let detached = Arc::new(Detached::new(shared.clone()));
     let cancels = StatelessCancels {
-        reissued: reissued.clone(),
+        detached: detached.clone(),
         body_bytes_max: shared.config.limits.frame_bytes_max,
     };
     let factory = {
@@ -58,7 +51,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
             let backend = LocalBackend {
                 shared: shared.clone(),
                 client: Mutex::new(None),
-                reissued: reissued.clone(),
+                detached: detached.clone(),
                 _slot: slot,
             };
             Ok(ExaidMcp::new(Arc::new(backend)))
@@ -152,7 +145,7 @@ async fn require_bearer(
 #[derive(Clone)]
 struct StatelessCancels {
     /// The stateless calls.
-    reissued: Arc<Reissued>,
+    detached: Arc<Detached>,
     /// The largest body read (`EXAI_WS_MAX_BYTES`).
     body_bytes_max: usize,
 }
@@ -183,8 +176,8 @@ async fn stateless_cancel(
     };
     let notification: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     match &notification["params"]["requestId"] {
-        Value::Number(n) => cancels.reissued.cancel(&n.to_string()),
-        Value::String(s) => cancels.reissued.cancel(s),
+        Value::Number(n) => cancels.detached.cancel_request(&n.to_string()),
+        Value::String(s) => cancels.detached.cancel_request(s),
         _ => {
             let why = "notifications/cancelled needs params.requestId (a number or a string)\n";
             return (StatusCode::BAD_REQUEST, why).into_response();
@@ -235,8 +228,8 @@ struct LocalBackend {
     shared: Arc<Shared>,
     /// The core session, once a call needed it.
     client: Mutex<Option<LocalClient>>,
-    /// Stateless calls of every handler, by request id (`mcp::reissue`).
-    reissued: Arc<Reissued>,
+    /// Stateless calls and tasks of every handler (`mcp::detached`).
+    detached: Arc<Detached>,
     /// This handler's place under the cap.
     _slot: HandlerSlot,
 }
@@ -270,42 +263,15 @@ impl Backend for LocalBackend {
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<CallStream, CallError> {
-        let key = Reissued::key(request_id, name, &arguments);
-        let mut progress = None;
-        let shared = &self.shared;
-        let found =
-            self.reissued
-                .join_or_start(key.clone(), request_id, shared.rt.now(), || {
-                    let client = LocalClient::open(shared)?;
-                    let call = client.start_call(name, arguments)?;
-                    let cancel = client.canceller(call.request_id.clone());
-                    progress = Some(call.waiting.progress);
-                    let (reissued, rt) = (self.reissued.clone(), shared.rt.clone());
-                    let (terminal, request) = (call.waiting.terminal, call.request_id);
-                    shared.rt.spawn("mcp-stateless-call", async move {
-                        let frame = terminal.await.unwrap_or_else(|_| {
-                            let why = "the call's session closed before it ended";
-                            ServerFrame::call_failed(
-                                request,
-                                CallError::new(ErrorCode::ServiceUnavailable, why),
-                            )
-                        });
-                        reissued.finish(&key, frame, rt.now());
-                        // The session closes with the client, now that the result is kept.
-                        drop(client);
-                    });
-                    Ok(Box::new(cancel) as Box<dyn FnOnce() + Send>)
-                })?;
-        let terminal = match found {
-            Found::Joined(terminal) | Found::Started(terminal) => terminal,
-        };
-        // A request sent again gets no progress of its own, only the result.
-        let progress = progress.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1);
-        Ok(CallStream::kept(progress, terminal))
+        self.detached.start_stateless(request_id, name, arguments)
     }
 
     fn cancel_request(&self, request_id: &str) {
-        self.reissued.cancel(request_id);
+        self.detached.cancel_request(request_id);
+    }
+
+    fn tasks(&self) -> Option<&Detached> {
+        Some(&self.detached)
     }
 }
 

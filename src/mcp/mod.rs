@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod bridge;
+pub mod detached;
 pub mod events;
 pub mod handler;
 pub mod http;

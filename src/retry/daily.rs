@@ -203,6 +203,21 @@ pub fn utc_midnight(days: u64) -> String {
     format!("{}T00:00:00Z", utc_date(days))
 }
 
+/// RFC 3339 (UTC, to the millisecond) of an instant of the wall clock, in ms since the Unix
+/// epoch: how a report states when something happened (an MCP task's `createdAt`).
+pub fn utc_timestamp(unix_ms: u64) -> String {
+    let (days, ms_of_day) = (unix_ms / DAY_MS, unix_ms % DAY_MS);
+    let secs = ms_of_day / 1_000;
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        utc_date(days),
+        secs / 3_600,
+        secs / 60 % 60,
+        secs % 60,
+        ms_of_day % 1_000
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +233,10 @@ mod tests {
         assert_eq!(
             utc_midnight(MORNING_MS / DAY_MS + 1),
             "2026-12-03T00:00:00Z"
+        );
+        assert_eq!(
+            utc_timestamp(MORNING_MS + 3_723_045),
+            "2026-12-02T11:02:03.045Z"
         );
     }
 
