@@ -118,6 +118,11 @@ fn sweep_isolation() {
 }
 
 #[test]
+fn sweep_mcp_resume() {
+    sweep_scenario("mcp-resume");
+}
+
+#[test]
 fn every_scenario_is_swept() {
     let swept = [
         "smoke",
@@ -133,6 +138,7 @@ fn every_scenario_is_swept() {
         "failover",
         "rate-budget",
         "isolation",
+        "mcp-resume",
     ];
     let all: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
     assert_eq!(all, swept, "a new scenario needs its sweep test");

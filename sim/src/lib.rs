@@ -18,6 +18,7 @@ pub mod hostile;
 pub mod inspect;
 pub mod isolate;
 pub mod journal;
+pub mod mcp;
 pub mod observer;
 pub mod provider;
 pub mod rt;

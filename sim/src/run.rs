@@ -273,6 +273,17 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         });
     }
 
+    // The MCP clients, in process on the daemon's node (as `/mcp`'s handlers are).
+    let mcp_done = Arc::new(AtomicBool::new(plan.mcp.is_empty()));
+    if !plan.mcp.is_empty() {
+        let (shared, clients, journal) = (shared.clone(), plan.mcp.clone(), journal.clone());
+        let done = mcp_done.clone();
+        daemon_node.spawn(async move {
+            crate::mcp::run(shared, clients, journal).await;
+            done.store(true, Ordering::SeqCst);
+        });
+    }
+
     // Wait for the workload: every client done or gone, within a generous virtual bound.
     let limit_ms = workload_limit_ms(&plan);
     loop {
@@ -281,7 +292,8 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             let s = s.lock().expect("client lock");
             s.done || s.gone
         });
-        if finished {
+        if finished && mcp_done.load(Ordering::SeqCst) {
+            mcp_calls_accepted_once(&plan, &journal);
             break;
         }
         if now_ms() > limit_ms {
@@ -298,6 +310,10 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
                         ),
                     );
                 }
+            }
+            if !mcp_done.load(Ordering::SeqCst) {
+                let detail = format!("MCP clients still wait for results at {limit_ms} ms");
+                journal.violate(Invariant::ExactlyOnce, detail);
             }
             break;
         }
@@ -348,6 +364,26 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     }
 }
 
+/// Each MCP call reached the daemon once, however often its client dropped and came back:
+/// the daemon accepted exactly as many calls as the MCP clients made (in a run of MCP
+/// clients only; a refused call was never accepted).
+fn mcp_calls_accepted_once(plan: &Plan, journal: &JournalRef) {
+    if plan.mcp.is_empty() || !plan.clients.is_empty() {
+        return;
+    }
+    let mut journal = lock(journal);
+    let counter =
+        |j: &crate::journal::Journal, name: &str| j.counters.get(name).copied().unwrap_or(0);
+    let accepted = counter(&journal, "calls accepted");
+    let expected = crate::mcp::calls_made(&plan.mcp) - counter(&journal, "mcp calls refused");
+    if accepted != expected {
+        journal.violate(
+            Invariant::ExactlyOnce,
+            format!("the daemon accepted {accepted} calls for {expected} MCP calls"),
+        );
+    }
+}
+
 fn workload_limit_ms(plan: &Plan) -> u64 {
     let last_send = plan
         .clients
@@ -373,8 +409,15 @@ fn workload_limit_ms(plan: &Plan) -> u64 {
         })
         .max()
         .unwrap_or(0);
+    let mcp_last = plan
+        .mcp
+        .iter()
+        .flat_map(|c| c.calls.iter())
+        .map(|call| call.send_at_ms + call.drop_after_ms.unwrap_or(0) + call.back_after_ms)
+        .max()
+        .unwrap_or(0);
     let deadline = plan.simple_timeout.max(plan.workflow_timeout).as_millis() as u64;
-    last_send.max(last_return) + steps_delay + deadline + 60_000
+    last_send.max(last_return).max(mcp_last) + steps_delay + deadline + 60_000
 }
 
 async fn drive_client(
@@ -705,6 +748,16 @@ fn table(
         ),
         ("violations", journal.violations.len().to_string()),
     ];
+    if !plan.mcp.is_empty() {
+        let mcp = format!(
+            "{} ({} calls: answered {}, refused {})",
+            plan.mcp.len(),
+            crate::mcp::calls_made(&plan.mcp),
+            counter("mcp calls answered"),
+            counter("mcp calls refused")
+        );
+        rows.insert(4, ("mcp clients", mcp));
+    }
     for violation in &journal.violations {
         rows.push((
             "  invariant",

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::client::{CallSpec, ClientSpec, Expect};
 use crate::provider::{Faults, Weights};
 
+mod doors;
 mod routing;
 
 /// Everything one run will do, drawn from its seed.
@@ -42,6 +43,8 @@ pub struct Plan {
     /// How many Kimi keys (accounts) the daemon has, each its own simulated account with
     /// its own limit, budgets and retry-after (`KIMI_API_KEYS`).
     pub kimi_keys: u32,
+    /// MCP clients (in-process, on the daemon's node), and what each does.
+    pub mcp: Vec<crate::mcp::McpClientSpec>,
 }
 
 /// A named scenario.
@@ -66,7 +69,7 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-static SCENARIOS: [Scenario; 13] = [
+static SCENARIOS: [Scenario; 14] = [
     Scenario {
         name: "smoke",
         doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
@@ -279,6 +282,27 @@ static SCENARIOS: [Scenario; 13] = [
             "deadline_hit",
         ],
         plan: routing::isolation,
+    },
+    Scenario {
+        name: "mcp-resume",
+        doc: "MCP clients of every kind drop their stream mid-call and come back: stateless \
+              ones send the same request again (joining the running call or getting its kept \
+              result) or cancel it first, session ones resume with Last-Event-ID from the event \
+              store, task ones stop polling for a while or cancel. Every call gets exactly one \
+              result, its own, never a cancel its client did not send, and the daemon accepts \
+              each call once (the provider is never asked twice).",
+        must_reach: &[
+            "call_ok",
+            "mcp_stream_dropped_mid_call",
+            "mcp_reissue_joined_running",
+            "mcp_reissue_got_stored_result",
+            "mcp_stateless_cancelled",
+            "mcp_resumed_with_last_event_id",
+            "mcp_task_left_unpolled",
+            "mcp_task_cancelled",
+            "mcp_task_status_message",
+        ],
+        plan: doors::mcp_resume,
     },
 ];
 
@@ -497,6 +521,7 @@ fn plan(
         hostiles: Vec::new(),
         disk: crate::fs::DiskPlan::default(),
         kimi_keys: 1,
+        mcp: Vec::new(),
     }
 }
 

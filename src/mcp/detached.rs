@@ -34,6 +34,17 @@ pub struct Detached {
     table: Arc<Reissued>,
 }
 
+/// What sending a stateless request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// The first of its id: the call started.
+    Started,
+    /// Sent again while the call runs: it joined.
+    Joined,
+    /// Sent again after the call ended: its kept result.
+    Stored,
+}
+
 /// A task as its poller sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskView {
@@ -68,7 +79,7 @@ impl Detached {
         request_id: &str,
         name: &str,
         arguments: Map<String, Value>,
-    ) -> Result<CallStream, CallError> {
+    ) -> Result<(CallStream, Reached), CallError> {
         let key = Reissued::key(request_id, name, &arguments);
         let mut progress = None;
         let found =
@@ -78,12 +89,14 @@ impl Detached {
                     progress = started;
                     Ok(cancel)
                 })?;
-        let terminal = match found {
-            Found::Joined(terminal) | Found::Started(terminal) => terminal,
+        let (terminal, reached) = match found {
+            Found::Started(terminal) => (terminal, Reached::Started),
+            Found::Joined(terminal) => (terminal, Reached::Joined),
+            Found::Stored(terminal) => (terminal, Reached::Stored),
         };
         // A request sent again gets no progress of its own, only the result.
         let progress = progress.unwrap_or_else(|| mpsc::channel(1).1);
-        Ok(CallStream::kept(progress, terminal))
+        Ok((CallStream::kept(progress, terminal), reached))
     }
 
     /// `notifications/cancelled` for `request_id`: cancel the stateless calls it names.

@@ -81,7 +81,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
 }
 
 /// The event store's caps, from the session settings.
-fn event_limits(shared: &Shared) -> EventLimits {
+pub fn event_limits(shared: &Shared) -> EventLimits {
     let sessions = &shared.config.sessions;
     EventLimits {
         streams_max: sessions.sessions_max as usize,
@@ -263,7 +263,8 @@ impl Backend for LocalBackend {
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<CallStream, CallError> {
-        self.detached.start_stateless(request_id, name, arguments)
+        let (stream, _) = self.detached.start_stateless(request_id, name, arguments)?;
+        Ok(stream)
     }
 
     fn cancel_request(&self, request_id: &str) {

@@ -106,8 +106,10 @@ struct Entry {
 /// What a request found: the call it joined (running, or finished and kept), or the one it
 /// started. Either way its terminal frame arrives on the receiver.
 pub enum Found {
-    /// Sent again: it joins.
+    /// Sent again while it runs: it joins.
     Joined(oneshot::Receiver<ServerFrame>),
+    /// Sent again after it ended: its kept result.
+    Stored(oneshot::Receiver<ServerFrame>),
     /// The first: the call was started.
     Started(oneshot::Receiver<ServerFrame>),
 }
@@ -164,13 +166,16 @@ impl Reissued {
         self.prune(&mut entries, now.at);
         let (sender, receiver) = oneshot::channel();
         if let Some(entry) = entries.get_mut(&key) {
-            match &mut entry.state {
-                State::Running { waiters, .. } => waiters.push(sender),
+            return Ok(match &mut entry.state {
+                State::Running { waiters, .. } => {
+                    waiters.push(sender);
+                    Found::Joined(receiver)
+                }
                 State::Done { frame, .. } => {
                     let _ = sender.send(frame.clone());
+                    Found::Stored(receiver)
                 }
-            }
-            return Ok(Found::Joined(receiver));
+            });
         }
         let running = entries
             .values()
@@ -375,7 +380,7 @@ mod tests {
         table.finish("k", frame.clone(), at(2));
         assert_eq!(first.try_recv().unwrap(), frame);
         assert_eq!(second.try_recv().unwrap(), frame);
-        let Ok(Found::Joined(mut third)) = start(&table, "k", "7", at(3), Box::new(|| {})) else {
+        let Ok(Found::Stored(mut third)) = start(&table, "k", "7", at(3), Box::new(|| {})) else {
             panic!("stored");
         };
         assert_eq!(third.try_recv().unwrap(), frame);
