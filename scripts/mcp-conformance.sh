@@ -38,10 +38,17 @@ fi
 
 token="conformance-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 ws_port="$(free_port)"; http_port="$(free_port)"; proxy_port="$(free_port)"
+cut_port="$(free_port)"
+# The offline model takes 2 s and progress comes every second, so a call's stream carries an
+# event before its result: the cutting proxy has something to cut after.
 EXAI_WS_PORT="$ws_port" EXAI_HTTP_PORT="$http_port" EXAI_WS_TOKEN="$token" \
+    EXAI_OFFLINE_LATENCY_MS=2000 EXAI_WS_PROGRESS_INTERVAL_SECS=1 \
     EXAI_TOKEN_FILE="$scratch/token" "$exaid" >"$scratch/daemon.log" 2>&1 &
 pids+=($!)
 EXAID_HTTP_PORT="$http_port" EXAID_TOKEN="$token" python3 "$here/token-proxy.py" "$proxy_port" &
+pids+=($!)
+EXAID_HTTP_PORT="$http_port" EXAID_TOKEN="$token" EXAID_DROP_FIRST_CALL=1 \
+    python3 "$here/token-proxy.py" "$cut_port" &
 pids+=($!)
 for _ in $(seq 50); do
     curl -fs "http://127.0.0.1:$http_port/readyz" >/dev/null && break
@@ -52,8 +59,9 @@ echo "== conformance suite, server scenarios (active suite), through the token p
 (cd "$scratch/suite" && npx conformance server --url "http://127.0.0.1:$proxy_port/mcp" \
     -o "$scratch/results") | tee "$scratch/suite.txt" | grep -E '^[✓✗]|^Total' || true
 
-echo "== the official Python SDK (mcp ${sdk_version}): list tools, call chat"
+echo "== the official Python SDK (mcp ${sdk_version}): list tools, call chat, survive a cut stream"
 python3 -m venv "$scratch/venv"
 "$scratch/venv/bin/pip" install -q "mcp==${sdk_version}"
 EXAID_TOKEN="$token" "$scratch/venv/bin/python" "$here/python-sdk-check.py" \
-    "http://127.0.0.1:$http_port/mcp"
+    "http://127.0.0.1:$http_port/mcp" "http://127.0.0.1:$cut_port/mcp" \
+    "http://127.0.0.1:$http_port/metrics"
