@@ -39,9 +39,11 @@ fi
 token="conformance-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 ws_port="$(free_port)"; http_port="$(free_port)"; proxy_port="$(free_port)"
 cut_port="$(free_port)"
-# The offline model takes 2 s and progress comes every second, so a call's stream carries an
-# event before its result: the cutting proxy has something to cut after.
+# The suite's fixture tools are on (test only). The offline model takes 2 s and progress comes
+# every second, so a call's stream carries an event before its result: the cutting proxy has
+# something to cut after.
 EXAI_WS_PORT="$ws_port" EXAI_HTTP_PORT="$http_port" EXAI_WS_TOKEN="$token" \
+    EXAI_MCP_CONFORMANCE_FIXTURES=true \
     EXAI_OFFLINE_LATENCY_MS=2000 EXAI_WS_PROGRESS_INTERVAL_SECS=1 \
     EXAI_TOKEN_FILE="$scratch/token" "$exaid" >"$scratch/daemon.log" 2>&1 &
 pids+=($!)

@@ -1086,3 +1086,69 @@ async fn a_client_with_tasks_gets_a_task_polls_its_result_and_can_cancel_it() {
     assert!(message.contains("no task \"nope\""), "{unknown}");
     assert!(message.contains("EXAI_RESULT_TTL_SECS"), "{unknown}");
 }
+
+#[tokio::test]
+async fn conformance_fixtures_are_served_only_when_the_test_setting_is_on() {
+    let plain = start(|_| {}).await;
+    let (_, client, _) = http_client(&plain).await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(
+        tools.iter().all(|t| !t.name.starts_with("test_")),
+        "off by default"
+    );
+    let missing = call(&client, "test_image_content", json!({})).await;
+    assert!(
+        text_of(&missing).starts_with("TOOL_NOT_FOUND"),
+        "{missing:?}"
+    );
+    client.cancel().await.unwrap();
+
+    let daemon = start(|c| c.tools.mcp_conformance_fixtures = true).await;
+    let (_, client, mut progress) = http_client(&daemon).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.contains(&"chat") && names.contains(&"test_tool_with_progress"));
+    let kinds = |result: &CallToolResult| -> Vec<String> {
+        let content = serde_json::to_value(&result.content).unwrap();
+        let blocks = content.as_array().unwrap().iter();
+        blocks
+            .map(|c| c["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mixed = call(&client, "test_multiple_content_types", json!({})).await;
+    assert_eq!(kinds(&mixed), ["text", "image", "resource"]);
+    let audio = call(&client, "test_audio_content", json!({})).await;
+    assert_eq!(
+        serde_json::to_value(&audio.content).unwrap()[0]["mimeType"],
+        "audio/wav"
+    );
+    let failing = call(&client, "test_error_handling", json!({})).await;
+    assert_eq!(failing.is_error, Some(true));
+    assert!(text_of(&failing).contains("intentionally"));
+    // Progress 0, 50, 100 of 100 under the call's own token.
+    let handle = start_call(&client, "test_tool_with_progress", json!({})).await;
+    let token = handle.progress_token.clone();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let note = next_progress_of(&mut progress, &token).await;
+        seen.push((note.progress, note.total));
+    }
+    assert_eq!(
+        seen,
+        [
+            (0.0, Some(100.0)),
+            (50.0, Some(100.0)),
+            (100.0, Some(100.0))
+        ]
+    );
+    assert_eq!(result_of(handle).await.is_error, Some(false));
+    // The fixtures never reach the core: no call of theirs is counted.
+    assert_eq!(
+        metric(
+            &daemon,
+            "exaid_calls_total{tool=\"test_error_handling\",outcome=\"OK\"}"
+        ),
+        0.0
+    );
+    client.cancel().await.unwrap();
+}

@@ -173,6 +173,11 @@ declare_config! {
             /// Stream provider answers (SSE) and forward the chunks as progress frames.
             streaming: bool = EXAI_PROVIDER_STREAMING, "true", Kind::Bool;
 
+            /// Test only: `/mcp` also serves the MCP conformance suite's fixture tools
+            /// (`test_simple_text`, ...), answered by the door itself outside every limit;
+            /// `scripts/mcp-conformance.sh` turns it on. Never on in use.
+            mcp_conformance_fixtures: bool = EXAI_MCP_CONFORMANCE_FIXTURES, "false", Kind::Bool;
+
             /// Which built-in tools are served: lean (everyday tools), standard (lean plus
             /// consensus, docgen, precommit, secaudit, tracer) or full (every tool); name shared
             /// with the original.

@@ -23,20 +23,33 @@ use serde_json::Value;
 
 use super::backend::Backend;
 use super::detached::TaskView;
+use super::fixtures;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::reply::ToolInfo;
 use crate::protocol::{ProgressPhase, ServerFrame};
+use crate::rt::Rt;
 
 /// The MCP server both doors run: exaid's tools, forwarded to the core through `B`.
 pub struct ExaidMcp<B> {
     /// Where calls go.
     backend: Arc<B>,
+    /// With the conformance suite's fixture tools (test only), and the clock they pause on.
+    fixtures: Option<Rt>,
 }
 
 impl<B: Backend> ExaidMcp<B> {
     /// A handler over `backend`.
     pub fn new(backend: Arc<B>) -> ExaidMcp<B> {
-        ExaidMcp { backend }
+        ExaidMcp {
+            backend,
+            fixtures: None,
+        }
+    }
+
+    /// Also serve the conformance suite's fixture tools (`EXAI_MCP_CONFORMANCE_FIXTURES`).
+    pub fn with_fixtures(mut self, rt: Rt) -> ExaidMcp<B> {
+        self.fixtures = Some(rt);
+        self
     }
 }
 
@@ -70,7 +83,10 @@ impl<B: Backend> ServerHandler for ExaidMcp<B> {
             .list_tools()
             .await
             .map_err(|why| McpError::internal_error(why, None))?;
-        let tools = infos.iter().filter_map(tool_from_info).collect();
+        let mut tools: Vec<Tool> = infos.iter().filter_map(tool_from_info).collect();
+        if self.fixtures.is_some() {
+            tools.extend(fixtures::tools());
+        }
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -112,6 +128,11 @@ impl<B: Backend> ServerHandler for ExaidMcp<B> {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        if let Some(rt) = &self.fixtures
+            && fixtures::is_fixture(&request.name)
+        {
+            return Ok(fixtures::call(rt, &request.name, &context).await.into());
+        }
         let arguments = request.arguments.unwrap_or_default();
         if let Some(tasks) = self.backend.tasks()
             && context

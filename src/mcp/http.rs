@@ -54,7 +54,11 @@ pub fn routes(shared: Arc<Shared>) -> Router {
                 detached: detached.clone(),
                 _slot: slot,
             };
-            Ok(ExaidMcp::new(Arc::new(backend)))
+            let handler = ExaidMcp::new(Arc::new(backend));
+            Ok(match shared.config.tools.mcp_conformance_fixtures {
+                true => handler.with_fixtures(shared.rt.clone()),
+                false => handler,
+            })
         }
     };
     let config = StreamableHttpServerConfig::default()

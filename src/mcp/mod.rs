@@ -20,6 +20,7 @@ pub mod backend;
 pub mod bridge;
 pub mod detached;
 pub mod events;
+pub mod fixtures;
 pub mod handler;
 pub mod http;
 pub mod local;
