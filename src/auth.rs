@@ -30,16 +30,17 @@ pub enum TokenOrigin {
 
 /// The default token file: `$XDG_STATE_HOME/exaid/token`, else `$HOME/.local/state/exaid/token`.
 pub fn default_token_file(xdg_state_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
+    default_state_dir(xdg_state_home, home).map(|dir| dir.join("token"))
+}
+
+/// exaid's state folder: `$XDG_STATE_HOME/exaid`, else `$HOME/.local/state/exaid` (the token
+/// file and the state file `state.db` live there).
+pub fn default_state_dir(xdg_state_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
     if let Some(state) = xdg_state_home.filter(|s| !s.is_empty()) {
-        return Some(Path::new(state).join("exaid").join("token"));
+        return Some(Path::new(state).join("exaid"));
     }
-    home.filter(|h| !h.is_empty()).map(|h| {
-        Path::new(h)
-            .join(".local")
-            .join("state")
-            .join("exaid")
-            .join("token")
-    })
+    home.filter(|h| !h.is_empty())
+        .map(|h| Path::new(h).join(".local").join("state").join("exaid"))
 }
 
 /// Read the token from an existing file, never creating one: what clients of the daemon (the

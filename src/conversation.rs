@@ -12,18 +12,26 @@
 //! Time comes from the caller (the runtime seam), ids from the daemon's seeded generator, so
 //! the store behaves identically under the simulator. It is a `BTreeMap` behind one lock:
 //! iteration order is stable and every operation is short.
+//!
+//! Conversations outlive the process: with a [`Durable`] writer, every change of a
+//! conversation queues its whole record (its turns as JSON), and an evicted or expired one is
+//! deleted; at start-up [`ConversationStore::restore`] loads them back. A restored
+//! conversation's idle time starts again at the restart.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::config::profile::BUILTIN_TOOL_NAMES;
 use crate::config::{ConversationSettings, key};
+use crate::durable::Durable;
 use crate::error::{CallError, ErrorCode};
 use crate::provider::{ChatMessage, Role};
 use crate::rt::Instant;
+use crate::rt::store::{Record, RecordKind};
 
 /// The store's bounds, from configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +61,27 @@ impl From<&ConversationSettings> for ConversationLimits {
 /// A workflow issue as the caller reported it (`issues_found` items).
 pub type IssueRecord = Value;
 
+/// A built-in tool's name. Written as an alias so that serde does not borrow it from the
+/// input (it does for a field spelled `&str`); [`known_tool`] reads it back instead.
+pub type ToolName = &'static str;
+
+/// A tool's name read back from the state file: one of the built-in tools (a record naming
+/// another is refused, so a damaged file cannot make up names).
+fn known_tool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'static str, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    BUILTIN_TOOL_NAMES
+        .iter()
+        .copied()
+        .find(|known| *known == name)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown tool {name:?}")))
+}
+
 /// One step of a workflow investigation, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// The workflow tool that recorded it: steps of one tool form one investigation.
-    pub tool: &'static str,
+    #[serde(deserialize_with = "known_tool")]
+    pub tool: ToolName,
     /// Its number, 1-based.
     pub step_number: u32,
     /// The caller's estimate of steps in all, when it was recorded.
@@ -128,7 +152,7 @@ pub fn describe_issue(issue: &Value) -> String {
 }
 
 /// What a turn holds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TurnBody {
     /// Plain text: a prompt or a model's answer.
@@ -140,7 +164,7 @@ pub enum TurnBody {
 /// A file whose contents a turn carries, by path and content digest: a later call of the
 /// conversation that names the same unchanged file refers to this turn instead of sending
 /// the file again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMark {
     /// The file, as the caller named it (normalised).
     pub path: std::path::PathBuf,
@@ -149,20 +173,21 @@ pub struct FileMark {
 }
 
 /// One turn of a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Turn {
     /// Who said it: the caller (`User`) or a model (`Assistant`).
     pub role: Role,
     /// The tool the turn came through.
-    pub tool: &'static str,
+    #[serde(deserialize_with = "known_tool")]
+    pub tool: ToolName,
     /// What was said.
     pub body: TurnBody,
     /// The files whose contents the body carries.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileMark>,
     /// The model that answered, on an answer's turn: an `auto` call that continues the
     /// conversation keeps it (a conversation should not change voice between calls).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
 }
 
@@ -220,6 +245,35 @@ impl Turn {
     }
 }
 
+/// A conversation as the state file keeps it (written borrowed, read owned).
+#[derive(Serialize)]
+struct KeptRef<'a> {
+    /// Its turns, oldest first.
+    turns: &'a VecDeque<Turn>,
+    /// Turns it dropped, ever.
+    turns_dropped: u64,
+}
+
+/// A conversation read back from the state file.
+#[derive(Deserialize)]
+struct Kept {
+    /// Its turns, oldest first.
+    turns: VecDeque<Turn>,
+    /// Turns it dropped, ever.
+    turns_dropped: u64,
+}
+
+/// What [`ConversationStore::restore`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Restored {
+    /// Conversations loaded back.
+    pub restored: usize,
+    /// Records past their TTL, or beyond `EXAI_CONVERSATIONS_MAX`, forgotten.
+    pub forgotten: usize,
+    /// Records that could not be read (logged, forgotten).
+    pub unreadable: usize,
+}
+
 /// One conversation.
 #[derive(Debug, Clone)]
 struct Conversation {
@@ -234,6 +288,17 @@ struct Conversation {
 }
 
 impl Conversation {
+    /// A conversation read back from the state file, within today's limits (which may be
+    /// smaller than when it was written), its idle time starting now.
+    fn restored(kept: Kept, now: Instant, limits: &ConversationLimits) -> Conversation {
+        let mut conversation = Conversation::new(now);
+        conversation.turns_dropped = kept.turns_dropped;
+        for turn in kept.turns {
+            conversation.push(turn, limits);
+        }
+        conversation
+    }
+
     fn new(now: Instant) -> Conversation {
         Conversation {
             turns: VecDeque::new(),
@@ -342,6 +407,8 @@ pub struct ConversationStore {
     limits: ConversationLimits,
     /// Conversations by id. A `BTreeMap`: eviction scans in a stable order.
     conversations: Mutex<BTreeMap<String, Conversation>>,
+    /// Where changes are kept past the process, if anywhere.
+    durable: Option<Arc<Durable>>,
 }
 
 impl ConversationStore {
@@ -351,6 +418,78 @@ impl ConversationStore {
         ConversationStore {
             limits,
             conversations: Mutex::new(BTreeMap::new()),
+            durable: None,
+        }
+    }
+
+    /// The same store, keeping every change through `durable`.
+    pub fn with_durable(mut self, durable: Arc<Durable>) -> ConversationStore {
+        self.durable = Some(durable);
+        self
+    }
+
+    /// Load back the conversations the state file kept (at start-up, before any call): those
+    /// written within the TTL (by the wall clock), the most recent first up to
+    /// `EXAI_CONVERSATIONS_MAX`. The rest, and records that cannot be read, are forgotten.
+    pub fn restore(
+        &self,
+        records: BTreeMap<String, Record>,
+        now: Instant,
+        now_unix_ms: u64,
+    ) -> Restored {
+        let ttl_ms = u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut report = Restored::default();
+        let mut fresh: Vec<(u64, String, Conversation)> = Vec::new();
+        for (id, record) in records {
+            if now_unix_ms.saturating_sub(record.written_unix_ms) >= ttl_ms {
+                report.forgotten += 1;
+                self.forget(&id);
+                continue;
+            }
+            match serde_json::from_str::<Kept>(&record.body) {
+                Ok(kept) => {
+                    let conversation = Conversation::restored(kept, now, &self.limits);
+                    fresh.push((record.written_unix_ms, id, conversation));
+                }
+                Err(error) => {
+                    tracing::warn!(conversation = %id, %error, "a kept conversation cannot be read; forgotten");
+                    report.unreadable += 1;
+                    self.forget(&id);
+                }
+            }
+        }
+        fresh.sort_by_key(|(written, _, _)| std::cmp::Reverse(*written));
+        let mut conversations = self.lock();
+        for (_, id, conversation) in fresh {
+            if conversations.len() >= self.limits.conversations_max {
+                report.forgotten += 1;
+                self.forget(&id);
+                continue;
+            }
+            conversations.insert(id, conversation);
+            report.restored += 1;
+        }
+        assert!(conversations.len() <= self.limits.conversations_max);
+        report
+    }
+
+    /// Queue conversation `id`'s whole record for the state file.
+    fn persist(&self, id: &str, conversation: &Conversation) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        let kept = KeptRef {
+            turns: &conversation.turns,
+            turns_dropped: conversation.turns_dropped,
+        };
+        let body = serde_json::to_string(&kept).expect("turns serialize");
+        durable.put(RecordKind::Conversation, id, body);
+    }
+
+    /// Queue the deletion of conversation `id` from the state file.
+    fn forget(&self, id: &str) {
+        if let Some(durable) = &self.durable {
+            durable.delete(RecordKind::Conversation, id);
         }
     }
 
@@ -417,6 +556,7 @@ impl ConversationStore {
             conversation.push(turn, &self.limits);
         }
         let history = conversation.history(&self.limits);
+        self.persist(&id, conversation);
         Ok((id, history))
     }
 
@@ -432,7 +572,13 @@ impl ConversationStore {
             return Ok(id.to_string());
         }
         let ttl = self.limits.ttl;
-        conversations.retain(|_, c| now.saturating_since(c.touched_at) < ttl);
+        conversations.retain(|id, c| {
+            let alive = now.saturating_since(c.touched_at) < ttl;
+            if !alive {
+                self.forget(id);
+            }
+            alive
+        });
         while conversations.len() >= self.limits.conversations_max {
             let oldest = conversations
                 .iter()
@@ -441,9 +587,12 @@ impl ConversationStore {
             let Some(oldest) = oldest else { break };
             tracing::info!(conversation = %oldest, "conversation evicted: {} reached", key::EXAI_CONVERSATIONS_MAX);
             conversations.remove(&oldest);
+            self.forget(&oldest);
         }
         let id = new_id();
-        conversations.insert(id.clone(), Conversation::new(now));
+        let conversation = Conversation::new(now);
+        self.persist(&id, &conversation);
+        conversations.insert(id.clone(), conversation);
         Ok(id)
     }
 
@@ -455,7 +604,9 @@ impl ConversationStore {
         for turn in turns {
             conversation.push(turn, &self.limits);
         }
-        Ok(conversation.history(&self.limits))
+        let history = conversation.history(&self.limits);
+        self.persist(id, conversation);
+        Ok(history)
     }
 
     /// Record a workflow step in conversation `id`. A step replaces every step of the same
@@ -492,7 +643,9 @@ impl ConversationStore {
             model: None,
         };
         conversation.push(turn, &self.limits);
-        Ok(conversation.history(&self.limits))
+        let history = conversation.history(&self.limits);
+        self.persist(id, conversation);
+        Ok(history)
     }
 
     /// Conversation `id` if it exists and has not expired (an expired one is removed).
@@ -507,6 +660,7 @@ impl ConversationStore {
             .is_some_and(|c| now.saturating_since(c.touched_at) >= self.limits.ttl);
         if expired {
             conversations.remove(id);
+            self.forget(id);
         }
         conversations.get_mut(id).ok_or_else(|| self.missing(id))
     }
@@ -640,5 +794,62 @@ mod tests {
         let snapshot = store.snapshot(&id, at(9)).unwrap();
         assert_eq!(snapshot.steps_of("debug").len(), 1);
         assert_eq!(snapshot.steps_of("analyze").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn conversations_are_kept_through_the_state_writer_and_restored() {
+        use crate::durable::{Durable, DurableLimits};
+        use crate::rt::store::{MemoryStore, Store};
+        let rt = crate::rt::Rt::new(Arc::new(crate::rt::tokio::TokioRuntime::new()));
+        let disk = Arc::new(MemoryStore::new());
+        let limits_of_writer = DurableLimits {
+            queue_max: 64,
+            batch_max: 8,
+        };
+        let durable = Durable::new(rt.clone(), disk.clone(), limits_of_writer);
+        rt.spawn("writer", durable.clone().run());
+        let store = ConversationStore::new(limits()).with_durable(durable.clone());
+        let turns = vec![
+            Turn::text(Role::User, "chat", "remember me".into()),
+            Turn::text(Role::Assistant, "chat", "I will".into()).answered_by("kimi-k2"),
+        ];
+        let (id, _) = store
+            .open_append(None, || "c1".into(), turns, at(1))
+            .unwrap();
+        store
+            .record_step(&id, step("debug", 1, "a clue"), None, at(2))
+            .unwrap();
+        // The second conversation is evicted by the third: its record goes too.
+        store.open(None, || "c2".into(), at(3)).unwrap();
+        store.snapshot(&id, at(4)).unwrap();
+        store.open(None, || "c3".into(), at(5)).unwrap();
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        let mut records = disk.load(RecordKind::Conversation).unwrap();
+        assert_eq!(records.keys().collect::<Vec<_>>(), ["c1", "c3"]);
+
+        // A restart: what was kept comes back; a damaged or stale record is forgotten.
+        let written = records["c1"].written_unix_ms;
+        let damaged = Record {
+            body: "{not json".into(),
+            written_unix_ms: written,
+        };
+        let stale = Record {
+            body: records["c3"].body.clone(),
+            written_unix_ms: 0,
+        };
+        records.insert("c9".into(), damaged);
+        records.insert("c0".into(), stale);
+        let again = ConversationStore::new(limits());
+        let report = again.restore(records, at(0), written + 1_000);
+        assert_eq!(
+            (report.restored, report.forgotten, report.unreadable),
+            (2, 1, 1),
+            "{report:?}"
+        );
+        let before = store.snapshot(&id, at(6)).unwrap();
+        let after = again.snapshot(&id, at(1)).unwrap();
+        assert_eq!(after.turns, before.turns);
+        assert_eq!(after.model(), Some("kimi-k2"));
+        assert_eq!(after.steps_of("debug").len(), 1);
     }
 }

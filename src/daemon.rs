@@ -13,6 +13,7 @@ use crate::admission::{Admission, Limit};
 use crate::config::{Config, ProviderId};
 use crate::connection::slots::ConnectionSlots;
 use crate::conversation::{ConversationLimits, ConversationStore};
+use crate::durable::{Durable, DurableLimits};
 use crate::lifecycle::Lifecycle;
 use crate::observe::{NoObserver, Observer};
 use crate::operator::metrics::Metrics;
@@ -23,6 +24,7 @@ use crate::provider::{Provider, ProviderEntry, Providers};
 use crate::retry::budget::RateBudget;
 use crate::retry::daily::DailyBudget;
 use crate::retry::{Cooldown, RetryPolicy};
+use crate::rt::store::{MemoryStore, RecordKind, Store};
 use crate::rt::{Listener, Rt};
 use crate::session::{SessionLimits, SessionRegistry};
 use crate::shutdown::{self, ShutdownReport};
@@ -54,9 +56,18 @@ pub struct DaemonBuilder {
     observer: Arc<dyn Observer>,
     /// Metrics, if kept (they are then also the observer).
     metrics: Option<Arc<Metrics>>,
+    /// Where state outlives the process (memory unless set: tests and the simulator).
+    store: Arc<dyn Store>,
 }
 
 impl DaemonBuilder {
+    /// Keep state in `store` (production: the SQLite state file), and load back what it
+    /// kept.
+    pub fn store(mut self, store: Arc<dyn Store>) -> DaemonBuilder {
+        self.store = store;
+        self
+    }
+
     /// Add a provider.
     pub fn provider(mut self, provider: Arc<dyn Provider>) -> DaemonBuilder {
         self.providers.push(provider);
@@ -93,6 +104,7 @@ impl DaemonBuilder {
             extra_tools,
             observer,
             metrics,
+            store,
         } = self;
         assert!(!token.is_empty(), "the daemon needs a token");
         if providers.is_empty() {
@@ -152,7 +164,16 @@ impl DaemonBuilder {
             .filter(|tool| selected.contains(tool.name()))
             .collect();
         tools.extend(extra_tools);
-        let conversations = ConversationStore::new(ConversationLimits::from(&config.conversations));
+        let durable = Durable::new(
+            rt.clone(),
+            store,
+            DurableLimits {
+                queue_max: config.state.queue_max as usize,
+                batch_max: config.state.batch_max as usize,
+            },
+        );
+        let conversations = restore_conversations(&config, &rt, &durable);
+        rt.spawn("state-writer", durable.clone().run());
         let shared = Shared {
             admission: Admission::from(&config.limits),
             providers: Providers::new(entries)
@@ -160,6 +181,7 @@ impl DaemonBuilder {
             tools: ToolRegistry::new(tools),
             sessions,
             conversations,
+            durable,
             retry: RetryPolicy::from(&config.retry),
             observer,
             lifecycle: Lifecycle::new(),
@@ -181,6 +203,32 @@ impl DaemonBuilder {
     }
 }
 
+/// The conversation store, with what the state file kept loaded back. A store that cannot be
+/// read leaves the daemon serving with no past conversations, degraded and saying why.
+fn restore_conversations(config: &Config, rt: &Rt, durable: &Arc<Durable>) -> ConversationStore {
+    let conversations = ConversationStore::new(ConversationLimits::from(&config.conversations))
+        .with_durable(durable.clone());
+    match durable.store().load(RecordKind::Conversation) {
+        Ok(records) => {
+            let report = conversations.restore(records, rt.now(), rt.unix_time_ms());
+            if report.restored + report.forgotten + report.unreadable > 0 {
+                tracing::info!(
+                    restored = report.restored,
+                    forgotten = report.forgotten,
+                    unreadable = report.unreadable,
+                    store = %durable.store().describe(),
+                    "conversations loaded back"
+                );
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, store = %durable.store().describe(), "persistence degraded: the kept conversations cannot be read");
+            durable.degraded_for_good(format!("the kept conversations cannot be read: {error}"));
+        }
+    }
+    conversations
+}
+
 impl Daemon {
     /// Start building a daemon.
     pub fn builder(config: Config, token: String, rt: Rt) -> DaemonBuilder {
@@ -192,6 +240,7 @@ impl Daemon {
             extra_tools: Vec::new(),
             observer: Arc::new(NoObserver),
             metrics: None,
+            store: Arc::new(MemoryStore::new()),
         }
     }
 
@@ -199,6 +248,12 @@ impl Daemon {
     /// (always registered, so `listmodels` shows them, `configured: false` without their key),
     /// then the offline provider; with Prometheus metrics. `auto` picks the first configured HTTP provider, else offline.
     pub fn new(config: Config, token: String, rt: Rt) -> Daemon {
+        Daemon::with_store(config, token, rt, Arc::new(MemoryStore::new()))
+    }
+
+    /// [`Daemon::new`], keeping state in `store` (the state file) and loading back what it
+    /// kept.
+    pub fn with_store(config: Config, token: String, rt: Rt, store: Arc<dyn Store>) -> Daemon {
         let kimi = HttpProvider::per_key(&config, ProviderId::Kimi, &rt);
         let glm = HttpProvider::per_key(&config, ProviderId::Glm, &rt);
         let offline = OfflineProvider::new(
@@ -209,7 +264,11 @@ impl Daemon {
         for provider in kimi.into_iter().chain(glm) {
             builder = builder.provider(Arc::new(provider));
         }
-        builder.provider(Arc::new(offline)).metrics().build()
+        builder
+            .provider(Arc::new(offline))
+            .store(store)
+            .metrics()
+            .build()
     }
 
     /// The shared state (tests and the status endpoint read it).

@@ -33,6 +33,7 @@ pub mod config;
 pub mod connection;
 pub mod conversation;
 pub mod daemon;
+pub mod durable;
 pub mod error;
 pub mod files;
 pub mod health;

@@ -21,6 +21,8 @@ use exaid::lifecycle::Stage;
 use exaid::mcp::bridge::{Bridge, BridgeConfig, TokenSource};
 use exaid::mcp::handler::ExaidMcp;
 use exaid::rt::Rt;
+use exaid::rt::sqlite::{Opened, SqliteStore};
+use exaid::rt::store::{MemoryStore, Store};
 use exaid::rt::tokio::{TokioDialer, TokioListener, TokioRuntime, serve_http};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -201,14 +203,18 @@ fn serve(config: Config) -> ExitCode {
         log_startup(&config, bound, &origin);
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let http_port = config.server.http_port;
-        let daemon = exaid::Daemon::new(config, token, rt);
+        let (store, store_trouble) = open_state(&config, &rt);
+        let daemon = exaid::Daemon::with_store(config, token, rt, store);
+        if let Some(why) = store_trouble {
+            daemon.shared().durable.degraded_for_good(why);
+        }
         log_providers(&daemon);
         if http_port != 0 {
             let http_addr = SocketAddr::new(bound.ip(), http_port);
             let shared = daemon.shared().clone();
             let closed = async move { shared.lifecycle.reached(Stage::Closing).await };
             match serve_http(http_addr, daemon.http_routes(), closed).await {
-                Ok(bound) => println!("exaid http on http://{bound} (/healthz /readyz /status /metrics /mcp)"),
+                Ok(bound) => announce(&format!("exaid http on http://{bound} (/healthz /readyz /status /metrics /mcp)")),
                 Err(err) => {
                     eprintln!("exaid: cannot serve {}={http_port} on {http_addr}: {err} (0 turns it off)", key::EXAI_HTTP_PORT);
                     return ExitCode::FAILURE;
@@ -324,6 +330,60 @@ async fn start_standalone(
     ))
 }
 
+/// Print one start-up line on standard output. Why not `println!`: it panics when the reader
+/// went away (a supervisor that read the first line and closed the pipe), and a daemon must
+/// not die of that.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// The state file the daemon keeps (`EXAI_STATE_DB`, else `state.db` in the state folder),
+/// opened; `:memory:` keeps nothing. A file that cannot be opened leaves the daemon serving
+/// with state in memory and says why (the second value), loudly: calls must not stop because
+/// a disk did.
+fn open_state(config: &Config, rt: &Rt) -> (Arc<dyn Store>, Option<String>) {
+    let memory = || Arc::new(MemoryStore::new()) as Arc<dyn Store>;
+    let path = match &config.state.db {
+        Some(path) if path.as_os_str() == ":memory:" => return (memory(), None),
+        Some(path) => path.clone(),
+        None => {
+            let xdg = std::env::var("XDG_STATE_HOME").ok();
+            let home = std::env::var("HOME").ok();
+            match auth::default_state_dir(xdg.as_deref(), home.as_deref()) {
+                Some(dir) => dir.join("state.db"),
+                None => {
+                    let why =
+                        "no EXAI_STATE_DB, XDG_STATE_HOME or HOME: state is kept in memory only";
+                    tracing::error!("persistence degraded: {why}");
+                    return (memory(), Some(why.to_string()));
+                }
+            }
+        }
+    };
+    match SqliteStore::open(&path, rt.unix_time_ms()) {
+        Ok((store, opened)) => {
+            match opened {
+                Opened::MovedAside { to, why } => tracing::error!(
+                    file = %path.display(), moved_to = %to.display(), %why,
+                    "THE STATE FILE WAS UNREADABLE: moved aside, a fresh one started; what it kept is not served"
+                ),
+                Opened::Created => tracing::info!(file = %path.display(), "state file created"),
+                Opened::Existing { version } => {
+                    tracing::info!(file = %path.display(), schema_version = version, "state file opened")
+                }
+            }
+            (Arc::new(store), None)
+        }
+        Err(error) => {
+            let why = format!("cannot open the state file {}: {error}", path.display());
+            tracing::error!("persistence degraded: {why}; state is kept in memory only");
+            (memory(), Some(why))
+        }
+    }
+}
+
 /// The token the bridge presents: `EXAI_WS_TOKEN`, else the daemon's token file (read before
 /// each connection, never created: only the daemon decides the token).
 fn bridge_token(config: &Config) -> Result<TokenSource, String> {
@@ -399,10 +459,10 @@ fn log_startup(config: &Config, bound: std::net::SocketAddr, origin: &TokenOrigi
             path.display()
         ),
     };
-    println!(
+    announce(&format!(
         "exaid {} listening on ws://{bound} ({token_note})",
         env!("CARGO_PKG_VERSION")
-    );
+    ));
     for (key, value, source) in config.entries() {
         tracing::info!(target: "exaid::config", "{key} = {value} ({source})");
     }

@@ -1,6 +1,7 @@
 //! Graceful shutdown: stop accepting, refuse new calls, let calls in flight finish within a
 //! grace period, end the rest with `SERVICE_UNAVAILABLE`, deliver every terminal frame to the
-//! clients still connected, then close their sockets with 1001 and a reason.
+//! clients still connected, then close their sockets with 1001 and a reason, and bring the
+//! state file up to date.
 //!
 //! Why in the core and not in `main`: a restart must not lose work, and "never silence" is an
 //! invariant the simulator checks; the same code runs under both runtimes.
@@ -61,6 +62,10 @@ pub async fn run(shared: &Shared, grace: Duration) -> ShutdownReport {
     let close_wait_until = rt.now() + CLOSE_WAIT;
     while shared.connections() > 0 && rt.now() < close_wait_until {
         rt.sleep(POLL).await;
+    }
+    // What the calls changed is written before the process goes (conversations).
+    if !shared.durable.flush(CLOSE_WAIT).await {
+        tracing::error!(state = ?shared.durable.stats(), "the state file could not be brought up to date before exit");
     }
     let report = ShutdownReport {
         calls_in_flight,

@@ -14,6 +14,7 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::connection::slots::ConnectionSlots;
 use crate::conversation::ConversationStore;
+use crate::durable::Durable;
 use crate::lifecycle::Lifecycle;
 use crate::observe::Observer;
 use crate::protocol::DecodeLimits;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub sessions: SessionRegistry,
     /// Conversation memory, by `continuation_id`.
     pub conversations: ConversationStore,
+    /// The writer of what outlives the process (conversations), and its health.
+    pub durable: Arc<Durable>,
     /// How provider errors are retried.
     pub retry: RetryPolicy,
     /// Told about calls, frames and provider attempts (the metrics in production, the

@@ -6,35 +6,18 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::Client;
+use common::process::{Running, exaid_command};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_exaid");
-
-/// Kills the daemon when the test ends, pass or fail.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn command(home: &std::path::Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(home)
-        .env_clear()
-        .env("HOME", home)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
-        // Tests share the machine: never depend on the fixed default HTTP port being free.
-        .env("EXAI_HTTP_PORT", "0");
+    let mut command = exaid_command(home);
+    // Tests share the machine: never depend on the fixed default HTTP port being free.
+    command.env("EXAI_HTTP_PORT", "0");
     command
 }
 

@@ -255,6 +255,21 @@ declare_config! {
             ttl_ms: u64 = EXAI_CONVERSATION_TTL_SECS, "10800", secs(1000, 604_800_000);
         }
 
+        /// What outlives the process: the state file, and how its writer is bounded.
+        state: StateSettings {
+            /// The SQLite file that keeps conversations across restarts; empty means the XDG
+            /// default ($XDG_STATE_HOME/exaid/state.db), `:memory:` keeps nothing past the
+            /// process.
+            db: Option<PathBuf> = EXAI_STATE_DB, "", Kind::OptPath;
+
+            /// Records waiting to be written at most; past it changes are dropped (counted,
+            /// logged) and persistence is reported degraded.
+            queue_max: u32 = EXAI_STATE_QUEUE_MAX, "65536", int(1, 10_000_000);
+
+            /// Changes written in one commit (one transaction and one sync) at most.
+            batch_max: u32 = EXAI_STATE_BATCH_MAX, "1024", int(1, 1_000_000);
+        }
+
         /// The files a call names (`files`, `relevant_files`): where they may be, how large and
         /// how many.
         file_access: FileAccessSettings {

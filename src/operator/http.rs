@@ -91,7 +91,15 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(Operator { shared, .. }): State<Operator>) -> Response {
     if shared.lifecycle.is_ready() {
-        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+        // Degraded persistence still serves calls: ready, and saying what is not kept.
+        let state = shared.durable.stats();
+        let body = match state.degraded_because {
+            Some(why) => {
+                json!({"ready": true, "persistence": "degraded", "persistence_problem": why})
+            }
+            None => json!({"ready": true, "persistence": "ok"}),
+        };
+        (StatusCode::OK, Json(body)).into_response()
     } else {
         let reason = format!("shutting down ({:?})", shared.lifecycle.stage()).to_lowercase();
         (
@@ -165,6 +173,7 @@ pub fn status_json(shared: &Shared) -> Value {
         "calls_running": health.calls_running,
         "provider_cooldowns": cooldowns,
         "usage_today": usage_today,
+        "state": shared.durable.stats(),
     })
 }
 

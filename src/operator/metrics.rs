@@ -137,6 +137,8 @@ pub struct Metrics {
     gaps: Counter,
     /// `exaid_connections`, set at scrape.
     connections: Gauge,
+    /// `exaid_state_*`: the state file's writer.
+    state: StateMetrics,
     /// `exaid_sessions`, set at scrape.
     sessions: Gauge,
     /// `exaid_resumes_total`.
@@ -273,6 +275,7 @@ impl Metrics {
             "WebSocket connections open",
             connections.clone(),
         );
+        let state = StateMetrics::register(&mut registry);
         let sessions = Gauge::default();
         registry.register(
             "sessions",
@@ -326,6 +329,7 @@ impl Metrics {
             frames_expired,
             gaps,
             connections,
+            state,
             sessions,
             resumes,
             sessions_expired,
@@ -373,6 +377,7 @@ impl Metrics {
             .sum();
         self.outbox_frames.set(outbox_frames as i64);
         self.connections.set(health.connections as i64);
+        self.state.refresh(&shared.durable.stats());
         self.sessions.set(health.sessions as i64);
         let now = shared.rt.now();
         for entry in shared.providers.entries() {
@@ -390,6 +395,95 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("encoding into a String cannot fail");
         text
+    }
+}
+
+/// The state writer's series. Its counts live in `durable::Durable` (the core keeps no
+/// metrics types); the counters here advance by what changed since the last scrape.
+struct StateMetrics {
+    /// `exaid_state_degraded`: 1 while persistence is degraded.
+    degraded: Gauge,
+    /// `exaid_state_waiting`: records waiting to be written.
+    waiting: Gauge,
+    /// `exaid_state_commits_total`.
+    commits: Counter,
+    /// `exaid_state_changes_total`: changes written (a batch is one commit).
+    changes: Counter,
+    /// `exaid_state_failures_total`: commits that failed.
+    failures: Counter,
+    /// `exaid_state_dropped_total`: changes dropped with the queue full.
+    dropped: Counter,
+    /// The counts at the last scrape.
+    seen: Mutex<crate::durable::DurableStats>,
+}
+
+impl StateMetrics {
+    fn register(registry: &mut Registry) -> StateMetrics {
+        let metrics = StateMetrics {
+            degraded: Gauge::default(),
+            waiting: Gauge::default(),
+            commits: Counter::default(),
+            changes: Counter::default(),
+            failures: Counter::default(),
+            dropped: Counter::default(),
+            seen: Mutex::new(crate::durable::DurableStats::default()),
+        };
+        let gauges = [
+            (
+                "state_degraded",
+                "1 while persistence is degraded (see /status)",
+                &metrics.degraded,
+            ),
+            (
+                "state_waiting",
+                "Records waiting to be written to the state file",
+                &metrics.waiting,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        let counters = [
+            (
+                "state_commits",
+                "Commits to the state file",
+                &metrics.commits,
+            ),
+            (
+                "state_changes",
+                "Changes written to the state file",
+                &metrics.changes,
+            ),
+            (
+                "state_failures",
+                "Commits to the state file that failed",
+                &metrics.failures,
+            ),
+            (
+                "state_dropped",
+                "Changes dropped: the state writer's queue was full",
+                &metrics.dropped,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        metrics
+    }
+
+    fn refresh(&self, now: &crate::durable::DurableStats) {
+        self.degraded.set(i64::from(now.degraded));
+        self.waiting.set(now.waiting as i64);
+        let mut seen = self.seen.lock().expect("state metrics lock");
+        self.commits
+            .inc_by(now.commits.saturating_sub(seen.commits));
+        self.changes
+            .inc_by(now.changes.saturating_sub(seen.changes));
+        self.failures
+            .inc_by(now.failures.saturating_sub(seen.failures));
+        self.dropped
+            .inc_by(now.dropped.saturating_sub(seen.dropped));
+        *seen = now.clone();
     }
 }
 

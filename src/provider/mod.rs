@@ -22,7 +22,7 @@ use crate::rt::BoxFuture;
 use models::ModelTable;
 
 /// Who said a chat message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Instructions.

@@ -15,6 +15,8 @@
 
 pub mod fs;
 pub mod memory;
+pub mod sqlite;
+pub mod store;
 pub mod tokio;
 
 pub use fs::{FileMeta, FileRead, FileSystem};

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mock;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

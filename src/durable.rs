@@ -1,0 +1,383 @@
+//! The writer of durable state: changes leave the hot path through a bounded queue, and one
+//! task commits them to the [`Store`] in groups.
+//!
+//! Why a queue and one writer: a commit is a transaction and a sync, milliseconds on a real
+//! disk. A call that waited for its own would pay that on every turn; with one writer, the
+//! changes of every call that arrive while a commit runs go together in the next one (group
+//! commit), and a record changed twice in that time is written once (the queue keeps the last
+//! change per record). A failing store never fails a call: the daemon goes on serving with
+//! persistence degraded, says so in `/readyz` and `/status`, counts the failures, and tries
+//! the changes again.
+//!
+//! Bounded: at most `EXAI_STATE_QUEUE_MAX` records wait (past it a change is dropped, counted
+//! and logged, and persistence is degraded), at most `EXAI_STATE_BATCH_MAX` go in one commit.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::config::key;
+use crate::rt::Rt;
+use crate::rt::store::{Change, RecordKind, Store};
+
+/// How long the writer waits before trying a failed commit again.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// The writer's bounds, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableLimits {
+    /// Records waiting to be committed, at most.
+    pub queue_max: usize,
+    /// Changes in one commit, at most.
+    pub batch_max: usize,
+}
+
+/// What `/status` says of the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DurableStats {
+    /// What the store is (`sqlite <path>`, `memory`).
+    pub store: String,
+    /// Whether the last commit failed or a change was dropped since the last success: what
+    /// is kept may be behind what is served.
+    pub degraded: bool,
+    /// Why, when degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded_because: Option<String>,
+    /// Commits made.
+    pub commits: u64,
+    /// Changes committed.
+    pub changes: u64,
+    /// The largest batch committed.
+    pub batch_max_seen: u64,
+    /// Commits that failed.
+    pub failures: u64,
+    /// Changes dropped because the queue was full.
+    pub dropped: u64,
+    /// Records waiting now.
+    pub waiting: u64,
+}
+
+/// The writer.
+pub struct Durable {
+    /// The seam's clocks (wall time stamps the records) and spawner.
+    rt: Rt,
+    /// Where changes go.
+    store: Arc<dyn Store>,
+    /// The bounds.
+    limits: DurableLimits,
+    /// Changes waiting, the last one per record.
+    waiting: Mutex<BTreeMap<(RecordKind, String), Change>>,
+    /// Wakes the writer: a change arrived.
+    wake: Notify,
+    /// Wakes flushers: a commit ended.
+    committed: Notify,
+    /// A commit is running.
+    committing: AtomicBool,
+    /// Why persistence is degraded, if it is (cleared by the next successful commit).
+    degraded: Mutex<Option<String>>,
+    /// Why persistence is degraded for the life of the process, if it is: the state file
+    /// could not be opened or read, so a commit that succeeds (to memory) changes nothing.
+    degraded_for_good: Mutex<Option<String>>,
+    /// Counters for `/status`.
+    commits: AtomicU64,
+    changes: AtomicU64,
+    batch_max_seen: AtomicU64,
+    failures: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Durable {
+    /// A writer to `store`; start it with [`Durable::run`].
+    pub fn new(rt: Rt, store: Arc<dyn Store>, limits: DurableLimits) -> Arc<Durable> {
+        assert!(limits.queue_max > 0 && limits.batch_max > 0);
+        Arc::new(Durable {
+            rt,
+            store,
+            limits,
+            waiting: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+            committed: Notify::new(),
+            committing: AtomicBool::new(false),
+            degraded: Mutex::new(None),
+            degraded_for_good: Mutex::new(None),
+            commits: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
+            batch_max_seen: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// The store, for start-up's loads.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Keep `body` under (`kind`, `key`), stamped with the wall clock.
+    pub fn put(&self, kind: RecordKind, key: &str, body: String) {
+        self.submit(Change::put(kind, key, body, self.rt.unix_time_ms()));
+    }
+
+    /// Forget (`kind`, `key`).
+    pub fn delete(&self, kind: RecordKind, key: &str) {
+        let key = key.to_string();
+        self.submit(Change::Delete { kind, key });
+    }
+
+    /// Queue a change, replacing any change of the same record still waiting.
+    fn submit(&self, change: Change) {
+        let (kind, key) = change.target();
+        let target = (kind, key.to_string());
+        {
+            let mut waiting = self.waiting.lock().expect("durable lock");
+            let known = waiting.contains_key(&target);
+            if !known && waiting.len() >= self.limits.queue_max {
+                drop(waiting);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                let why = format!(
+                    "{} changes wait to be written ({}): the store is slower than the daemon",
+                    self.limits.queue_max,
+                    key::EXAI_STATE_QUEUE_MAX
+                );
+                tracing::error!(record = %target.1, kind = kind.name(), "persistence degraded: change dropped: {why}");
+                self.degrade(why);
+                return;
+            }
+            waiting.insert(target, change);
+            assert!(waiting.len() <= self.limits.queue_max);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Persistence is degraded for the life of the process (the state file could not be
+    /// opened or read): said in `/readyz`, `/status` and the metrics until the daemon stops.
+    pub fn degraded_for_good(&self, why: String) {
+        *self.degraded_for_good.lock().expect("durable lock") = Some(why);
+    }
+
+    fn degrade(&self, why: String) {
+        *self.degraded.lock().expect("durable lock") = Some(why);
+    }
+
+    /// The next batch: at most `batch_max` changes, taken from the queue.
+    fn take(&self) -> Vec<Change> {
+        let mut waiting = self.waiting.lock().expect("durable lock");
+        let keys: Vec<_> = waiting
+            .keys()
+            .take(self.limits.batch_max)
+            .cloned()
+            .collect();
+        let batch: Vec<Change> = keys
+            .iter()
+            .filter_map(|target| waiting.remove(target))
+            .collect();
+        if !batch.is_empty() {
+            self.committing.store(true, Ordering::SeqCst);
+        }
+        batch
+    }
+
+    /// Put a failed batch back, unless a newer change of the same record came meanwhile.
+    fn requeue(&self, batch: Vec<Change>) {
+        let mut waiting = self.waiting.lock().expect("durable lock");
+        for change in batch {
+            let (kind, key) = change.target();
+            let target = (kind, key.to_string());
+            if waiting.len() < self.limits.queue_max || waiting.contains_key(&target) {
+                waiting.entry(target).or_insert(change);
+            } else {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The writer's loop: commit what waits, group by group, for as long as the daemon runs.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let woken = self.wake.notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
+            let batch = self.take();
+            if batch.is_empty() {
+                self.committed.notify_waiters();
+                woken.await;
+                continue;
+            }
+            let size = batch.len() as u64;
+            let result = self.store.commit(batch.clone()).await;
+            let failed = result.is_err();
+            match result {
+                Ok(()) => {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    self.changes.fetch_add(size, Ordering::Relaxed);
+                    self.batch_max_seen.fetch_max(size, Ordering::Relaxed);
+                    let was = self.degraded.lock().expect("durable lock").take();
+                    if was.is_some() {
+                        tracing::warn!(store = %self.store.describe(), "persistence recovered");
+                    }
+                }
+                Err(error) => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(store = %self.store.describe(), %error, changes = size, "persistence degraded: commit failed; trying again");
+                    self.degrade(format!("the last commit failed: {error}"));
+                    self.requeue(batch);
+                }
+            }
+            self.committing.store(false, Ordering::SeqCst);
+            self.committed.notify_waiters();
+            if failed {
+                self.rt.sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+
+    /// Wait until everything queued before now is committed, or `timeout` passed (graceful
+    /// shutdown). Returns whether the queue is empty.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let deadline = self.rt.now() + timeout;
+        loop {
+            let done = self.committed.notified();
+            let mut done = std::pin::pin!(done);
+            done.as_mut().enable();
+            let empty = self.waiting.lock().expect("durable lock").is_empty();
+            if empty && !self.committing.load(Ordering::SeqCst) {
+                return true;
+            }
+            self.wake.notify_one();
+            tokio::select! {
+                biased;
+                () = done => {}
+                () = self.rt.sleep_until(deadline) => return false,
+            }
+        }
+    }
+
+    /// What `/status` says.
+    pub fn stats(&self) -> DurableStats {
+        let for_good = self.degraded_for_good.lock().expect("durable lock").clone();
+        let degraded_because =
+            for_good.or_else(|| self.degraded.lock().expect("durable lock").clone());
+        DurableStats {
+            store: self.store.describe(),
+            degraded: degraded_because.is_some(),
+            degraded_because,
+            commits: self.commits.load(Ordering::Relaxed),
+            changes: self.changes.load(Ordering::Relaxed),
+            batch_max_seen: self.batch_max_seen.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            waiting: self.waiting.lock().expect("durable lock").len() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::rt::BoxFuture;
+    use crate::rt::store::{MemoryStore, Record, StoreError};
+
+    /// A store that records each batch, and fails while told to.
+    #[derive(Default)]
+    struct Disk {
+        /// What was committed.
+        inner: MemoryStore,
+        /// The size of each commit that went through.
+        batches: Mutex<Vec<usize>>,
+        /// Commits to fail from now on.
+        failing: AtomicUsize,
+    }
+
+    impl Store for Disk {
+        fn load(&self, kind: RecordKind) -> Result<BTreeMap<String, Record>, StoreError> {
+            self.inner.load(kind)
+        }
+        fn commit(&self, batch: Vec<Change>) -> BoxFuture<'_, Result<(), StoreError>> {
+            let failing = self.failing.load(Ordering::SeqCst);
+            if failing > 0 {
+                self.failing.store(failing - 1, Ordering::SeqCst);
+                return Box::pin(std::future::ready(Err(StoreError("disk full".into()))));
+            }
+            self.batches.lock().unwrap().push(batch.len());
+            self.inner.commit(batch)
+        }
+        fn describe(&self) -> String {
+            "test disk".into()
+        }
+    }
+
+    fn writer(disk: &Arc<Disk>, queue_max: usize) -> Arc<Durable> {
+        let rt = Rt::new(Arc::new(crate::rt::tokio::TokioRuntime::new()));
+        let limits = DurableLimits {
+            queue_max,
+            batch_max: 2,
+        };
+        Durable::new(rt, disk.clone(), limits)
+    }
+
+    fn body(disk: &Disk, key: &str) -> Option<String> {
+        let records = disk.load(RecordKind::Conversation).unwrap();
+        records.get(key).map(|r| r.body.clone())
+    }
+
+    #[tokio::test]
+    async fn changes_are_grouped_coalesced_and_flushed() {
+        let disk = Arc::new(Disk::default());
+        let durable = writer(&disk, 16);
+        // Queued before the writer runs: one record changed three times is written once.
+        for n in 0..3 {
+            durable.put(RecordKind::Conversation, "a", format!("a{n}"));
+        }
+        durable.put(RecordKind::Conversation, "b", "b0".into());
+        durable.put(RecordKind::Conversation, "c", "c0".into());
+        durable.delete(RecordKind::Conversation, "c");
+        assert_eq!(durable.stats().waiting, 3);
+        let rt = durable.rt.clone();
+        rt.spawn("writer", durable.clone().run());
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        assert_eq!(body(&disk, "a").as_deref(), Some("a2"));
+        assert_eq!(body(&disk, "b").as_deref(), Some("b0"));
+        assert_eq!(body(&disk, "c"), None);
+        let stats = durable.stats();
+        assert_eq!((stats.changes, stats.batch_max_seen), (3, 2), "{stats:?}");
+        assert_eq!(
+            *disk.batches.lock().unwrap(),
+            [2, 1],
+            "at most EXAI_STATE_BATCH_MAX"
+        );
+        assert!(!stats.degraded);
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_degrades_then_recovers_and_a_full_queue_drops_and_says_so() {
+        let disk = Arc::new(Disk::default());
+        disk.failing.store(1, Ordering::SeqCst);
+        let durable = writer(&disk, 2);
+        durable.put(RecordKind::Conversation, "a", "kept".into());
+        durable.put(RecordKind::Conversation, "b", "kept".into());
+        durable.put(RecordKind::Conversation, "c", "dropped".into());
+        let stats = durable.stats();
+        assert_eq!((stats.dropped, stats.degraded), (1, true), "{stats:?}");
+        assert!(
+            stats
+                .degraded_because
+                .unwrap()
+                .contains("EXAI_STATE_QUEUE_MAX")
+        );
+        let rt = durable.rt.clone();
+        rt.spawn("writer", durable.clone().run());
+        // The first commit fails (degraded, counted), the retry a second later succeeds.
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        let stats = durable.stats();
+        assert_eq!((stats.failures, stats.commits), (1, 1), "{stats:?}");
+        assert!(!stats.degraded, "a successful commit clears it: {stats:?}");
+        assert_eq!(body(&disk, "a").as_deref(), Some("kept"));
+        assert_eq!(body(&disk, "c"), None);
+    }
+}
