@@ -64,8 +64,15 @@ pub async fn run(shared: &Shared, grace: Duration) -> ShutdownReport {
         rt.sleep(POLL).await;
     }
     // What the calls changed is written before the process goes (conversations).
-    if !shared.durable.flush(CLOSE_WAIT).await {
-        tracing::error!(state = ?shared.durable.stats(), "the state file could not be brought up to date before exit");
+    let flushed = shared.durable.flush(CLOSE_WAIT).await;
+    let state = shared.durable.stats();
+    if flushed {
+        tracing::info!(store = %state.store, commits = state.commits, changes = state.changes, batch_max_seen = state.batch_max_seen, failures = state.failures, "state file up to date");
+    } else {
+        tracing::error!(
+            ?state,
+            "the state file could not be brought up to date before exit"
+        );
     }
     let report = ShutdownReport {
         calls_in_flight,

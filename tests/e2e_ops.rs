@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::process::{sigterm, wait_exit};
 use common::{Client, start, wait_permits_back};
 use exaid::config::ProviderId;
 use futures_util::SinkExt;
@@ -198,25 +199,6 @@ fn spawn_binary(home: &std::path::Path, env: &[(&str, &str)]) -> (std::process::
         .parse()
         .unwrap();
     (child, addr)
-}
-
-fn sigterm(child: &std::process::Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    panic!("the daemon did not exit after SIGTERM");
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::Client;
-use common::process::{Running, exaid_command};
+use common::process::{Running, exaid_command, sigterm, wait_exit};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -156,6 +156,28 @@ async fn a_conversation_survives_kill_9_and_continues() {
         remaining - 2,
         "the two turns before the kill are still there: {second}"
     );
+}
+
+#[tokio::test]
+async fn a_graceful_restart_writes_what_is_queued_before_it_exits() {
+    let home = tempfile::tempdir().unwrap();
+    let mut daemon = start(home.path(), &[]);
+    let mut client = daemon.client().await;
+    let first = chat(&mut client, "r1", json!({"prompt": "keep this"})).await;
+    let id = first["continuation_offer"]["continuation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // No waiting for the writer: the shutdown must flush it.
+    sigterm(&daemon._running.0);
+    assert!(wait_exit(&mut daemon._running.0).await.success());
+    drop(client);
+    drop(daemon);
+    let daemon = start(home.path(), &[]);
+    let mut client = daemon.client().await;
+    let again = json!({"prompt": "and now?", "continuation_id": id});
+    let second = chat(&mut client, "r2", again).await;
+    assert_eq!(second["continuation_offer"]["continuation_id"], id.as_str());
 }
 
 #[tokio::test]

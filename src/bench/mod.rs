@@ -375,8 +375,9 @@ impl Daemon {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // The daemon logs as it would in production (its default filter, `info`) unless the
-        // bench is run with RUST_LOG, which is passed on; so are tokio's worker threads.
-        for key in ["RUST_LOG", "TOKIO_WORKER_THREADS"] {
+        // bench is run with RUST_LOG, which is passed on; so are tokio's worker threads, and
+        // the state file (`EXAI_STATE_DB=:memory:` measures the daemon without it).
+        for key in ["RUST_LOG", "TOKIO_WORKER_THREADS", "EXAI_STATE_DB"] {
             if let Ok(value) = std::env::var(key) {
                 command.env(key, value);
             }

@@ -27,3 +27,24 @@ pub fn exaid_command(home: &Path) -> Command {
         .env("RUST_LOG", "warn");
     command
 }
+
+/// Send SIGTERM (a graceful shutdown).
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Wait (10 s at most) for the process to exit.
+pub async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    panic!("the daemon did not exit after SIGTERM");
+}
