@@ -1,12 +1,11 @@
 //! How an MCP front door reaches the core, and what one call looks like from there.
 
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
+
+pub use super::stream::CallStream;
 
 use super::detached::Detached;
-use super::pending::Waiting;
 use crate::error::CallError;
-use crate::protocol::ServerFrame;
 use crate::protocol::reply::ToolInfo;
 use crate::rt::BoxFuture;
 
@@ -47,61 +46,5 @@ pub trait Backend: Send + Sync + 'static {
     /// (`/mcp`). The stdio bridge does not: its calls belong to its WebSocket session.
     fn tasks(&self) -> Option<&Detached> {
         None
-    }
-}
-
-/// One call as a front door sees it: progress frames, then one terminal frame.
-///
-/// Dropping it before the terminal frame arrived cancels the call: a front door that stops
-/// waiting (its client cancelled, or went away) must not leave the work running.
-pub struct CallStream {
-    /// `progress` frames, in order; lossy when the reader falls behind.
-    pub progress: mpsc::Receiver<ServerFrame>,
-    /// The `call_tool_res` frame. Closed without a value when the backend gave up on the
-    /// call (it cannot reach the daemon any more).
-    pub terminal: oneshot::Receiver<ServerFrame>,
-    /// Cancels the call; taken once the call has ended.
-    cancel: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl CallStream {
-    /// A call's frames, and how to cancel it.
-    pub fn new(waiting: Waiting, cancel: impl FnOnce() + Send + 'static) -> CallStream {
-        CallStream {
-            progress: waiting.progress,
-            terminal: waiting.terminal,
-            cancel: Some(Box::new(cancel)),
-        }
-    }
-
-    /// A call whose stream may go without cancelling it (a stateless `/mcp` call: only
-    /// `notifications/cancelled` cancels it).
-    pub fn kept(
-        progress: mpsc::Receiver<ServerFrame>,
-        terminal: oneshot::Receiver<ServerFrame>,
-    ) -> CallStream {
-        CallStream {
-            progress,
-            terminal,
-            cancel: None,
-        }
-    }
-
-    /// The call ended: dropping the stream no longer cancels anything.
-    pub fn ended(&mut self) {
-        self.cancel = None;
-    }
-
-    /// Cancel the call now (at most once).
-    pub fn cancel(&mut self) {
-        if let Some(cancel) = self.cancel.take() {
-            cancel();
-        }
-    }
-}
-
-impl Drop for CallStream {
-    fn drop(&mut self) {
-        self.cancel();
     }
 }

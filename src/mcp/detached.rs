@@ -15,9 +15,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend::CallStream;
 use super::local::LocalClient;
 use super::reissue::{Cancel, Found, Peek, ReissueLimits, Reissued, When};
+use super::stream::CallStream;
 use crate::error::{CallError, ErrorCode};
 use crate::protocol::ServerFrame;
 use crate::state::Shared;

@@ -26,3 +26,4 @@ pub mod http;
 pub mod local;
 pub mod pending;
 pub mod reissue;
+pub mod stream;
