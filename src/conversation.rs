@@ -533,7 +533,13 @@ impl ConversationStore {
         now: Instant,
     ) -> Result<String, CallError> {
         let mut conversations = self.lock();
-        self.open_locked(&mut conversations, existing, new_id, now)
+        let id = self.open_locked(&mut conversations, existing, new_id, now)?;
+        if existing.is_none() {
+            // A new conversation is kept from the start (its id was handed out); one that
+            // gets turns at once is kept by `open_append` instead, written once.
+            self.persist(&id, &conversations[&id]);
+        }
+        Ok(id)
     }
 
     /// [`ConversationStore::open`] and [`ConversationStore::append`] under one lock. Why:
@@ -590,9 +596,7 @@ impl ConversationStore {
             self.forget(&oldest);
         }
         let id = new_id();
-        let conversation = Conversation::new(now);
-        self.persist(&id, &conversation);
-        conversations.insert(id.clone(), conversation);
+        conversations.insert(id.clone(), Conversation::new(now));
         Ok(id)
     }
 
