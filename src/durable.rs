@@ -182,7 +182,7 @@ impl Durable {
     }
 
     /// Put a failed batch back, unless a newer change of the same record came meanwhile.
-    fn requeue(&self, batch: Vec<Change>) {
+    fn requeue(&self, batch: impl Iterator<Item = Change>) {
         let mut waiting = self.waiting.lock().expect("durable lock");
         for change in batch {
             let (kind, key) = change.target();
@@ -208,6 +208,7 @@ impl Durable {
                 continue;
             }
             let size = batch.len() as u64;
+            let batch: Arc<[Change]> = batch.into();
             let result = self.store.commit(batch.clone()).await;
             let failed = result.is_err();
             match result {
@@ -224,7 +225,7 @@ impl Durable {
                     self.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(store = %self.store.describe(), %error, changes = size, "persistence degraded: commit failed; trying again");
                     self.degrade(format!("the last commit failed: {error}"));
-                    self.requeue(batch);
+                    self.requeue(batch.iter().cloned());
                 }
             }
             self.committing.store(false, Ordering::SeqCst);
@@ -298,7 +299,7 @@ mod tests {
         fn load(&self, kind: RecordKind) -> Result<BTreeMap<String, Record>, StoreError> {
             self.inner.load(kind)
         }
-        fn commit(&self, batch: Vec<Change>) -> BoxFuture<'_, Result<(), StoreError>> {
+        fn commit(&self, batch: Arc<[Change]>) -> BoxFuture<'_, Result<(), StoreError>> {
             let failing = self.failing.load(Ordering::SeqCst);
             if failing > 0 {
                 self.failing.store(failing - 1, Ordering::SeqCst);

@@ -109,6 +109,11 @@ async fn serve_http(daemon: &TestDaemon) -> SocketAddr {
     .unwrap()
 }
 
+/// `/mcp` served, and its URL (for tests that speak raw HTTP to it).
+async fn mcp_url(daemon: &TestDaemon) -> String {
+    format!("http://{}/mcp", serve_http(daemon).await)
+}
+
 fn arguments(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
@@ -760,8 +765,7 @@ async fn resume(
 #[tokio::test]
 async fn a_dropped_mcp_stream_is_resumed_with_last_event_id_and_the_call_is_never_cancelled() {
     let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 1_500).await;
-    let addr = serve_http(&daemon).await;
-    let url = format!("http://{addr}/mcp");
+    let url = mcp_url(&daemon).await;
     let http = reqwest::Client::new();
     let post = |session: Option<&str>, body: Value| {
         let mut request = http
@@ -811,8 +815,7 @@ async fn a_dropped_mcp_stream_is_resumed_with_last_event_id_and_the_call_is_neve
 #[tokio::test]
 async fn every_handshake_revision_is_served_and_answers_a_call() {
     let daemon = start(|_| {}).await;
-    let addr = serve_http(&daemon).await;
-    let url = format!("http://{addr}/mcp");
+    let url = mcp_url(&daemon).await;
     let http = reqwest::Client::new();
     for (n, version) in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
         .into_iter()
@@ -896,8 +899,7 @@ async fn post_stateless(
 #[tokio::test]
 async fn a_stateless_call_sent_again_after_its_stream_dropped_joins_it_and_only_a_cancel_cancels() {
     let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 1_500).await;
-    let addr = serve_http(&daemon).await;
-    let url = format!("http://{addr}/mcp");
+    let url = mcp_url(&daemon).await;
     let http = reqwest::Client::new();
     let mut call = stateless(
         4,
@@ -961,8 +963,7 @@ async fn a_stateless_call_of_2026_07_28_survives_a_dropped_stream() {
         c.tools.progress_interval_ms = 1_000;
     })
     .await;
-    let addr = serve_http(&daemon).await;
-    let url = format!("http://{addr}/mcp");
+    let url = mcp_url(&daemon).await;
     let http = reqwest::Client::new();
     let call = stateless(
         3,
@@ -1032,8 +1033,7 @@ async fn poll_task(http: &reqwest::Client, url: &str, task_id: &str) -> Value {
 #[tokio::test]
 async fn a_client_with_tasks_gets_a_task_polls_its_result_and_can_cancel_it() {
     let daemon = start(|c| c.providers[ProviderId::Offline].latency_ms = 1_000).await;
-    let addr = serve_http(&daemon).await;
-    let url = format!("http://{addr}/mcp");
+    let url = mcp_url(&daemon).await;
     let http = reqwest::Client::new();
     let call = |id, prompt: &str| {
         with_tasks(

@@ -38,7 +38,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
 
 /// A commit for the store's thread, and where its result goes.
 type Job = (
-    Vec<Change>,
+    Arc<[Change]>,
     tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 );
 
@@ -267,7 +267,7 @@ impl Store for SqliteStore {
         Ok(records)
     }
 
-    fn commit(&self, batch: Vec<Change>) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn commit(&self, batch: Arc<[Change]>) -> BoxFuture<'_, Result<(), StoreError>> {
         let (done, result) = tokio::sync::oneshot::channel();
         let sent = self
             .jobs
@@ -310,12 +310,12 @@ mod tests {
         let path = folder.path().join("state/state.db");
         let (store, opened) = SqliteStore::open(&path, 1).unwrap();
         assert_eq!(opened, Opened::Created);
-        block(store.commit(vec![put("a", "1"), put("b", "2")])).unwrap();
+        block(store.commit(vec![put("a", "1"), put("b", "2")].into())).unwrap();
         let delete_b = Change::Delete {
             kind: RecordKind::Conversation,
             key: "b".into(),
         };
-        block(store.commit(vec![put("a", "3"), delete_b])).unwrap();
+        block(store.commit(vec![put("a", "3"), delete_b].into())).unwrap();
         drop(store);
         let (store, opened) = SqliteStore::open(&path, 2).unwrap();
         assert_eq!(opened, Opened::Existing { version: 1 });

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::BoxFuture;
 
@@ -111,8 +111,9 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self, kind: RecordKind) -> Result<BTreeMap<String, Record>, StoreError>;
 
     /// Make `batch` durable, all of it or none: one transaction, one sync. When the future
-    /// says `Ok`, a crash no longer loses it.
-    fn commit(&self, batch: Vec<Change>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// says `Ok`, a crash no longer loses it. Shared, not owned: the writer keeps the batch
+    /// to queue it again if the commit fails, without copying it for every commit.
+    fn commit(&self, batch: Arc<[Change]>) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// What the store is, for logs and `/status` (`sqlite <path>`, `memory`).
     fn describe(&self) -> String;
@@ -133,7 +134,10 @@ impl MemoryStore {
     }
 
     /// Apply one batch to `records`, in order (what every store does inside its transaction).
-    pub fn apply(records: &mut BTreeMap<(RecordKind, String), Record>, batch: Vec<Change>) {
+    pub fn apply(
+        records: &mut BTreeMap<(RecordKind, String), Record>,
+        batch: impl IntoIterator<Item = Change>,
+    ) {
         for change in batch {
             match change {
                 Change::Put { kind, key, record } => {
@@ -157,9 +161,9 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn commit(&self, batch: Vec<Change>) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn commit(&self, batch: Arc<[Change]>) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut records = self.records.lock().expect("memory store lock");
-        MemoryStore::apply(&mut records, batch);
+        MemoryStore::apply(&mut records, batch.iter().cloned());
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -188,7 +192,7 @@ mod tests {
                 key: "b".into(),
             },
         ];
-        futures_util::FutureExt::now_or_never(store.commit(batch))
+        futures_util::FutureExt::now_or_never(store.commit(batch.into()))
             .expect("a memory commit is ready at once")
             .unwrap();
         let loaded = store.load(RecordKind::Conversation).unwrap();
