@@ -302,10 +302,13 @@ fn stopped(reason: StopReason) -> CallError {
             ErrorCode::Cancelled,
             "cancelled: the session expired with no client attached",
         ),
+        // Retryable, and never cached: the same request id sent again (to this daemon once
+        // it is back) runs the call.
         StopReason::Shutdown => CallError::new(
-            ErrorCode::ServiceUnavailable,
-            "the daemon shut down before the call finished",
-        ),
+            ErrorCode::Interrupted,
+            "the daemon shut down before the call finished; send the same request_id again once it is back",
+        )
+        .with_retry_after_secs(1),
         StopReason::ClientGone => CallError::new(
             ErrorCode::Cancelled,
             "cancelled: the client closed its session",

@@ -14,6 +14,7 @@ use crate::config::{Config, ProviderId};
 use crate::connection::slots::ConnectionSlots;
 use crate::conversation::{ConversationLimits, ConversationStore};
 use crate::durable::{Durable, DurableLimits};
+use crate::kept;
 use crate::lifecycle::Lifecycle;
 use crate::observe::{NoObserver, Observer};
 use crate::operator::metrics::Metrics;
@@ -153,7 +154,6 @@ impl DaemonBuilder {
                 })
             })
             .collect();
-        let sessions = SessionRegistry::new(SessionLimits::from(&config), observer.clone());
         let selected = profile::selected(
             config.tools.profile,
             &config.tools.enabled,
@@ -173,6 +173,7 @@ impl DaemonBuilder {
             },
         );
         let conversations = restore_conversations(&config, &rt, &durable);
+        let sessions = restore_sessions(&config, &rt, &durable, observer.clone());
         rt.spawn("state-writer", durable.clone().run());
         let shared = Shared {
             admission: Admission::from(&config.limits),
@@ -227,6 +228,58 @@ fn restore_conversations(config: &Config, rt: &Rt, durable: &Arc<Durable>) -> Co
         }
     }
     conversations
+}
+
+/// The session registry, keeping WebSocket sessions when the store outlives the process,
+/// with the sessions it kept brought back. A store that cannot be read leaves the daemon
+/// serving with no past sessions, degraded and saying why.
+fn restore_sessions(
+    config: &Config,
+    rt: &Rt,
+    durable: &Arc<Durable>,
+    observer: Arc<dyn Observer>,
+) -> SessionRegistry {
+    let limits = SessionLimits::from(config);
+    let registry = SessionRegistry::new(limits, observer);
+    if !durable.store().outlives_process() {
+        return registry;
+    }
+    let registry = registry.with_keep(durable.clone());
+    let store = durable.store();
+    let loaded = store
+        .load(RecordKind::Session)
+        .and_then(|sessions| Ok((sessions, store.load(RecordKind::Call)?)));
+    let (sessions, calls) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!(%error, store = %store.describe(), "persistence degraded: the kept sessions cannot be read");
+            durable.degraded_for_good(format!("the kept sessions cannot be read: {error}"));
+            return registry;
+        }
+    };
+    let gathered = kept::gather(
+        sessions,
+        calls,
+        rt.unix_time_ms(),
+        limits.ttl,
+        limits.result_ttl,
+    );
+    for (kind, key) in &gathered.forget {
+        durable.delete(*kind, key);
+    }
+    let report = registry.restore(gathered.sessions, rt.now());
+    if report.sessions + gathered.forget.len() > 0 {
+        tracing::info!(
+            sessions = report.sessions,
+            results = report.results,
+            interrupted = report.interrupted,
+            forgotten = gathered.forget.len(),
+            unreadable = gathered.unreadable,
+            store = %store.describe(),
+            "sessions loaded back"
+        );
+    }
+    registry
 }
 
 impl Daemon {

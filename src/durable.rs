@@ -36,6 +36,21 @@ pub struct DurableLimits {
     pub batch_max: usize,
 }
 
+/// Run once a change is committed, or once it is clear it will not be soon (the commit
+/// failed, or the queue was full): what waits for durability (a terminal frame held back
+/// from its client) must never wait on a failing disk, since a failing disk degrades
+/// persistence, never service.
+pub type Done = Box<dyn FnOnce() + Send>;
+
+/// A change waiting, with whatever waits for it.
+struct Waiting {
+    /// The last change of its record.
+    change: Change,
+    /// Run after the commit that carries it (every earlier change of the record it replaced
+    /// is carried by it too).
+    done: Vec<Done>,
+}
+
 /// What `/status` says of the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DurableStats {
@@ -70,7 +85,7 @@ pub struct Durable {
     /// The bounds.
     limits: DurableLimits,
     /// Changes waiting, the last one per record.
-    waiting: Mutex<BTreeMap<(RecordKind, String), Change>>,
+    waiting: Mutex<BTreeMap<(RecordKind, String), Waiting>>,
     /// Wakes the writer: a change arrived.
     wake: Notify,
     /// Wakes flushers: a commit ended.
@@ -112,6 +127,11 @@ impl Durable {
         })
     }
 
+    /// The wall clock the records are stamped with (ms since the Unix epoch).
+    pub fn unix_time_ms(&self) -> u64 {
+        self.rt.unix_time_ms()
+    }
+
     /// The store, for start-up's loads.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -119,17 +139,24 @@ impl Durable {
 
     /// Keep `body` under (`kind`, `key`), stamped with the wall clock.
     pub fn put(&self, kind: RecordKind, key: &str, body: String) {
-        self.submit(Change::put(kind, key, body, self.rt.unix_time_ms()));
+        self.submit(Change::put(kind, key, body, self.rt.unix_time_ms()), None);
+    }
+
+    /// Keep `body` under (`kind`, `key`), and run `done` once it is committed (or once the
+    /// store has failed it: see [`Done`]).
+    pub fn put_then(&self, kind: RecordKind, key: &str, body: String, done: Done) {
+        let change = Change::put(kind, key, body, self.rt.unix_time_ms());
+        self.submit(change, Some(done));
     }
 
     /// Forget (`kind`, `key`).
     pub fn delete(&self, kind: RecordKind, key: &str) {
         let key = key.to_string();
-        self.submit(Change::Delete { kind, key });
+        self.submit(Change::Delete { kind, key }, None);
     }
 
     /// Queue a change, replacing any change of the same record still waiting.
-    fn submit(&self, change: Change) {
+    fn submit(&self, change: Change, done: Option<Done>) {
         let (kind, key) = change.target();
         let target = (kind, key.to_string());
         {
@@ -145,9 +172,17 @@ impl Durable {
                 );
                 tracing::error!(record = %target.1, kind = kind.name(), "persistence degraded: change dropped: {why}");
                 self.degrade(why);
+                if let Some(done) = done {
+                    done();
+                }
                 return;
             }
-            waiting.insert(target, change);
+            let entry = waiting.entry(target).or_insert_with(|| Waiting {
+                change: change.clone(),
+                done: Vec::new(),
+            });
+            entry.change = change;
+            entry.done.extend(done);
             assert!(waiting.len() <= self.limits.queue_max);
         }
         self.wake.notify_one();
@@ -163,22 +198,27 @@ impl Durable {
         *self.degraded.lock().expect("durable lock") = Some(why);
     }
 
-    /// The next batch: at most `batch_max` changes, taken from the queue.
-    fn take(&self) -> Vec<Change> {
+    /// The next batch: at most `batch_max` changes, taken from the queue, with what waits
+    /// for them.
+    fn take(&self) -> (Vec<Change>, Vec<Done>) {
         let mut waiting = self.waiting.lock().expect("durable lock");
         let keys: Vec<_> = waiting
             .keys()
             .take(self.limits.batch_max)
             .cloned()
             .collect();
-        let batch: Vec<Change> = keys
-            .iter()
-            .filter_map(|target| waiting.remove(target))
-            .collect();
+        let mut batch = Vec::with_capacity(keys.len());
+        let mut done = Vec::new();
+        for target in &keys {
+            let taken = waiting.remove(target).expect("the key was just listed");
+            batch.push(taken.change);
+            done.extend(taken.done);
+        }
         if !batch.is_empty() {
             self.committing.store(true, Ordering::SeqCst);
         }
-        batch
+        assert!(batch.len() <= self.limits.batch_max);
+        (batch, done)
     }
 
     /// Put a failed batch back, unless a newer change of the same record came meanwhile.
@@ -188,7 +228,10 @@ impl Durable {
             let (kind, key) = change.target();
             let target = (kind, key.to_string());
             if waiting.len() < self.limits.queue_max || waiting.contains_key(&target) {
-                waiting.entry(target).or_insert(change);
+                waiting.entry(target).or_insert(Waiting {
+                    change,
+                    done: Vec::new(),
+                });
             } else {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -201,7 +244,7 @@ impl Durable {
             let woken = self.wake.notified();
             let mut woken = std::pin::pin!(woken);
             woken.as_mut().enable();
-            let batch = self.take();
+            let (batch, done) = self.take();
             if batch.is_empty() {
                 self.committed.notify_waiters();
                 woken.await;
@@ -227,6 +270,11 @@ impl Durable {
                     self.degrade(format!("the last commit failed: {error}"));
                     self.requeue(batch.iter().cloned());
                 }
+            }
+            // Committed, or failed and queued again: either way nothing waits on this disk
+            // any longer (a failed batch is served, not durable, and degraded says so).
+            for done in done {
+                done();
             }
             self.committing.store(false, Ordering::SeqCst);
             self.committed.notify_waiters();

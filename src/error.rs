@@ -38,6 +38,9 @@ pub enum ErrorCode {
     Cancelled,
     /// The daemon is shutting down or not ready.
     ServiceUnavailable,
+    /// The daemon stopped (crashed, was killed, or shut down) while the call ran: nothing of
+    /// it was kept, and sending the same request id again runs it anew. Retryable.
+    Interrupted,
 }
 
 impl ErrorCode {
@@ -57,6 +60,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::Interrupted => "INTERRUPTED",
         }
     }
 }
@@ -80,6 +84,10 @@ pub struct CallError {
     /// Structured detail (the failing field path, the limit's numbers...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// True when sending the same request again is the remedy (`INTERRUPTED`: the daemon
+    /// stopped while the call ran). Sent only when true, so other errors read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
     /// Whether another provider may succeed where this one failed (its rate limit does not
     /// fit the deadline, its quota is spent, it still fails after its retries): an `auto`
     /// call then moves to its next model (`tools::route`). Never sent to clients.
@@ -101,6 +109,7 @@ impl CallError {
             message: message.into(),
             retry_after_secs: None,
             details: None,
+            retryable: code == ErrorCode::Interrupted,
             failover: false,
         }
     }

@@ -38,6 +38,7 @@ pub mod error;
 pub mod files;
 pub mod health;
 mod host;
+pub mod kept;
 pub mod lifecycle;
 pub mod mcp;
 pub mod observe;

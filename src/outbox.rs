@@ -6,8 +6,13 @@
 //! after its cursor. Frames stay until the client acks them, they grow older than the TTL, or
 //! the caps (frames, bytes) push the oldest out. A frame that falls out before its client saw
 //! it is never silent: the writer announces the hole with a `gap` frame.
+//!
+//! A frame may be pushed held ([`Outbox::push_held`]): stamped and kept, but not handed to any
+//! writer (nor any frame after it, so order holds) until [`Outbox::release`]. A terminal frame
+//! of a session kept in the state file is held until its record is committed, so a client
+//! never receives a result that a crash could still take back.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,6 +121,8 @@ struct State {
     bytes: usize,
     /// Frames evicted before acked, all time.
     evicted_total: u64,
+    /// Seqs of kept frames not yet released to writers (waiting to be durable).
+    held: BTreeSet<u64>,
 }
 
 /// A session's outbox.
@@ -146,6 +153,7 @@ impl Outbox {
                 frames: VecDeque::new(),
                 bytes: 0,
                 evicted_total: 0,
+                held: BTreeSet::new(),
             }),
             notify: Notify::new(),
             frames_max,
@@ -157,12 +165,48 @@ impl Outbox {
     /// Stamp `frame` with the next seq, keep it, wake the writer. Returns the stamped frame
     /// and how many unacked frames the caps or the TTL pushed out to make room.
     pub fn push(&self, frame: ServerFrame, now: Instant) -> (Arc<Stamped>, u64) {
+        self.push_with(frame, now, false)
+    }
+
+    /// Stamp and keep `frame` like [`Outbox::push`], but hand neither it nor any later frame
+    /// to a writer until [`Outbox::release`] of its seq.
+    pub fn push_held(&self, frame: ServerFrame, now: Instant) -> (Arc<Stamped>, u64) {
+        self.push_with(frame, now, true)
+    }
+
+    /// Release a held frame to the writers (no effect if it was released or evicted).
+    pub fn release(&self, seq: u64) {
+        let released = self.state.lock().expect("outbox lock").held.remove(&seq);
+        if released {
+            self.notify.notify_one();
+        }
+    }
+
+    /// A session kept across a restart starts its seqs after `seq`, the last one its client
+    /// has: what the daemon sends from now on is new to it, and no seq it saw is reused.
+    /// Only while nothing is kept (before the first frame of this process).
+    pub fn continue_after(&self, seq: u64) {
+        let mut state = self.state.lock().expect("outbox lock");
+        let empty = state.frames.is_empty();
+        if empty && state.next_seq <= seq {
+            state.next_seq = seq + 1;
+        }
+        assert!(
+            !empty || state.next_seq > seq,
+            "every new seq is past the client's"
+        );
+    }
+
+    fn push_with(&self, frame: ServerFrame, now: Instant, held: bool) -> (Arc<Stamped>, u64) {
         // Rendered outside the lock; only the seq is added under it.
         let body = frame.to_json();
         let seq = {
             let mut state = self.state.lock().expect("outbox lock");
             let seq = state.next_seq;
             state.next_seq += 1;
+            if held {
+                state.held.insert(seq);
+            }
             let stamped = Arc::new(Stamped::new(seq, frame, &body));
             let stored = Stored {
                 stamped: stamped.clone(),
@@ -193,6 +237,7 @@ impl Outbox {
             }
             let oldest = state.frames.pop_front().expect("front exists");
             state.bytes -= oldest.bytes();
+            state.held.remove(&oldest.seq());
             state.evicted_total += 1;
             evicted += 1;
         }
@@ -219,10 +264,13 @@ impl Outbox {
             });
         }
         let skip = after_seq.saturating_sub(first_kept - 1) as usize;
+        // Nothing from the first held frame on: it is not durable yet, and order holds.
+        let held_from = state.held.first().copied().unwrap_or(u64::MAX);
         batch.frames = state
             .frames
             .iter()
             .skip(skip)
+            .take_while(|f| f.seq() < held_from)
             .map(|f| f.stamped.clone())
             .collect();
         // Contiguous seqs, starting right after the cursor or the gap.
@@ -239,7 +287,13 @@ impl Outbox {
     /// The client has everything up to `seq`: forget it.
     pub fn ack(&self, seq: u64) {
         let mut state = self.state.lock().expect("outbox lock");
-        while state.frames.front().is_some_and(|f| f.seq() <= seq) {
+        // A client cannot ack what it was never handed: never past the first held frame.
+        let held_from = state.held.first().copied().unwrap_or(u64::MAX);
+        while state
+            .frames
+            .front()
+            .is_some_and(|f| f.seq() <= seq && f.seq() < held_from)
+        {
             let acked = state.frames.pop_front().expect("front exists");
             state.bytes -= acked.bytes();
         }
@@ -269,6 +323,11 @@ impl Outbox {
     /// The cap on kept frames.
     pub fn frames_max(&self) -> usize {
         self.frames_max
+    }
+
+    /// How long an unacked frame is kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// The cap on kept bytes.
@@ -307,6 +366,26 @@ mod tests {
         assert_eq!(batch.frames[0].seq, 2);
         outbox.ack(1);
         assert_eq!(outbox.stats().frames, 1);
+    }
+
+    #[test]
+    fn a_held_frame_and_every_later_one_wait_for_release() {
+        let outbox = Outbox::new(8, 1 << 20, Duration::from_secs(300));
+        let now = Instant::EPOCH;
+        outbox.continue_after(41);
+        assert_eq!(
+            outbox.push(pong("a"), now).0.seq,
+            42,
+            "seqs go on after the client's"
+        );
+        assert_eq!(outbox.push_held(pong("held"), now).0.seq, 43);
+        outbox.push(pong("after"), now);
+        let seqs = |batch: Batch| batch.frames.iter().map(|f| f.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(outbox.frames_after(41, now)), [42]);
+        outbox.ack(44);
+        assert_eq!(outbox.stats().frames, 2, "nothing held can be acked");
+        outbox.release(43);
+        assert_eq!(seqs(outbox.frames_after(42, now)), [43, 44]);
     }
 
     #[test]

@@ -151,6 +151,10 @@ pub fn start_call(
     arguments: Map<String, Value>,
 ) {
     let now = shared.rt.now();
+    // Digested before planning takes the arguments: a kept call's record names them so.
+    let arguments_digest = session
+        .is_kept()
+        .then(|| crate::kept::arguments_digest(&arguments));
     let plan = shared
         .lifecycle
         .is_ready()
@@ -185,6 +189,9 @@ pub fn start_call(
             return;
         }
     };
+    if let Some(digest) = arguments_digest {
+        session.keep_accepted(&request_id, tool.name(), digest, timeout_ms);
+    }
     session.push(ack(false), now);
     call::spawn(Accepted {
         shared: shared.clone(),

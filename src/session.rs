@@ -8,6 +8,12 @@
 //! Why sessions are keyed by a random id and a secret resume token, not by `ip:port`: a
 //! reconnect comes from a new port (DESIGN.md section 9.3), and anyone on the machine can
 //! guess an address.
+//!
+//! A WebSocket session is kept in the state file too (`kept`): its record, and one record per
+//! call, accepted then finished. Its terminal frames are held in the outbox until their record
+//! is committed, so a result a client received survives a crash. After a restart the session
+//! comes back detached; the first resume delivers what the client had not received, and an
+//! `INTERRUPTED` terminal frame for each call that was running when the daemon stopped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +25,14 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::admission::Limit;
 use crate::config::Config;
+use crate::durable::Durable;
+use crate::error::ErrorCode;
+use crate::kept::{self, CallRecord, KeptSession, SessionRecord};
 use crate::observe::Observer;
 use crate::outbox::Outbox;
 use crate::protocol::ServerFrame;
 use crate::rt::Instant;
+use crate::rt::store::RecordKind;
 
 /// Why a running call is being stopped from outside its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +83,40 @@ pub enum Begin {
     Finished(ServerFrame),
 }
 
+/// What the state file holds of one call of a kept session.
+#[derive(Debug, Clone, Copy)]
+struct KeptRecord {
+    /// The seq its terminal frame went out with; `None` while the call runs.
+    seq: Option<u64>,
+    /// Whether the result cache still answers repeats from it.
+    cached: bool,
+}
+
+/// A frame kept across a restart, delivered by the first resume.
+#[derive(Debug)]
+struct Replay {
+    /// The call.
+    request_id: String,
+    /// The seq it had before the restart (`None`: never sent, e.g. `INTERRUPTED`).
+    seq: Option<u64>,
+    /// Whether the result cache answers repeats from it.
+    cached: bool,
+    /// The terminal frame.
+    frame: ServerFrame,
+}
+
+/// How a kept session writes its records.
+struct Keeping {
+    /// The state writer.
+    durable: Arc<Durable>,
+    /// Calls with a record, by request id.
+    records: Mutex<BTreeMap<String, KeptRecord>>,
+    /// What the first resume after a restart delivers.
+    replay: Mutex<Vec<Replay>>,
+    /// Set when the session ended: its records are gone, and nothing writes them again.
+    forgotten: std::sync::atomic::AtomicBool,
+}
+
 /// The connection currently serving a session.
 struct Attachment {
     /// Increases with every attach, so a stale connection can tell it was replaced.
@@ -95,8 +139,13 @@ struct Presence {
 pub struct Session {
     /// Public id, sent in `hello_ack`.
     pub id: String,
-    /// Secret proving ownership on resume; compared in constant time, never logged.
-    resume_token: String,
+    /// Secret proving ownership on resume, for a session this process opened (a session
+    /// kept across a restart has only its hash); never logged.
+    resume_token: Option<String>,
+    /// SHA-256 of the resume token: what a resume is compared with, in constant time.
+    token_sha256: [u8; 32],
+    /// For a session kept in the state file: how it writes its records.
+    keeping: Option<Keeping>,
     /// Every frame the session sends.
     pub outbox: Outbox,
     /// The per-session concurrency limit.
@@ -149,14 +198,28 @@ impl Session {
         }
     }
 
-    /// The secret resume token (only `hello_ack` may send it anywhere).
-    pub fn resume_token(&self) -> &str {
-        &self.resume_token
+    /// The secret resume token (only `hello_ack` may send it anywhere); `None` for a session
+    /// kept across a restart, whose client already has it.
+    pub fn resume_token(&self) -> Option<&str> {
+        self.resume_token.as_deref()
     }
 
     /// Push a frame into the outbox.
     pub fn push(&self, frame: ServerFrame, now: Instant) -> u64 {
-        let (stamped, evicted) = self.outbox.push(frame, now);
+        self.push_with(frame, now, false).seq
+    }
+
+    fn push_with(
+        &self,
+        frame: ServerFrame,
+        now: Instant,
+        held: bool,
+    ) -> Arc<crate::outbox::Stamped> {
+        let (stamped, evicted) = if held {
+            self.outbox.push_held(frame, now)
+        } else {
+            self.outbox.push(frame, now)
+        };
         if evicted > 0 {
             self.observer.frames_evicted(&self.id, evicted);
         }
@@ -167,13 +230,248 @@ impl Session {
             now,
             self.outbox.stats(),
         );
-        stamped.seq
+        stamped
     }
 
-    /// The client acked everything up to `seq`.
+    /// The client acked everything up to `seq`: a kept result it has and the result cache
+    /// no longer holds leaves the state file.
     pub fn ack(&self, seq: u64) {
-        self.acked_seq.fetch_max(seq, Ordering::SeqCst);
+        let acked = self.acked_seq.fetch_max(seq, Ordering::SeqCst).max(seq);
         self.outbox.ack(seq);
+        if let Some(keeping) = self.keeping() {
+            let mut records = keeping.records.lock().expect("records lock");
+            let done: Vec<String> = records
+                .iter()
+                .filter(|(_, r)| !r.cached && r.seq.is_some_and(|s| s <= acked))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for request_id in done {
+                records.remove(&request_id);
+                let key = kept::call_key(&self.id, &request_id);
+                keeping.durable.delete(RecordKind::Call, &key);
+            }
+        }
+    }
+
+    /// True when the session is kept in the state file.
+    pub fn is_kept(&self) -> bool {
+        self.keeping().is_some()
+    }
+
+    /// How the session keeps its records, unless it is not kept or has ended.
+    fn keeping(&self) -> Option<&Keeping> {
+        self.keeping
+            .as_ref()
+            .filter(|k| !k.forgotten.load(Ordering::SeqCst))
+    }
+
+    /// Keep the acceptance of call `request_id`: if the daemon dies before it finishes, the
+    /// client that resumes gets `INTERRUPTED` for it.
+    pub fn keep_accepted(&self, request_id: &str, tool: &str, arguments: String, timeout_ms: u64) {
+        let Some(keeping) = self.keeping() else {
+            return;
+        };
+        let accepted_unix_ms = keeping.durable.unix_time_ms();
+        let body = CallRecord::accepted_body(
+            tool,
+            arguments,
+            accepted_unix_ms,
+            accepted_unix_ms + timeout_ms,
+        );
+        let record = KeptRecord {
+            seq: None,
+            cached: false,
+        };
+        let mut records = keeping.records.lock().expect("records lock");
+        records.insert(request_id.to_string(), record);
+        let key = kept::call_key(&self.id, request_id);
+        keeping.durable.put(RecordKind::Call, &key, body);
+    }
+
+    /// Push a call's terminal frame: for a kept session, held until its record (with the seq
+    /// it goes out with) is committed.
+    fn push_terminal(
+        self: &Arc<Self>,
+        request_id: &str,
+        terminal: ServerFrame,
+        cached: bool,
+        now: Instant,
+    ) {
+        let Some(keeping) = self.keeping() else {
+            self.push(terminal, now);
+            return;
+        };
+        let stamped = self.push_with(terminal, now, true);
+        let seq = stamped.seq;
+        let ended_unix_ms = keeping.durable.unix_time_ms();
+        let body = CallRecord::finished_body(Some(seq), cached, ended_unix_ms, stamped.text());
+        let record = KeptRecord {
+            seq: Some(seq),
+            cached,
+        };
+        let mut records = keeping.records.lock().expect("records lock");
+        records.insert(request_id.to_string(), record);
+        let key = kept::call_key(&self.id, request_id);
+        let session = Arc::downgrade(self);
+        let release = Box::new(move || {
+            if let Some(session) = session.upgrade() {
+                session.outbox.release(seq);
+            }
+        });
+        keeping
+            .durable
+            .put_then(RecordKind::Call, &key, body, release);
+    }
+
+    /// Results the cache let go: a kept one the client has acked leaves the state file.
+    fn uncache(&self, request_ids: Vec<String>) {
+        let Some(keeping) = self.keeping() else {
+            return;
+        };
+        let acked = self.acked_seq.load(Ordering::SeqCst);
+        let mut records = keeping.records.lock().expect("records lock");
+        for request_id in request_ids {
+            let Some(record) = records.get_mut(&request_id) else {
+                continue;
+            };
+            record.cached = false;
+            if record.seq.is_some_and(|s| s <= acked) {
+                records.remove(&request_id);
+                let key = kept::call_key(&self.id, &request_id);
+                keeping.durable.delete(RecordKind::Call, &key);
+            }
+        }
+    }
+
+    /// Keep whether a connection serves the session (a crash turns "attached" into
+    /// "detached since the restart").
+    fn keep_presence(&self, detached: bool) {
+        let Some(keeping) = self.keeping() else {
+            return;
+        };
+        let detached_unix_ms = detached.then(|| keeping.durable.unix_time_ms());
+        let body = SessionRecord::body(&self.token_sha256, detached_unix_ms);
+        keeping.durable.put(RecordKind::Session, &self.id, body);
+    }
+
+    /// The session ended (expired, closed): its records leave the state file, and nothing it
+    /// still does writes them again.
+    fn forget(&self) {
+        let Some(keeping) = self.keeping() else {
+            return;
+        };
+        keeping.forgotten.store(true, Ordering::SeqCst);
+        let records = std::mem::take(&mut *keeping.records.lock().expect("records lock"));
+        for request_id in records.keys() {
+            let key = kept::call_key(&self.id, request_id);
+            keeping.durable.delete(RecordKind::Call, &key);
+        }
+        keeping.durable.delete(RecordKind::Session, &self.id);
+    }
+
+    /// Take back the calls the state file kept: finished ones answer repeats (if cached and
+    /// within the result TTL) and wait for the first resume (within the session TTL);
+    /// accepted ones end `INTERRUPTED`, recorded now. Returns (results, interrupted).
+    fn take_back(&self, mut calls: Vec<kept::KeptCall>, now: Instant) -> (usize, usize) {
+        // Oldest first: the result cache evicts in that order.
+        calls.sort_by_key(|call| std::cmp::Reverse(call.age));
+        let keeping = self.keeping.as_ref().expect("a restored session is kept");
+        let ttl = self.outbox_ttl();
+        let mut replay = Vec::new();
+        let (mut results, mut interrupted) = (0, 0);
+        let mut table = self.calls.lock().expect("calls lock");
+        let mut records = keeping.records.lock().expect("records lock");
+        for call in calls {
+            let key = kept::call_key(&self.id, &call.request_id);
+            let (seq, cached, frame) = match call.record {
+                CallRecord::Finished {
+                    seq, cached, frame, ..
+                } => (seq, cached && call.age < self.result_ttl, frame),
+                accepted @ CallRecord::Accepted { .. } => {
+                    let frame = kept::interrupted(&call.request_id, &accepted);
+                    // The same record, finished: a second crash delivers this end again.
+                    let ended_unix_ms = keeping.durable.unix_time_ms();
+                    let body =
+                        CallRecord::finished_body(None, false, ended_unix_ms, &frame.to_json());
+                    keeping.durable.put(RecordKind::Call, &key, body);
+                    interrupted += 1;
+                    (None, false, frame)
+                }
+            };
+            if cached {
+                let ended_at = Instant::from_epoch(now.since_epoch().saturating_sub(call.age));
+                let finished = FinishedCall {
+                    terminal: frame.clone(),
+                    ended_at,
+                };
+                table.finished.insert(call.request_id.clone(), finished);
+                table.finished_order.push_back(call.request_id.clone());
+            }
+            let deliver = seq.is_none() || call.age < ttl;
+            if deliver {
+                results += usize::from(seq.is_some());
+                replay.push(Replay {
+                    request_id: call.request_id.clone(),
+                    seq,
+                    cached,
+                    frame,
+                });
+            }
+            if deliver || cached {
+                records.insert(call.request_id, KeptRecord { seq, cached });
+            } else {
+                keeping.durable.delete(RecordKind::Call, &key);
+            }
+        }
+        // Sent again in the order they were sent; never-sent ones (`INTERRUPTED`) last.
+        replay.sort_by_key(|r| (r.seq.is_none(), r.seq));
+        *keeping.replay.lock().expect("replay lock") = replay;
+        (results, interrupted)
+    }
+
+    /// How long unacked frames are kept.
+    fn outbox_ttl(&self) -> Duration {
+        self.outbox.ttl()
+    }
+
+    /// The first resume after a restart: seqs go on after `client_last_seq`, the client's
+    /// last one; every kept frame it has not received is sent again (new seq, same record),
+    /// and an `INTERRUPTED` for each call that was running. Later resumes find nothing here.
+    pub fn deliver_kept(self: &Arc<Self>, client_last_seq: u64, now: Instant) -> usize {
+        let Some(keeping) = self.keeping() else {
+            return 0;
+        };
+        let replay = std::mem::take(&mut *keeping.replay.lock().expect("replay lock"));
+        if replay.is_empty() {
+            return 0;
+        }
+        self.outbox.continue_after(client_last_seq);
+        let mut delivered = 0;
+        for item in replay {
+            let seen = item.seq.is_some_and(|seq| seq <= client_last_seq);
+            if seen {
+                // The client has it: as good as acked.
+                if !item.cached {
+                    keeping
+                        .records
+                        .lock()
+                        .expect("records lock")
+                        .remove(&item.request_id);
+                    let key = kept::call_key(&self.id, &item.request_id);
+                    keeping.durable.delete(RecordKind::Call, &key);
+                }
+                continue;
+            }
+            // Under the calls lock, as any terminal frame, so a repeat sees it or its end.
+            let calls = self.calls.lock().expect("calls lock");
+            if calls.running.contains_key(&item.request_id) {
+                continue;
+            }
+            self.push_terminal(&item.request_id, item.frame, item.cached, now);
+            drop(calls);
+            delivered += 1;
+        }
+        delivered
     }
 
     /// Begin a call with `request_id`, atomically with respect to calls ending: a new call
@@ -184,18 +482,24 @@ impl Session {
         if calls.running.contains_key(request_id) {
             return Begin::Running;
         }
-        self.evict_finished(&mut calls, now);
-        if let Some(finished) = calls.finished.get(request_id) {
-            return Begin::Finished(finished.terminal.as_repeat());
-        }
-        let (stop, stopped) = oneshot::channel();
-        calls
-            .running
-            .insert(request_id.to_string(), RunningCall { stop });
-        Begin::New(stopped)
+        let evicted = self.evict_finished(&mut calls, now);
+        let begin = if let Some(finished) = calls.finished.get(request_id) {
+            Begin::Finished(finished.terminal.as_repeat())
+        } else {
+            let (stop, stopped) = oneshot::channel();
+            calls
+                .running
+                .insert(request_id.to_string(), RunningCall { stop });
+            Begin::New(stopped)
+        };
+        drop(calls);
+        self.uncache(evicted);
+        begin
     }
 
-    fn evict_finished(&self, calls: &mut CallTable, now: Instant) {
+    /// Drop finished results past the TTL or the cap; returns their request ids.
+    fn evict_finished(&self, calls: &mut CallTable, now: Instant) -> Vec<String> {
+        let mut evicted = Vec::new();
         while let Some(oldest) = calls.finished_order.front() {
             let expired = calls
                 .finished
@@ -206,7 +510,9 @@ impl Session {
             }
             let oldest = calls.finished_order.pop_front().expect("front exists");
             calls.finished.remove(&oldest);
+            evicted.push(oldest);
         }
+        evicted
     }
 
     /// True when `request_id` is running.
@@ -250,13 +556,16 @@ impl Session {
     }
 
     /// The call ended: unregister it and push its terminal frame, atomically with respect to
-    /// `begin_call`, so a repeated request id sees either the running call or its end.
-    pub fn finish_call(&self, request_id: &str, terminal: ServerFrame, now: Instant) {
+    /// `begin_call`, so a repeated request id sees either the running call or its end. An
+    /// `INTERRUPTED` end is not cached: the same request id again runs the call.
+    pub fn finish_call(self: &Arc<Self>, request_id: &str, terminal: ServerFrame, now: Instant) {
         assert!(terminal.is_terminal());
         assert_eq!(terminal.request_id(), Some(request_id));
         let mut calls = self.calls.lock().expect("calls lock");
         calls.running.remove(request_id);
-        if self.result_cache_max > 0 {
+        let cached = self.result_cache_max > 0 && !is_interrupted(&terminal);
+        let mut evicted = Vec::new();
+        if cached {
             let previous = calls.finished.insert(
                 request_id.to_string(),
                 FinishedCall {
@@ -268,9 +577,12 @@ impl Session {
                 calls.finished_order.retain(|id| id != request_id);
             }
             calls.finished_order.push_back(request_id.to_string());
-            self.evict_finished(&mut calls, now);
+            evicted = self.evict_finished(&mut calls, now);
         }
-        self.push(terminal, now);
+        let cached = cached && calls.finished.contains_key(request_id);
+        self.push_terminal(request_id, terminal, cached, now);
+        drop(calls);
+        self.uncache(evicted);
     }
 
     /// Calls running now.
@@ -298,6 +610,7 @@ impl Session {
             kick: kick.clone(),
         });
         presence.detached_at = None;
+        self.keep_presence(false);
         // A kicked writer may have consumed the outbox's wake-up: re-arm it for the new one.
         self.outbox.wake();
         (generation, kick)
@@ -313,6 +626,7 @@ impl Session {
         {
             presence.attached = None;
             presence.detached_at = Some(now);
+            self.keep_presence(true);
         }
     }
 
@@ -332,6 +646,11 @@ impl Session {
                 .detached_at
                 .is_some_and(|at| now.saturating_since(at) >= ttl)
     }
+}
+
+/// True for an `INTERRUPTED` terminal frame (never cached: a repeat runs the call).
+fn is_interrupted(frame: &ServerFrame) -> bool {
+    matches!(frame, ServerFrame::CallToolRes { error: Some(error), .. } if error.code == ErrorCode::Interrupted)
 }
 
 /// Why a resume was refused. Deliberately coarse: a wrong token and an unknown session look
@@ -395,6 +714,19 @@ pub struct SessionRegistry {
     limits: SessionLimits,
     /// Handed to every session.
     observer: Arc<dyn Observer>,
+    /// Where WebSocket sessions are kept, when the state outlives the process.
+    keep: Option<Arc<Durable>>,
+}
+
+/// What start-up found of the sessions kept in the state file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionsRestored {
+    /// Sessions back, waiting for their client.
+    pub sessions: usize,
+    /// Results (terminal frames) back, to be delivered or to answer repeats.
+    pub results: usize,
+    /// Calls that were running when the daemon stopped: each gets `INTERRUPTED`.
+    pub interrupted: usize,
 }
 
 impl SessionRegistry {
@@ -404,7 +736,14 @@ impl SessionRegistry {
             sessions: Mutex::new(BTreeMap::new()),
             limits,
             observer,
+            keep: None,
         }
+    }
+
+    /// The same registry, keeping WebSocket sessions through `durable`.
+    pub fn with_keep(mut self, durable: Arc<Durable>) -> SessionRegistry {
+        self.keep = Some(durable);
+        self
     }
 
     /// The limits new sessions get.
@@ -412,9 +751,75 @@ impl SessionRegistry {
         &self.limits
     }
 
-    /// Create a session with the given random id and token. `None` when the registry is full.
+    /// Create a session with the given random id and token, kept in the state file when the
+    /// registry keeps sessions. `None` when the registry is full.
     pub fn create(&self, id: String, resume_token: String, now: Instant) -> Option<Arc<Session>> {
+        let keep = self.keep.clone();
+        let session = self.insert(id, Some(resume_token), None, keep, now)?;
+        session.keep_presence(false);
+        Some(session)
+    }
+
+    /// Create a session for an in-process client (`mcp::local`): never kept, since its
+    /// token never leaves the process and nobody could resume it after a restart.
+    pub fn create_in_process(
+        &self,
+        id: String,
+        resume_token: String,
+        now: Instant,
+    ) -> Option<Arc<Session>> {
+        self.insert(id, Some(resume_token), None, None, now)
+    }
+
+    /// Bring back the sessions the state file kept, detached as they were (a session that
+    /// was attached at the crash counts as detached since the restart). Their running calls
+    /// end `INTERRUPTED`, recorded at once so another crash keeps that end too.
+    pub fn restore(&self, kept: Vec<KeptSession>, now: Instant) -> SessionsRestored {
+        let mut report = SessionsRestored::default();
+        let Some(durable) = self.keep.clone() else {
+            return report;
+        };
+        for kept in kept {
+            let id = kept.id.clone();
+            let detached_at =
+                Instant::from_epoch(now.since_epoch().saturating_sub(kept.detached_for));
+            let Some(session) = self.insert(
+                id,
+                None,
+                Some(kept.token_sha256),
+                Some(durable.clone()),
+                now,
+            ) else {
+                tracing::warn!(session = %kept.id, "a kept session was not brought back: EXAI_WS_MAX_SESSIONS reached");
+                continue;
+            };
+            session.presence.lock().expect("presence lock").detached_at = Some(detached_at);
+            report.sessions += 1;
+            let (results, interrupted) = session.take_back(kept.calls, now);
+            report.results += results;
+            report.interrupted += interrupted;
+        }
+        report
+    }
+
+    fn insert(
+        &self,
+        id: String,
+        resume_token: Option<String>,
+        token_sha256: Option<[u8; 32]>,
+        keep: Option<Arc<Durable>>,
+        now: Instant,
+    ) -> Option<Arc<Session>> {
         let limits = self.limits;
+        let token_sha256 = token_sha256
+            .or_else(|| resume_token.as_deref().map(kept::token_sha256))
+            .expect("a session has a token or its hash");
+        let keeping = keep.map(|durable| Keeping {
+            durable,
+            records: Mutex::new(BTreeMap::new()),
+            replay: Mutex::new(Vec::new()),
+            forgotten: std::sync::atomic::AtomicBool::new(false),
+        });
         let session = Arc::new(Session {
             limit: Limit::new("session", limits.inflight_max, limits.waiters_max),
             outbox: Outbox::new(
@@ -424,6 +829,8 @@ impl SessionRegistry {
             ),
             id: id.clone(),
             resume_token,
+            token_sha256,
+            keeping,
             calls: Mutex::new(CallTable::default()),
             result_cache_max: limits.result_cache_max,
             result_ttl: limits.result_ttl,
@@ -461,9 +868,8 @@ impl SessionRegistry {
             return Err(ResumeRefused::UnknownOrWrongToken);
         };
         let matches: bool = session
-            .resume_token
-            .as_bytes()
-            .ct_eq(resume_token.as_bytes())
+            .token_sha256
+            .ct_eq(&kept::token_sha256(resume_token))
             .into();
         if matches {
             Ok(session)
@@ -486,6 +892,7 @@ impl SessionRegistry {
             ids.iter().filter_map(|id| sessions.remove(id)).collect()
         };
         for session in &expired {
+            session.forget();
             let stopped = session.stop_all_calls(StopReason::SessionExpired);
             self.observer.session_expired(&session.id, stopped, now);
             tracing::info!(session = %session.id, calls_stopped = stopped, "session expired");
@@ -498,6 +905,7 @@ impl SessionRegistry {
     /// were stopped, or `None` for an unknown session.
     pub fn close(&self, id: &str, reason: StopReason) -> Option<usize> {
         let session = self.sessions.lock().expect("sessions lock").remove(id)?;
+        session.forget();
         Some(session.stop_all_calls(reason))
     }
 

@@ -1,7 +1,8 @@
 //! Graceful shutdown: stop accepting, refuse new calls, let calls in flight finish within a
-//! grace period, end the rest with `SERVICE_UNAVAILABLE`, deliver every terminal frame to the
-//! clients still connected, then close their sockets with 1001 and a reason, and bring the
-//! state file up to date.
+//! grace period, end the rest with `INTERRUPTED` (retryable: the same request id runs the
+//! call once the daemon is back), deliver every terminal frame to the clients still connected,
+//! then close their sockets with 1001 and a reason, and bring the state file up to date. A
+//! client that was away resumes after the restart and finds its results kept.
 //!
 //! Why in the core and not in `main`: a restart must not lose work, and "never silence" is an
 //! invariant the simulator checks; the same code runs under both runtimes.
@@ -18,7 +19,7 @@ pub struct ShutdownReport {
     /// Calls in flight when shutdown began.
     pub calls_in_flight: u32,
     /// Calls that were still running when the grace period ended and were stopped with
-    /// `SERVICE_UNAVAILABLE`.
+    /// `INTERRUPTED`.
     pub calls_stopped: usize,
     /// Connections still open when the daemon gave up waiting for them to close.
     pub connections_left: u32,
@@ -53,11 +54,14 @@ pub async fn run(shared: &Shared, grace: Duration) -> ShutdownReport {
             "grace period over: stopping the calls still running"
         );
     }
-    // Stopped calls push their SERVICE_UNAVAILABLE frames within a tick.
+    // Stopped calls push their INTERRUPTED frames within a tick.
     let stop_wait_until = rt.now() + CLOSE_WAIT;
     while shared.lifecycle.calls_live() > 0 && rt.now() < stop_wait_until {
         rt.sleep(POLL).await;
     }
+    // A kept session's terminal frames wait for their records: commit them, so they go out
+    // before the sockets close.
+    shared.durable.flush(CLOSE_WAIT).await;
     shared.lifecycle.set(Stage::Closing);
     let close_wait_until = rt.now() + CLOSE_WAIT;
     while shared.connections() > 0 && rt.now() < close_wait_until {

@@ -238,7 +238,8 @@ async fn past_the_grace_period_calls_end_with_service_unavailable_never_silence(
     assert_eq!(client.recv().await["op"], "call_tool_ack");
     sigterm(&child);
     let result = client.result("long").await;
-    assert_eq!(result["error"]["code"], "SERVICE_UNAVAILABLE", "{result}");
+    assert_eq!(result["error"]["code"], "INTERRUPTED", "{result}");
+    assert_eq!(result["error"]["retryable"], true, "{result}");
     assert_eq!(client.expect_close().await.0, 1001);
     assert_eq!(wait_exit(&mut child).await.code(), Some(0));
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -37,11 +38,16 @@ fn free_port() -> u16 {
 }
 
 fn start(home: &Path, extra: &[(&str, &str)]) -> Daemon {
+    start_on(home, 0, extra)
+}
+
+/// [`start`] on WebSocket port `ws_port` (0: any), so a bridge finds it again after a restart.
+fn start_on(home: &Path, ws_port: u16, extra: &[(&str, &str)]) -> Daemon {
     let http_port = free_port();
     let mut command = exaid_command(home);
     command
         .env("EXAI_HTTP_PORT", http_port.to_string())
-        .args(["--port", "0"]);
+        .args(["--port", &ws_port.to_string()]);
     for (key, value) in extra {
         command.env(key, value);
     }
@@ -219,4 +225,221 @@ async fn a_corrupt_state_file_is_moved_aside_and_a_bad_path_degrades_without_fai
         .await
         .unwrap();
     assert!(metrics.contains("exaid_state_degraded 1"), "{metrics}");
+}
+
+/// A session as its client knows it.
+struct Known {
+    session_id: Value,
+    resume_token: Value,
+}
+
+/// Connect and say hello: a fresh session, or a resume of `known` from `last_seq`.
+async fn hello(daemon: &Daemon, known: Option<(&Known, u64)>) -> (Client, Value) {
+    let mut client = Client::connect(daemon.ws.parse().unwrap()).await;
+    let mut hello = json!({"op": "hello", "token": daemon.token});
+    if let Some((known, last_seq)) = known {
+        hello["session_id"] = known.session_id.clone();
+        hello["resume_token"] = known.resume_token.clone();
+        hello["last_seq"] = json!(last_seq);
+    }
+    client
+        .ws
+        .send(Message::text(hello.to_string()))
+        .await
+        .unwrap();
+    let ack = client.recv().await;
+    assert_eq!(ack["op"], "hello_ack", "{ack}");
+    (client, ack)
+}
+
+/// A session with one result the client never acked (`r1`, which opened a conversation) and
+/// one call still running (`r2`). Returns the session, r1's answer and its conversation.
+async fn one_done_one_running(daemon: &Daemon) -> (Client, Known, String, String) {
+    let (mut client, ack) = hello(daemon, None).await;
+    let known = Known {
+        session_id: ack["session_id"].clone(),
+        resume_token: ack["resume_token"].clone(),
+    };
+    let first = chat(
+        &mut client,
+        "r1",
+        json!({"prompt": "remember the number 42"}),
+    )
+    .await;
+    let conversation = first["continuation_offer"]["continuation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = first["content"].as_str().unwrap_or_default().to_string();
+    assert!(!answer.is_empty(), "{first}");
+    client
+        .call("r2", "chat", json!({"prompt": "a slow one"}))
+        .await;
+    let acked = client
+        .recv_until(|f| f["op"] == "call_tool_ack" && f["request_id"] == "r2")
+        .await;
+    assert_ne!(acked.last().unwrap()["joined"], true, "a new call");
+    (client, known, answer, conversation)
+}
+
+/// After a restart: the resume gets r1's result again and exactly one `INTERRUPTED` for r2,
+/// nothing twice; r2 sent again runs; r1 again is answered from the kept result; the
+/// conversation goes on.
+async fn resume_finds_everything(daemon: &Daemon, known: &Known, answer: &str, conversation: &str) {
+    let (mut client, ack) = hello(daemon, Some((known, 0))).await;
+    assert_eq!(ack["resumed"], true, "the session is back: {ack}");
+    assert_eq!(ack["resume_token"], known.resume_token);
+    let mut results = BTreeMap::new();
+    let mut last_seq = 0;
+    while results.len() < 2 {
+        let frame = client.recv().await;
+        last_seq = last_seq.max(frame["seq"].as_u64().unwrap_or(0));
+        if frame["op"] == "call_tool_res" {
+            let id = frame["request_id"].as_str().unwrap().to_string();
+            assert!(
+                results.insert(id, frame).is_none(),
+                "one terminal frame per call"
+            );
+        }
+    }
+    let r1 = &results["r1"];
+    assert_eq!(r1["ok"], true, "{r1}");
+    let output: Value = serde_json::from_str(r1["text"].as_str().unwrap()).unwrap();
+    assert_eq!(output["content"].as_str().unwrap_or_default(), answer);
+    let r2 = &results["r2"];
+    assert_eq!(r2["error"]["code"], "INTERRUPTED", "{r2}");
+    assert_eq!(r2["error"]["retryable"], true, "{r2}");
+    drop(client);
+
+    // Resumed again from what it has: nothing is sent twice.
+    let (mut client, ack) = hello(daemon, Some((known, last_seq))).await;
+    assert_eq!(ack["resumed"], true);
+    client.send(json!({"op": "ping", "request_id": "p"})).await;
+    let next = client.recv().await;
+    assert_eq!(next["op"], "pong", "nothing replayed twice: {next}");
+
+    // The same request id again runs the call; r1 again is its kept result.
+    let again = chat(&mut client, "r2", json!({"prompt": "a slow one"})).await;
+    assert!(again["content"].is_string(), "{again}");
+    client
+        .call("r1", "chat", json!({"prompt": "remember the number 42"}))
+        .await;
+    let repeat = client.result("r1").await;
+    assert_eq!(
+        repeat["repeated"], true,
+        "answered from the kept result: {repeat}"
+    );
+    let more = json!({"prompt": "what was the number?", "continuation_id": conversation});
+    let third = chat(&mut client, "r3", more).await;
+    assert_eq!(third["continuation_offer"]["continuation_id"], conversation);
+}
+
+#[tokio::test]
+async fn after_kill_9_a_resume_gets_its_results_and_one_interrupted_and_goes_on() {
+    let home = tempfile::tempdir().unwrap();
+    let slow = [("EXAI_OFFLINE_LATENCY_MS", "700")];
+    let daemon = start(home.path(), &slow);
+    let (client, known, answer, conversation) = one_done_one_running(&daemon).await;
+    daemon.committed().await; // r2's acceptance is on disk
+    drop(client);
+    drop(daemon); // SIGKILL mid-call
+    let daemon = start(home.path(), &slow);
+    resume_finds_everything(&daemon, &known, &answer, &conversation).await;
+}
+
+#[tokio::test]
+async fn after_a_graceful_restart_a_resume_finds_the_same() {
+    let home = tempfile::tempdir().unwrap();
+    let slow = [
+        ("EXAI_OFFLINE_LATENCY_MS", "700"),
+        ("EXAI_SHUTDOWN_GRACE_SECS", "0.1"),
+    ];
+    let mut daemon = start(home.path(), &slow);
+    let (client, known, answer, conversation) = one_done_one_running(&daemon).await;
+    drop(client); // away: the INTERRUPTED end waits in the state file
+    sigterm(&daemon._running.0);
+    assert!(wait_exit(&mut daemon._running.0).await.success());
+    drop(daemon);
+    let daemon = start(home.path(), &slow);
+    resume_finds_everything(&daemon, &known, &answer, &conversation).await;
+}
+
+/// The provider requests the daemon made today, all providers together.
+async fn provider_requests(daemon: &Daemon) -> u64 {
+    let status = daemon.get("/status").await;
+    let usage = status["usage_today"].as_array().unwrap();
+    usage.iter().map(|u| u["requests"].as_u64().unwrap()).sum()
+}
+
+/// The stdio bridge as an editor runs it (`exaid mcp`), against the daemon on `ws_port`.
+async fn editor(
+    home: &Path,
+    ws_port: u16,
+    token: &str,
+) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    use rmcp::ServiceExt;
+    let mut command = tokio::process::Command::new(common::process::BIN);
+    command
+        .arg("mcp")
+        .env_clear()
+        .env("HOME", home)
+        .env("EXAI_WS_PORT", ws_port.to_string())
+        .env("EXAI_WS_TOKEN", token)
+        .env("EXAI_HTTP_PORT", "0")
+        .env("RUST_LOG", "error")
+        .current_dir(home);
+    let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(command)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(15), ().serve(transport))
+        .await
+        .expect("initialize in time")
+        .expect("initialize")
+}
+
+#[tokio::test]
+async fn the_bridge_sees_one_answer_per_call_across_kill_9_and_no_finished_call_runs_twice() {
+    use rmcp::model::CallToolRequestParams;
+    let home = tempfile::tempdir().unwrap();
+    let ws_port = free_port();
+    let slow = [("EXAI_OFFLINE_LATENCY_MS", "800")];
+    let daemon = start_on(home.path(), ws_port, &slow);
+    let editor = editor(home.path(), ws_port, &daemon.token).await;
+    let ask = |prompt: &str| {
+        let arguments = json!({"prompt": prompt}).as_object().unwrap().clone();
+        CallToolRequestParams::new("chat").with_arguments(arguments)
+    };
+    let first = editor.call_tool(ask("the first")).await.unwrap();
+    assert_ne!(first.is_error, Some(true), "{first:?}");
+    // The second call is running when the daemon is killed.
+    let peer = editor.peer().clone();
+    let second = tokio::spawn(async move { peer.call_tool(ask("the second")).await });
+    for _ in 0..100 {
+        let running = daemon.get("/status").await["calls_running"].as_u64();
+        if running.unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.committed().await;
+    drop(daemon); // SIGKILL mid-call
+    let daemon = start_on(home.path(), ws_port, &slow);
+    let second = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the second call is answered after the restart")
+        .unwrap()
+        .unwrap();
+    assert_ne!(second.is_error, Some(true), "one real answer: {second:?}");
+    let text = format!("{:?}", second.content);
+    assert!(
+        !text.contains("INTERRUPTED"),
+        "the editor never sees the interruption: {text}"
+    );
+    assert_eq!(
+        provider_requests(&daemon).await,
+        1,
+        "after the restart only the interrupted call ran again, the finished one never"
+    );
+    editor.cancel().await.unwrap();
 }

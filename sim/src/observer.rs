@@ -320,7 +320,7 @@ impl Observer for SimObserver {
                     "SERVICE_UNAVAILABLE" if message.contains("accepts no new calls") => {
                         journal.cover("refused_while_draining")
                     }
-                    "SERVICE_UNAVAILABLE" => journal.cover("stopped_at_shutdown"),
+                    "INTERRUPTED" if draining => journal.cover("stopped_at_shutdown"),
                     "OK" => journal.cover("call_ok"),
                     "TIMEOUT" => journal.cover("deadline_hit"),
                     "CANCELLED" if message.contains("session expired") => {

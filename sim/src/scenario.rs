@@ -161,7 +161,7 @@ static SCENARIOS: [Scenario; 14] = [
         name: "shutdown",
         doc: "SIGTERM in the middle of a workload: the daemon stops accepting, refuses new \
               calls, lets calls in flight finish within the grace period, ends the rest with \
-              SERVICE_UNAVAILABLE, delivers every terminal frame, then closes sockets with 1001. \
+              INTERRUPTED (retryable), delivers every terminal frame, then closes sockets with 1001. \
               No call ends in silence.",
         must_reach: &[
             "finished_while_draining",

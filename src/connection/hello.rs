@@ -131,8 +131,15 @@ pub fn open_session(
         let token = hello.resume_token.as_deref().unwrap_or("");
         match shared.sessions.resume(session_id, token) {
             Ok(session) => {
+                // After a restart: what the client has not received, and INTERRUPTED for
+                // what was running, with seqs after the client's own.
+                let client_last_seq = hello.last_seq.unwrap_or(0);
+                let delivered = session.deliver_kept(client_last_seq, shared.rt.now());
+                if delivered > 0 {
+                    tracing::info!(session = %session.id, frames = delivered, "kept frames delivered after a restart");
+                }
                 let last_seq = session.outbox.stats().last_seq;
-                let cursor = hello.last_seq.unwrap_or(0).min(last_seq);
+                let cursor = client_last_seq.min(last_seq);
                 session.ack(cursor);
                 return Ok((session, true, None, cursor));
             }

@@ -80,7 +80,13 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
     let ack = ServerFrame::HelloAck {
         ok: true,
         session_id: session.id.clone(),
-        resume_token: session.resume_token().to_string(),
+        // A session kept across a restart has only its token's hash: the client that just
+        // proved it has the token gets it back.
+        resume_token: session
+            .resume_token()
+            .or(hello.resume_token.as_deref())
+            .unwrap_or_default()
+            .to_string(),
         resumed,
         last_seq: session.outbox.stats().last_seq,
         server: ServerInfo::current(),

@@ -199,7 +199,14 @@ struct CallState {
     ever_sent: bool,
     /// Whether a cancel is owed.
     cancel: Cancel,
+    /// `INTERRUPTED` ends taken so far: each sends the call again under the same request id
+    /// (the daemon stopped while it ran), at most [`INTERRUPTS_MAX`] times.
+    interrupts: u32,
 }
+
+/// `INTERRUPTED` ends of one call the bridge answers by sending the call again; the next one
+/// reaches the editor. A daemon that dies on every attempt of a call must not loop forever.
+const INTERRUPTS_MAX: u32 = 3;
 
 /// One `tools/list`, until `list_tools_res`.
 struct Listing {
@@ -316,6 +323,7 @@ impl Backend for Bridge {
                 delivery: Delivery::Unsent,
                 ever_sent: false,
                 cancel: Cancel::No,
+                interrupts: 0,
             };
             let waiting = state
                 .calls
@@ -451,7 +459,12 @@ impl Inner {
     fn on_frame(&self, received: &Received) -> Option<u64> {
         let mut state = self.state.lock().expect("bridge lock");
         let frame = &received.frame;
-        let terminal = state.calls.route(frame) == Routed::Terminal;
+        let terminal = if Self::send_again(&mut state, frame) {
+            self.wake.notify_one();
+            true
+        } else {
+            state.calls.route(frame) == Routed::Terminal
+        };
         match frame {
             ServerFrame::CallToolAck { request_id, .. } => {
                 if let Some(call) = state.calls.get_mut(request_id) {
@@ -513,6 +526,37 @@ impl Inner {
             return Some(session.last_seq);
         }
         None
+    }
+
+    /// An `INTERRUPTED` end (the daemon stopped while the call ran, nothing of it was kept):
+    /// the call is owed again under the same request id, so the editor sees the one real
+    /// answer, and the provider is asked once for it. True when the frame was taken so.
+    fn send_again(state: &mut State, frame: &ServerFrame) -> bool {
+        let ServerFrame::CallToolRes {
+            request_id,
+            error: Some(error),
+            ..
+        } = frame
+        else {
+            return false;
+        };
+        if error.code != ErrorCode::Interrupted {
+            return false;
+        }
+        let Some(call) = state.calls.get_mut(request_id) else {
+            return false;
+        };
+        if call.state.cancel != Cancel::No || call.state.interrupts >= INTERRUPTS_MAX {
+            return false;
+        }
+        call.state.interrupts += 1;
+        call.state.delivery = Delivery::Unsent;
+        tracing::info!(
+            request_id = %request_id,
+            interrupts = call.state.interrupts,
+            "the daemon stopped while the call ran; sending it again under the same request id"
+        );
+        true
     }
 
     /// The `hello` for the next connection: a resume when there is a session.

@@ -67,7 +67,10 @@ impl LocalClient {
     pub fn open(shared: &Arc<Shared>) -> Result<LocalClient, CallError> {
         let id = shared.random_hex(16);
         let resume_token = shared.random_hex(32);
-        let Some(session) = shared.sessions.create(id, resume_token, shared.rt.now()) else {
+        let Some(session) = shared
+            .sessions
+            .create_in_process(id, resume_token, shared.rt.now())
+        else {
             return Err(CallError::new(
                 ErrorCode::OverCapacity,
                 format!(

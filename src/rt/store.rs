@@ -21,16 +21,27 @@ use super::BoxFuture;
 pub enum RecordKind {
     /// A conversation (`continuation_id`): its turns, as the conversation store serializes them.
     Conversation,
+    /// A WebSocket session: a hash of its resume token, and since when nobody is attached.
+    Session,
+    /// One call of a session, by `<session id>/<request id>`: accepted (in flight), then
+    /// finished (its terminal frame, until acked and out of the result cache).
+    Call,
 }
 
 impl RecordKind {
     /// Every kind, in the order they are loaded.
-    pub const ALL: [RecordKind; 1] = [RecordKind::Conversation];
+    pub const ALL: [RecordKind; 3] = [
+        RecordKind::Conversation,
+        RecordKind::Session,
+        RecordKind::Call,
+    ];
 
     /// Its name, as the store files it.
     pub fn name(self) -> &'static str {
         match self {
             RecordKind::Conversation => "conversation",
+            RecordKind::Session => "session",
+            RecordKind::Call => "call",
         }
     }
 }
@@ -117,6 +128,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the store is, for logs and `/status` (`sqlite <path>`, `memory`).
     fn describe(&self) -> String;
+
+    /// Whether what it keeps outlives the process. A store that does not (memory) is not
+    /// worth keeping sessions in: their records would cost a write per call and save nothing.
+    fn outlives_process(&self) -> bool {
+        true
+    }
 }
 
 /// A store in memory: the state lives as long as the process. What `EXAI_STATE_DB=:memory:`
@@ -125,12 +142,24 @@ pub trait Store: Send + Sync + 'static {
 pub struct MemoryStore {
     /// The records, by kind and key.
     records: Mutex<BTreeMap<(RecordKind, String), Record>>,
+    /// True when it stands for a disk (a test that restarts a daemon in process on the same
+    /// store): then it is worth keeping sessions in.
+    as_disk: bool,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// An empty store that stands for a disk: daemons built on it one after another (a
+    /// restart in one process) find what the earlier ones kept, sessions included.
+    pub fn as_disk() -> MemoryStore {
+        MemoryStore {
+            as_disk: true,
+            ..MemoryStore::default()
+        }
     }
 
     /// Apply one batch to `records`, in order (what every store does inside its transaction).
@@ -169,6 +198,10 @@ impl Store for MemoryStore {
 
     fn describe(&self) -> String {
         "memory (not kept past the process)".to_string()
+    }
+
+    fn outlives_process(&self) -> bool {
+        self.as_disk
     }
 }
 
