@@ -408,9 +408,23 @@ mod tests {
         let disk = Arc::new(Disk::default());
         disk.failing.store(1, Ordering::SeqCst);
         let durable = writer(&disk, 2);
-        durable.put(RecordKind::Conversation, "a", "kept".into());
+        let done = Arc::new(AtomicUsize::new(0));
+        let counter = |done: &Arc<AtomicUsize>| -> Done {
+            let done = done.clone();
+            Box::new(move || {
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        durable.put_then(RecordKind::Conversation, "a", "kept".into(), counter(&done));
         durable.put(RecordKind::Conversation, "b", "kept".into());
-        durable.put(RecordKind::Conversation, "c", "dropped".into());
+        // Dropped (the queue is full): what waits for it is told at once, never left waiting.
+        durable.put_then(
+            RecordKind::Conversation,
+            "c",
+            "dropped".into(),
+            counter(&done),
+        );
+        assert_eq!(done.load(Ordering::SeqCst), 1);
         let stats = durable.stats();
         assert_eq!((stats.dropped, stats.degraded), (1, true), "{stats:?}");
         assert!(
@@ -423,6 +437,11 @@ mod tests {
         rt.spawn("writer", durable.clone().run());
         // The first commit fails (degraded, counted), the retry a second later succeeds.
         assert!(durable.flush(Duration::from_secs(5)).await);
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            2,
+            "a failed commit does not hold back what waits for it"
+        );
         let stats = durable.stats();
         assert_eq!((stats.failures, stats.commits), (1, 1), "{stats:?}");
         assert!(!stats.degraded, "a successful commit clears it: {stats:?}");

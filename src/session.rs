@@ -924,3 +924,129 @@ impl SessionRegistry {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::DurableLimits;
+    use crate::error::CallError;
+    use crate::rt::Rt;
+    use crate::rt::store::{MemoryStore, Store};
+
+    fn limits() -> SessionLimits {
+        SessionLimits {
+            inflight_max: 4,
+            waiters_max: 4,
+            outbox_frames_max: 64,
+            outbox_bytes_max: 1 << 20,
+            ttl: Duration::from_secs(300),
+            sessions_max: 8,
+            rate_per_sec: 100,
+            burst: 100,
+            result_cache_max: 8,
+            result_ttl: Duration::from_secs(300),
+        }
+    }
+
+    /// A registry keeping its sessions in `disk`, as a daemon started on it would.
+    fn start_on(rt: &Rt, disk: &Arc<MemoryStore>) -> (SessionRegistry, Arc<Durable>) {
+        let writer_limits = DurableLimits {
+            queue_max: 64,
+            batch_max: 16,
+        };
+        let durable = Durable::new(rt.clone(), disk.clone(), writer_limits);
+        rt.spawn("writer", durable.clone().run());
+        let observer = Arc::new(crate::observe::NoObserver);
+        let registry = SessionRegistry::new(limits(), observer).with_keep(durable.clone());
+        (registry, durable)
+    }
+
+    fn kept_sessions(disk: &MemoryStore, rt: &Rt) -> kept::Gathered {
+        let sessions = disk.load(RecordKind::Session).unwrap();
+        let calls = disk.load(RecordKind::Call).unwrap();
+        let ttl = limits().ttl;
+        kept::gather(sessions, calls, rt.unix_time_ms(), ttl, ttl)
+    }
+
+    fn begin(session: &Session, request_id: &str, now: Instant) {
+        assert!(matches!(session.begin_call(request_id, now), Begin::New(_)));
+        session.keep_accepted(request_id, "chat", "00".into(), 60_000);
+    }
+
+    #[tokio::test]
+    async fn a_kept_session_comes_back_with_its_results_and_interrupted_calls_once() {
+        let rt = Rt::new(Arc::new(crate::rt::tokio::TokioRuntime::new()));
+        let disk = Arc::new(MemoryStore::as_disk());
+        let (registry, durable) = start_on(&rt, &disk);
+        let now = rt.now();
+        let session = registry.create("s1".into(), "token".into(), now).unwrap();
+        begin(&session, "done", now);
+        begin(&session, "running", now);
+        begin(&session, "acked", now);
+        let result = |id: &str| ServerFrame::call_succeeded(id.to_string(), format!("{id}!"));
+        session.finish_call("acked", result("acked"), now);
+        session.finish_call("done", result("done"), now);
+        // Held until committed: nothing reaches a writer before the record is on disk.
+        let before = session.outbox.frames_after(0, now).frames.len();
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        let after = session.outbox.frames_after(0, now).frames;
+        assert_eq!((before, after.len()), (0, 2), "released by the commit");
+        let acked_seq = after[0].seq;
+        session.ack(acked_seq);
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        drop(registry); // the daemon dies; the disk stays
+
+        let (registry, durable) = start_on(&rt, &disk);
+        let gathered = kept_sessions(&disk, &rt);
+        assert!(gathered.forget.is_empty(), "{:?}", gathered.forget);
+        let report = registry.restore(gathered.sessions, rt.now());
+        let expected = SessionsRestored {
+            sessions: 1,
+            results: 2,
+            interrupted: 1,
+        };
+        assert_eq!(report, expected);
+        assert!(
+            registry.resume("s1", "wrong").is_err(),
+            "the token's hash is checked"
+        );
+        let session = registry.resume("s1", "token").unwrap();
+        assert_eq!(session.resume_token(), None, "only its hash was kept");
+        // The client has everything up to the acked result: "done" and the INTERRUPTED end
+        // come, with seqs after the client's.
+        let now = rt.now();
+        assert_eq!(session.deliver_kept(acked_seq, now), 2);
+        assert_eq!(
+            session.deliver_kept(acked_seq, now),
+            0,
+            "the first resume only"
+        );
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        let frames = session.outbox.frames_after(acked_seq, now).frames;
+        let ids: Vec<_> = frames
+            .iter()
+            .map(|f| f.frame.request_id().unwrap())
+            .collect();
+        assert_eq!(ids, ["done", "running"]);
+        assert!(frames[0].seq > acked_seq);
+        let ServerFrame::CallToolRes { error, .. } = &frames[1].frame else {
+            panic!("{:?}", frames[1]);
+        };
+        let error: &CallError = error.as_ref().unwrap();
+        assert_eq!(error.code, ErrorCode::Interrupted);
+        // A repeat of the finished call is its kept result; of the interrupted one, a new call.
+        assert!(matches!(
+            session.begin_call("done", now),
+            Begin::Finished(_)
+        ));
+        assert!(matches!(session.begin_call("running", now), Begin::New(_)));
+        // The session expires: every record goes.
+        registry.close("s1", StopReason::ClientGone);
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        let left = kept_sessions(&disk, &rt);
+        assert!(
+            left.sessions.is_empty() && left.forget.is_empty(),
+            "{left:?}"
+        );
+    }
+}

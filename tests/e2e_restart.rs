@@ -400,11 +400,26 @@ async fn editor(
 
 #[tokio::test]
 async fn the_bridge_sees_one_answer_per_call_across_kill_9_and_no_finished_call_runs_twice() {
+    bridge_across_a_restart(false).await;
+}
+
+#[tokio::test]
+async fn the_bridge_sees_one_answer_per_call_across_a_graceful_restart() {
+    bridge_across_a_restart(true).await;
+}
+
+/// An editor on the stdio bridge: one call finished, one running when the daemon is killed
+/// (or stopped: its grace period is shorter than the call); the daemon is started again on
+/// the same port and state. The editor gets one real answer for each.
+async fn bridge_across_a_restart(graceful: bool) {
     use rmcp::model::CallToolRequestParams;
     let home = tempfile::tempdir().unwrap();
     let ws_port = free_port();
-    let slow = [("EXAI_OFFLINE_LATENCY_MS", "800")];
-    let daemon = start_on(home.path(), ws_port, &slow);
+    let slow = [
+        ("EXAI_OFFLINE_LATENCY_MS", "800"),
+        ("EXAI_SHUTDOWN_GRACE_SECS", "0.1"),
+    ];
+    let mut daemon = start_on(home.path(), ws_port, &slow);
     let editor = editor(home.path(), ws_port, &daemon.token).await;
     let ask = |prompt: &str| {
         let arguments = json!({"prompt": prompt}).as_object().unwrap().clone();
@@ -423,7 +438,12 @@ async fn the_bridge_sees_one_answer_per_call_across_kill_9_and_no_finished_call_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     daemon.committed().await;
-    drop(daemon); // SIGKILL mid-call
+    if graceful {
+        // The INTERRUPTED end reaches the bridge live, before the 1001 close.
+        sigterm(&daemon._running.0);
+        assert!(wait_exit(&mut daemon._running.0).await.success());
+    }
+    drop(daemon); // SIGKILL mid-call, or already gone
     let daemon = start_on(home.path(), ws_port, &slow);
     let second = tokio::time::timeout(Duration::from_secs(30), second)
         .await

@@ -199,12 +199,14 @@ struct CallState {
     ever_sent: bool,
     /// Whether a cancel is owed.
     cancel: Cancel,
-    /// `INTERRUPTED` ends taken so far: each sends the call again under the same request id
-    /// (the daemon stopped while it ran), at most [`INTERRUPTS_MAX`] times.
+    /// Interrupted ends taken so far (see [`Inner::send_again`]), at most [`INTERRUPTS_MAX`].
     interrupts: u32,
+    /// Not sent again before this instant: the daemon's `retry_after_secs`. A daemon that is
+    /// shutting down closes the socket meanwhile, so the call goes to the daemon that is back.
+    not_before: Option<crate::rt::Instant>,
 }
 
-/// `INTERRUPTED` ends of one call the bridge answers by sending the call again; the next one
+/// Interrupted ends of one call the bridge answers by sending the call again; the next one
 /// reaches the editor. A daemon that dies on every attempt of a call must not loop forever.
 const INTERRUPTS_MAX: u32 = 3;
 
@@ -324,6 +326,7 @@ impl Backend for Bridge {
                 ever_sent: false,
                 cancel: Cancel::No,
                 interrupts: 0,
+                not_before: None,
             };
             let waiting = state
                 .calls
@@ -384,9 +387,13 @@ impl Inner {
 
     /// Frames owed to the daemon on the current connection, marked as sent.
     fn owed_frames(&self) -> Vec<String> {
+        let now = self.rt.now();
         let mut state = self.state.lock().expect("bridge lock");
         let mut frames = Vec::new();
         for (request_id, call) in state.calls.iter_mut() {
+            if call.state.not_before.is_some_and(|at| at > now) {
+                continue;
+            }
             if call.state.cancel == Cancel::Owed {
                 frames.push(json!({"op": "cancel", "request_id": request_id}).to_string());
                 call.state.cancel = Cancel::Sent;
@@ -413,6 +420,18 @@ impl Inner {
             }
         }
         frames
+    }
+
+    /// The earliest instant a call waits for before it is sent again, if one does.
+    fn next_resend(&self) -> Option<crate::rt::Instant> {
+        let now = self.rt.now();
+        let mut state = self.state.lock().expect("bridge lock");
+        state
+            .calls
+            .iter_mut()
+            .filter_map(|(_, call)| call.state.not_before)
+            .filter(|at| *at > now)
+            .min()
     }
 
     /// The connection dropped: what it sent but the daemon did not confirm is owed again.
@@ -459,7 +478,8 @@ impl Inner {
     fn on_frame(&self, received: &Received) -> Option<u64> {
         let mut state = self.state.lock().expect("bridge lock");
         let frame = &received.frame;
-        let terminal = if Self::send_again(&mut state, frame) {
+        let now = self.rt.now();
+        let terminal = if Self::send_again(&mut state, frame, now) {
             self.wake.notify_one();
             true
         } else {
@@ -528,10 +548,12 @@ impl Inner {
         None
     }
 
-    /// An `INTERRUPTED` end (the daemon stopped while the call ran, nothing of it was kept):
-    /// the call is owed again under the same request id, so the editor sees the one real
-    /// answer, and the provider is asked once for it. True when the frame was taken so.
-    fn send_again(state: &mut State, frame: &ServerFrame) -> bool {
+    /// An interrupted end: `INTERRUPTED` (the daemon stopped while the call ran, nothing of it
+    /// was kept), or `SERVICE_UNAVAILABLE` (a call sent again reached a daemon still shutting
+    /// down). The call is owed again under the same request id after the daemon's
+    /// `retry_after_secs`, so the editor sees the one real answer, and the provider is asked
+    /// once for it. True when the frame was taken so.
+    fn send_again(state: &mut State, frame: &ServerFrame, now: crate::rt::Instant) -> bool {
         let ServerFrame::CallToolRes {
             request_id,
             error: Some(error),
@@ -540,7 +562,10 @@ impl Inner {
         else {
             return false;
         };
-        if error.code != ErrorCode::Interrupted {
+        if !matches!(
+            error.code,
+            ErrorCode::Interrupted | ErrorCode::ServiceUnavailable
+        ) {
             return false;
         }
         let Some(call) = state.calls.get_mut(request_id) else {
@@ -551,6 +576,8 @@ impl Inner {
         }
         call.state.interrupts += 1;
         call.state.delivery = Delivery::Unsent;
+        let wait = Duration::from_secs(error.retry_after_secs.unwrap_or(1).clamp(1, 30));
+        call.state.not_before = Some(now + wait);
         tracing::info!(
             request_id = %request_id,
             interrupts = call.state.interrupts,
@@ -797,9 +824,17 @@ async fn serve(inner: &Inner, sink: &mut Sink, source: &mut Source) {
                 return;
             }
         }
+        let resend_at = inner.next_resend();
+        let resend = async {
+            match resend_at {
+                Some(at) => inner.rt.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             () = inner.wake.notified() => {}
+            () = resend => {}
             message = source.next() => {
                 heard = true;
                 let text = match message {
