@@ -21,7 +21,7 @@ use exaid::lifecycle::Stage;
 use exaid::mcp::bridge::{Bridge, BridgeConfig, TokenSource};
 use exaid::mcp::handler::ExaidMcp;
 use exaid::rt::Rt;
-use exaid::rt::sqlite::{Opened, SqliteStore};
+use exaid::rt::sqlite::{Opened, SqliteStore, SyncMode};
 use exaid::rt::store::{MemoryStore, Store};
 use exaid::rt::tokio::{TokioDialer, TokioListener, TokioRuntime, serve_http};
 use tokio::signal::unix::{SignalKind, signal};
@@ -362,7 +362,11 @@ fn open_state(config: &Config, rt: &Rt) -> (Arc<dyn Store>, Option<String>) {
             }
         }
     };
-    match SqliteStore::open(&path, rt.unix_time_ms()) {
+    match SqliteStore::open(
+        &path,
+        rt.unix_time_ms(),
+        SyncMode::named(&config.state.sync),
+    ) {
         Ok((store, opened)) => {
             match opened {
                 Opened::MovedAside { to, why } => tracing::error!(

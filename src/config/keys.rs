@@ -46,7 +46,7 @@ declare_config! {
                 Kind::Choice { choices: &["human", "json"] };
 
             /// On SIGTERM or Ctrl-C, how long calls in flight may take to finish before they end
-            /// with SERVICE_UNAVAILABLE.
+            /// with INTERRUPTED.
             shutdown_grace_ms: u64 = EXAI_SHUTDOWN_GRACE_SECS, "30", secs(0, 3_600_000);
         }
 
@@ -268,6 +268,14 @@ declare_config! {
 
             /// Changes written in one commit (one transaction and one sync) at most.
             batch_max: u32 = EXAI_STATE_BATCH_MAX, "1024", int(1, 1_000_000);
+
+            /// When a commit counts as written: normal (in the file before the commit returns,
+            /// safe from the daemon dying any way it can; a power cut may take the last commits
+            /// back) or full (synced to the disk: safe from a power cut too, one sync per group
+            /// commit).
+            sync: String = EXAI_STATE_SYNC,
+                "normal",
+                Kind::Choice { choices: &["normal", "full"] };
         }
 
         /// The files a call names (`files`, `relevant_files`): where they may be, how large and

@@ -52,6 +52,35 @@ pub struct SqliteStore {
     jobs: Mutex<mpsc::Sender<Job>>,
 }
 
+/// When a commit is on the disk (`EXAI_STATE_SYNC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// A commit is written to the WAL before it returns, synced at checkpoints: it survives
+    /// the daemon dying any way it can (`kill -9`, a crash, the OOM killer), and a power cut
+    /// or kernel crash may take the last commits back. SQLite's `synchronous=NORMAL`.
+    Normal,
+    /// A commit is synced before it returns: it survives a power cut too, at the cost of one
+    /// sync (milliseconds on a real disk) per group commit. SQLite's `synchronous=FULL`.
+    Full,
+}
+
+impl SyncMode {
+    /// The mode named `name` (`normal`, `full`), as configuration validated it.
+    pub fn named(name: &str) -> SyncMode {
+        match name {
+            "full" => SyncMode::Full,
+            _ => SyncMode::Normal,
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
+        }
+    }
+}
+
 /// What opening found, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opened {
@@ -64,11 +93,16 @@ pub enum Opened {
 }
 
 impl SqliteStore {
-    /// Open (or create) the store at `path`. `now_unix_ms` names a corrupt file moved aside.
-    pub fn open(path: &Path, now_unix_ms: u64) -> Result<(SqliteStore, Opened), StoreError> {
+    /// Open (or create) the store at `path`, committing with `sync`. `now_unix_ms` names a
+    /// corrupt file moved aside.
+    pub fn open(
+        path: &Path,
+        now_unix_ms: u64,
+        sync: SyncMode,
+    ) -> Result<(SqliteStore, Opened), StoreError> {
         prepare_folder(path)?;
         let existed = path.exists();
-        let (connection, opened) = match open_checked(path) {
+        let (connection, opened) = match open_checked(path, sync) {
             Ok(connection) => {
                 let version = user_version(&connection)?;
                 let opened = match existed {
@@ -79,7 +113,7 @@ impl SqliteStore {
             }
             Err(why) if existed => {
                 let to = move_aside(path, now_unix_ms)?;
-                let connection = open_checked(path).map_err(StoreError)?;
+                let connection = open_checked(path, sync).map_err(StoreError)?;
                 (connection, Opened::MovedAside { to, why })
             }
             Err(why) => return Err(StoreError(why)),
@@ -135,9 +169,9 @@ fn set_mode(_path: &Path, _mode: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Open the file and check it: WAL, full sync, and SQLite's own quick check. The error is
+/// Open the file and check it: WAL, the sync mode, and SQLite's own quick check. The error is
 /// why the file cannot serve as the store.
-fn open_checked(path: &Path) -> Result<Connection, String> {
+fn open_checked(path: &Path, sync: SyncMode) -> Result<Connection, String> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
     let connection = Connection::open_with_flags(path, flags)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -158,10 +192,10 @@ fn open_checked(path: &Path) -> Result<Connection, String> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("{} refused WAL mode (got {mode})", path.display()));
     }
-    // FULL: a commit is on the disk when it returns, not only in the WAL's page cache.
+    let pragma = sync.pragma();
     connection
-        .execute_batch("PRAGMA synchronous=FULL;")
-        .map_err(|e| format!("cannot set synchronous=FULL on {}: {e}", path.display()))?;
+        .execute_batch(&format!("PRAGMA synchronous={pragma};"))
+        .map_err(|e| format!("cannot set synchronous={pragma} on {}: {e}", path.display()))?;
     Ok(connection)
 }
 
@@ -308,7 +342,7 @@ mod tests {
     fn records_survive_reopening_and_the_file_is_the_owner_s() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("state/state.db");
-        let (store, opened) = SqliteStore::open(&path, 1).unwrap();
+        let (store, opened) = SqliteStore::open(&path, 1, SyncMode::Full).unwrap();
         assert_eq!(opened, Opened::Created);
         block(store.commit(vec![put("a", "1"), put("b", "2")].into())).unwrap();
         let delete_b = Change::Delete {
@@ -317,7 +351,7 @@ mod tests {
         };
         block(store.commit(vec![put("a", "3"), delete_b].into())).unwrap();
         drop(store);
-        let (store, opened) = SqliteStore::open(&path, 2).unwrap();
+        let (store, opened) = SqliteStore::open(&path, 2, SyncMode::Full).unwrap();
         assert_eq!(opened, Opened::Existing { version: 1 });
         let loaded = store.load(RecordKind::Conversation).unwrap();
         assert_eq!(loaded.keys().collect::<Vec<_>>(), ["a"]);
@@ -337,7 +371,7 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("state.db");
         std::fs::write(&path, b"this is not a database, it is a note to myself").unwrap();
-        let (store, opened) = SqliteStore::open(&path, 77).unwrap();
+        let (store, opened) = SqliteStore::open(&path, 77, SyncMode::Full).unwrap();
         let Opened::MovedAside { to, why } = opened else {
             panic!("moved aside: {opened:?}");
         };
@@ -353,7 +387,7 @@ mod tests {
         let newer = Connection::open(&path).unwrap();
         newer.execute_batch("PRAGMA user_version = 99;").unwrap();
         drop(newer);
-        let Err(refused) = SqliteStore::open(&path, 78) else {
+        let Err(refused) = SqliteStore::open(&path, 78, SyncMode::Full) else {
             panic!("a newer schema is refused");
         };
         assert!(refused.0.contains("schema version 99"), "{refused}");
