@@ -233,6 +233,16 @@ impl ClientState {
             .count()
     }
 
+    /// Which invariant a frame delivered twice or out of order breaks: 3, or 15 once the
+    /// daemon has died under this client (then it is a replay across a restart that failed).
+    pub fn once_invariant(&self) -> Invariant {
+        if self.store.as_ref().is_some_and(|store| store.crashes() > 0) {
+            Invariant::ResultsSurviveRestart
+        } else {
+            Invariant::ExactlyOnce
+        }
+    }
+
     fn finished(&self, spec: &ClientSpec, actions_total: usize) -> bool {
         self.actions_done >= actions_total
             && self.ready.is_empty()
@@ -717,7 +727,7 @@ fn on_frame(
     };
     if seq != state.last_seq + 1 {
         journal.violate(
-            Invariant::ExactlyOnce,
+            state.once_invariant(),
             format!(
                 "{} expected seq {} but got {seq} ({frame:?})",
                 spec.name,
@@ -745,13 +755,14 @@ fn on_frame(
                 return ack_due(spec, &mut state);
             }
             let sends = state.sends.get(request_id).copied().unwrap_or(0);
+            let invariant = state.once_invariant();
             let count = state.results.entry(request_id.clone()).or_insert(0);
             *count += 1;
             // One result per send at most: a repeat of a finished id gets the stored result
             // again (marked `repeated`), never a second run.
             if *count > sends.max(1) || (*count > 1 && !*repeated) {
                 journal.violate(
-                    Invariant::ExactlyOnce,
+                    invariant,
                     format!(
                         "{} received the result of {request_id} {} times for {sends} sends",
                         spec.name, *count

@@ -332,8 +332,9 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             for (spec, state) in plan.clients.iter().zip(&states) {
                 let state = state.lock().expect("client lock");
                 if !(state.done || state.gone) {
+                    let invariant = state.once_invariant();
                     journal.violate(
-                        Invariant::ExactlyOnce,
+                        invariant,
                         format!(
                             "{} still waits for {} results at {limit_ms} ms",
                             spec.name,
