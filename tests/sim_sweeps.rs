@@ -122,6 +122,13 @@ fn sweep_mcp_resume() {
     sweep_scenario("mcp-resume");
 }
 
+/// Fails until the core keeps sessions, unacked terminal frames and accepted calls across a
+/// restart (issue 18): today a resume after a crash is refused (invariant 15).
+#[test]
+fn sweep_crash_restart() {
+    sweep_scenario("crash-restart");
+}
+
 #[test]
 fn every_scenario_is_swept() {
     let swept = [
@@ -139,6 +146,7 @@ fn every_scenario_is_swept() {
         "rate-budget",
         "isolation",
         "mcp-resume",
+        "crash-restart",
     ];
     let all: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
     assert_eq!(all, swept, "a new scenario needs its sweep test");

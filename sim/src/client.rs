@@ -13,6 +13,14 @@
 //! the next step, up to the final one. The client may be killed between steps; it resumes
 //! its session and goes on with the same conversation, and the final analysis must cover
 //! every step.
+//!
+//! When the daemon itself dies (the `crash-restart` scenario), a client's connection breaks
+//! under it: it comes back every [`REDIAL_PAUSE`] until the restarted daemon listens, and
+//! resumes with its session id, resume token and last seq (invariant 15). A call the dead
+//! daemon had accepted ends with `INTERRUPTED` (the call's one terminal frame); the client
+//! sends it once more under the same request id and expects a real result. A conversation it
+//! holds must go on after the restart unless the simulated disk had not committed it
+//! (invariant 16).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -26,6 +34,25 @@ use tokio_tungstenite::tungstenite::Message;
 use exaid::protocol::{Received, ServerFrame, decode_server};
 
 use crate::journal::{Invariant, JournalRef, lock, now_ms};
+use crate::store::SimStore;
+use exaid::rt::store::RecordKind;
+
+/// How long a client whose connection broke waits before it dials the daemon again.
+pub const REDIAL_PAUSE: Duration = Duration::from_millis(500);
+
+/// The error code of the terminal frame a restarted daemon gives a call its dead
+/// incarnation had accepted (the wire name of the core's `ErrorCode::Interrupted`).
+pub const INTERRUPTED: &str = "INTERRUPTED";
+
+/// How one connection of a client ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The client finished, was closed at shutdown, or met something it will not retry.
+    Finished,
+    /// The connection could not be made or broke under it (the daemon died): a client that
+    /// comes back dials again.
+    Broken,
+}
 
 /// What an ok answer must show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,9 +198,51 @@ pub struct ClientState {
     ready: Vec<(u64, usize)>,
     /// Later workflow steps that will never be sent (an earlier step failed).
     skipped: BTreeSet<String>,
+    /// The highest seq it acknowledged.
+    last_acked_seq: u64,
+    /// The seq of the latest `call_tool_res` of each request id.
+    result_seqs: BTreeMap<String, u64>,
+    /// When (virtual ms) it got each workflow or chat result's `continuation_id`, by request id.
+    continuation_at: BTreeMap<String, u64>,
+    /// `INTERRUPTED` results received, by request id (the call's incarnation died).
+    interrupted: BTreeMap<String, u32>,
+    /// Calls whose result can never come: their session was refused after a restart.
+    lost: BTreeSet<String>,
+    /// Its last connection broke under it (the daemon died): the next resume follows a crash.
+    broken: bool,
+    /// The simulated disk, when the daemon keeps its state on one: the witness of what was
+    /// committed, to judge a conversation the restarted daemon no longer knows.
+    store: Option<SimStore>,
 }
 
 impl ClientState {
+    /// A client of a daemon that keeps its state on `store` (and may crash).
+    pub fn on_disk(store: Option<SimStore>) -> ClientState {
+        ClientState {
+            store,
+            ..ClientState::default()
+        }
+    }
+
+    /// Results it received (or the daemon pushed past its last ack) that it has not
+    /// acknowledged: what a crash now would have to replay.
+    pub fn unacked_results(&self) -> usize {
+        self.result_seqs
+            .values()
+            .filter(|seq| **seq > self.last_acked_seq)
+            .count()
+    }
+
+    /// Which invariant a frame delivered twice or out of order breaks: 3, or 15 once the
+    /// daemon has died under this client (then it is a replay across a restart that failed).
+    pub fn once_invariant(&self) -> Invariant {
+        if self.store.as_ref().is_some_and(|store| store.crashes() > 0) {
+            Invariant::ResultsSurviveRestart
+        } else {
+            Invariant::ExactlyOnce
+        }
+    }
+
     fn finished(&self, spec: &ClientSpec, actions_total: usize) -> bool {
         self.actions_done >= actions_total
             && self.ready.is_empty()
@@ -185,7 +254,7 @@ impl ClientState {
             && self
                 .sent
                 .iter()
-                .all(|id| self.results.get(id).copied().unwrap_or(0) >= 1)
+                .all(|id| self.results.get(id).copied().unwrap_or(0) >= 1 || self.lost.contains(id))
     }
 
     /// Calls the daemon acknowledged (accepted or joined) without a result yet.
@@ -217,7 +286,7 @@ impl ClientState {
     pub fn open_calls(&self) -> usize {
         self.sent
             .iter()
-            .filter(|id| !self.results.contains_key(*id))
+            .filter(|id| !self.results.contains_key(*id) && !self.lost.contains(*id))
             .count()
     }
 }
@@ -238,9 +307,63 @@ pub async fn run_connection(
     daemon: SocketAddr,
     token: String,
     resume: bool,
+) -> Ended {
+    connection(spec, state, journal, daemon, token, resume, 10_000).await
+}
+
+/// A client from its first connection on. One that `comes_back` dials again, every
+/// [`REDIAL_PAUSE`], whenever its connection breaks (the daemon died), and resumes its
+/// session; otherwise this is [`run_connection`].
+pub async fn run_client(
+    spec: Arc<ClientSpec>,
+    state: ClientRef,
+    journal: JournalRef,
+    daemon: SocketAddr,
+    token: String,
+    resume: bool,
+    comes_back: bool,
 ) {
+    if !comes_back {
+        run_connection(spec, state, journal, daemon, token, resume).await;
+        return;
+    }
+    let mut resume = resume;
+    loop {
+        let ended = connection(
+            spec.clone(),
+            state.clone(),
+            journal.clone(),
+            daemon,
+            token.clone(),
+            resume,
+            1,
+        )
+        .await;
+        {
+            let mut state = state.lock().expect("client lock");
+            if ended == Ended::Finished || state.done || state.gone {
+                return;
+            }
+            state.broken = true;
+            resume = state.session_id.is_some();
+        }
+        lock(&journal).count("redials", 1);
+        madsim::time::sleep(REDIAL_PAUSE).await;
+    }
+}
+
+/// One connection, dialling at most `attempts` times (1 ms apart).
+async fn connection(
+    spec: Arc<ClientSpec>,
+    state: ClientRef,
+    journal: JournalRef,
+    daemon: SocketAddr,
+    token: String,
+    resume: bool,
+    attempts: u32,
+) -> Ended {
     let mut stream = None;
-    for _ in 0..10_000 {
+    for _ in 0..attempts {
         match madsim::net::TcpStream::connect(daemon).await {
             Ok(connected) => {
                 stream = Some(connected);
@@ -251,12 +374,12 @@ pub async fn run_connection(
     }
     let Some(stream) = stream else {
         lock(&journal).record(format!("{} could not connect", spec.name));
-        return;
+        return Ended::Broken;
     };
     let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{daemon}/"), stream).await
     else {
         lock(&journal).record(format!("{} handshake failed", spec.name));
-        return;
+        return Ended::Broken;
     };
     let (mut sink, mut source) = ws.split();
     let hello = {
@@ -270,11 +393,11 @@ pub async fn run_connection(
         }
     };
     if sink.send(text(hello)).await.is_err() {
-        return;
+        return Ended::Broken;
     }
     let first = match source.next().await {
         Some(Ok(Message::Text(first))) => first,
-        _ => return,
+        _ => return Ended::Broken,
     };
     let ack = decode_server(&first).map(|received| received.frame);
     let Ok(ServerFrame::HelloAck {
@@ -289,13 +412,42 @@ pub async fn run_connection(
             Invariant::ExactlyOnce,
             format!("{} got {first} instead of hello_ack", spec.name),
         );
-        return;
+        return Ended::Finished;
     };
     {
         let mut state = state.lock().expect("client lock");
         let mut journal = lock(&journal);
-        if resume {
-            if !resumed || Some(session_id.as_str()) != state.session_id.as_deref() {
+        let refused = !resumed || Some(session_id.as_str()) != state.session_id.as_deref();
+        if resume && refused && state.broken {
+            // The daemon restarted and forgot the session: every call of it is lost. Go on
+            // in the new session, so the rest of the run (conversations) is still checked.
+            journal.violate(
+                Invariant::ResultsSurviveRestart,
+                format!(
+                    "{} resumed within the TTL after the daemon restarted, but the daemon refused: {first}",
+                    spec.name
+                ),
+            );
+            journal.cover("resume_refused_after_crash");
+            let open: Vec<String> = state
+                .sent
+                .iter()
+                .filter(|id| !state.results.contains_key(*id) && !state.lost.contains(*id))
+                .cloned()
+                .collect();
+            for id in open {
+                journal.record(format!("{} lost {id} with its session", spec.name));
+                state.lost.insert(id.clone());
+                schedule_next_steps(&spec, &id, false, &mut state, &mut journal);
+            }
+            state.session_id = Some(session_id);
+            state.resume_token = Some(resume_token);
+            state.last_seq = 0;
+            state.last_acked_seq = 0;
+            state.result_seqs.clear();
+            state.broken = false;
+        } else if resume {
+            if refused {
                 journal.violate(
                     Invariant::ExactlyOnce,
                     format!(
@@ -303,7 +455,7 @@ pub async fn run_connection(
                         spec.name
                     ),
                 );
-                return;
+                return Ended::Finished;
             }
             journal.record(format!(
                 "{} resumed at seq {} of {replay_until}",
@@ -311,6 +463,10 @@ pub async fn run_connection(
             ));
             if replay_until > state.last_seq {
                 journal.cover("resume_replayed_frames");
+            }
+            if state.broken {
+                journal.cover("resumed_after_crash");
+                state.broken = false;
             }
             journal.count("resumes", 1);
         } else {
@@ -349,7 +505,7 @@ pub async fn run_connection(
             message = source.next() => {
                 let Some(Ok(message)) = message else {
                     lock(&journal).record(format!("{} connection ended", spec.name));
-                    return;
+                    return Ended::Broken;
                 };
                 let body = match message {
                     Message::Text(body) => body,
@@ -372,7 +528,7 @@ pub async fn run_connection(
                             journal.cover("unaccepted_call_in_flight_at_close");
                         }
                         state.done = true;
-                        return;
+                        return Ended::Finished;
                     }
                     _ => continue,
                 };
@@ -388,6 +544,8 @@ pub async fn run_connection(
                 };
                 if let Some(seq) = ack_seq {
                     let _ = sink.send(text(json!({"op": "ack", "seq": seq}))).await;
+                    let mut state = state.lock().expect("client lock");
+                    state.last_acked_seq = state.last_acked_seq.max(seq);
                 }
                 if !replay_done && state.lock().expect("client lock").last_seq >= replay_until {
                     replay_done = true;
@@ -409,6 +567,7 @@ pub async fn run_connection(
         }
     }
     let _ = sink.close().await;
+    Ended::Finished
 }
 
 type Sink = futures_util::stream::SplitSink<
@@ -433,6 +592,8 @@ async fn resend_unacknowledged(
                 state.sent.contains(&c.request_id)
                     && !state.acked.contains(&c.request_id)
                     && !state.results.contains_key(&c.request_id)
+                    && !state.lost.contains(&c.request_id)
+                    && !state.interrupted.contains_key(&c.request_id)
             })
             .map(|(i, _)| i)
             .collect()
@@ -474,13 +635,20 @@ async fn send_step(
     resumed_connection: bool,
 ) {
     let call = &spec.calls[index];
-    let frame = {
+    let (frame, again) = {
         let mut state = state.lock().expect("client lock");
-        state.sent.insert(call.request_id.clone());
+        let again = !state.sent.insert(call.request_id.clone());
         *state.sends.entry(call.request_id.clone()).or_insert(0) += 1;
-        call_frame(call, &state)
+        (call_frame(call, &state), again)
     };
-    {
+    if again {
+        let mut journal = lock(journal);
+        journal.record(format!(
+            "{} sends {} again after INTERRUPTED",
+            spec.name, call.request_id
+        ));
+        journal.cover("resent_after_interrupted");
+    } else {
         let mut journal = lock(journal);
         journal.record(format!(
             "{} sends step {} {}",
@@ -559,7 +727,7 @@ fn on_frame(
     };
     if seq != state.last_seq + 1 {
         journal.violate(
-            Invariant::ExactlyOnce,
+            state.once_invariant(),
             format!(
                 "{} expected seq {} but got {seq} ({frame:?})",
                 spec.name,
@@ -580,14 +748,21 @@ fn on_frame(
             repeated,
             ..
         } => {
+            state.result_seqs.insert(request_id.clone(), seq);
+            let code = error.as_ref().map(|e| e.code.as_str());
+            if code == Some(INTERRUPTED) && !*ok {
+                on_interrupted(spec, request_id, &mut state, &mut journal);
+                return ack_due(spec, &mut state);
+            }
             let sends = state.sends.get(request_id).copied().unwrap_or(0);
+            let invariant = state.once_invariant();
             let count = state.results.entry(request_id.clone()).or_insert(0);
             *count += 1;
             // One result per send at most: a repeat of a finished id gets the stored result
             // again (marked `repeated`), never a second run.
             if *count > sends.max(1) || (*count > 1 && !*repeated) {
                 journal.violate(
-                    Invariant::ExactlyOnce,
+                    invariant,
                     format!(
                         "{} received the result of {request_id} {} times for {sends} sends",
                         spec.name, *count
@@ -601,6 +776,10 @@ fn on_frame(
                 .is_some_and(|details| details["field"] == "continuation_id");
             if refused_conversation {
                 journal.cover("continuation_refused");
+                let index = spec.calls.iter().position(|c| c.request_id == *request_id);
+                if let Some(call) = index.map(|i| &spec.calls[i]) {
+                    conversation_refused(spec, call, &state, &mut journal);
+                }
             }
             if let Some(message) = error.as_ref().map(|e| e.message.as_str()) {
                 cover_refusal(message, &mut journal);
@@ -633,12 +812,126 @@ fn on_frame(
         }
         _ => {}
     }
+    ack_due(spec, &mut state)
+}
+
+/// Count one more frame; the seq to ack, if it is time to.
+fn ack_due(spec: &ClientSpec, state: &mut ClientState) -> Option<u64> {
     state.frames_since_ack += 1;
     if spec.ack_every_frames > 0 && state.frames_since_ack >= spec.ack_every_frames {
         state.frames_since_ack = 0;
         return Some(state.last_seq);
     }
     None
+}
+
+/// An `INTERRUPTED` result: the daemon that accepted the call died, and this is the call's
+/// one terminal frame. The first time, the client sends it again under the same request id
+/// (it runs anew) and waits for that run's result; a second one is the call's end.
+fn on_interrupted(
+    spec: &ClientSpec,
+    request_id: &str,
+    state: &mut ClientState,
+    journal: &mut crate::journal::Journal,
+) {
+    journal.record(format!("{} got INTERRUPTED for {request_id}", spec.name));
+    journal.cover("interrupted_received");
+    if state.results.contains_key(request_id) {
+        journal.violate(
+            Invariant::ResultsSurviveRestart,
+            format!(
+                "{} got INTERRUPTED for {request_id}, which already had its result",
+                spec.name
+            ),
+        );
+        return;
+    }
+    let times = state.interrupted.entry(request_id.to_string()).or_insert(0);
+    *times += 1;
+    if *times > 1 {
+        // Interrupted twice (a second crash hit the run it sent again): that is its end.
+        state.results.insert(request_id.to_string(), 1);
+        schedule_next_steps(spec, request_id, false, state, journal);
+        return;
+    }
+    if let Some(index) = spec.calls.iter().position(|c| c.request_id == request_id) {
+        state.acked.remove(request_id);
+        state.ready.push((now_ms(), index));
+        state.ready.sort_unstable();
+    }
+}
+
+/// The continuation `call` carried, and when its client got it: the result of the step
+/// before it.
+fn continuation_of<'a>(call: &CallSpec, state: &'a ClientState) -> Option<(&'a str, u64)> {
+    let (before, _) = call.after.as_ref()?;
+    let id = state.continuations.get(before)?;
+    let at_ms = state.continuation_at.get(before).copied().unwrap_or(0);
+    Some((id.as_str(), at_ms))
+}
+
+/// Invariant 16, a refused `continuation_id`: after a crash, allowed only if the simulated
+/// disk had not committed the conversation when the daemon died.
+fn conversation_refused(
+    spec: &ClientSpec,
+    call: &CallSpec,
+    state: &ClientState,
+    journal: &mut crate::journal::Journal,
+) {
+    let (Some(store), Some((id, got_at_ms))) = (&state.store, continuation_of(call, state)) else {
+        return;
+    };
+    match store.last_crash(RecordKind::Conversation, id) {
+        Some((crash_ms, Some(_))) if crash_ms >= got_at_ms => journal.violate(
+            Invariant::ConversationsSurviveRestart,
+            format!(
+                "{}'s conversation {id} was committed when the daemon died at {crash_ms} ms, but the restarted daemon refused {}",
+                spec.name, call.request_id
+            ),
+        ),
+        Some((crash_ms, None)) if crash_ms >= got_at_ms => {
+            journal.cover("uncommitted_conversation_refused");
+        }
+        _ => {}
+    }
+}
+
+/// Invariant 16, an answer that lacks earlier turns: after a crash, only the turns the
+/// simulated disk had not committed when the daemon died may be gone. Returns whether every
+/// missing marker is such an uncommitted turn (then the answer is right).
+fn lost_only_uncommitted(
+    spec: &ClientSpec,
+    call: &CallSpec,
+    missing: &[&String],
+    state: &ClientState,
+    journal: &mut crate::journal::Journal,
+) -> bool {
+    let (Some(store), Some((id, got_at_ms))) = (&state.store, continuation_of(call, state)) else {
+        return false;
+    };
+    let Some((crash_ms, body)) = store.last_crash(RecordKind::Conversation, id) else {
+        return false;
+    };
+    if crash_ms < got_at_ms {
+        return false;
+    }
+    let body = body.unwrap_or_default();
+    let committed: Vec<&&String> = missing
+        .iter()
+        .filter(|m| body.contains(m.as_str()))
+        .collect();
+    if committed.is_empty() {
+        journal.cover("uncommitted_turns_lost");
+        return true;
+    }
+    journal.violate(
+        Invariant::ConversationsSurviveRestart,
+        format!(
+            "{}'s {} lacks turns {committed:?} of conversation {id}, committed when the daemon died at {crash_ms} ms",
+            spec.name, call.request_id
+        ),
+    );
+    true
 }
 
 /// An expert's answer as the simulated provider shaped it (`provider::structure`): a parsed
@@ -739,10 +1032,25 @@ fn check_answer(
             let announced = output
                 .get("history_truncated")
                 .is_some_and(Value::is_string);
-            if own_missing || (!missing.is_empty() && !announced) {
+            let lost_in_crash = !own_missing
+                && !missing.is_empty()
+                && !announced
+                && lost_only_uncommitted(spec, call, &missing, state, journal);
+            let mut wrong = |why: String| {
+                journal.violate(
+                    Invariant::ExactlyOnce,
+                    format!(
+                        "{} got a wrong answer for {}: {why}",
+                        spec.name, call.request_id
+                    ),
+                );
+            };
+            if own_missing || (!missing.is_empty() && !announced && !lost_in_crash) {
                 wrong(format!("its content lacks {missing:?}: {text}"));
             } else if !missing.is_empty() {
-                journal.cover("history_truncated_announced");
+                if announced {
+                    journal.cover("history_truncated_announced");
+                }
             } else if markers.len() > 1 {
                 journal.cover("workflow_completed");
             }
@@ -786,6 +1094,9 @@ fn check_answer(
         state
             .continuations
             .insert(call.request_id.clone(), id.to_string());
+        state
+            .continuation_at
+            .insert(call.request_id.clone(), now_ms());
     }
 }
 

@@ -53,6 +53,19 @@ pub enum Invariant {
     /// for, or is refused by, the global limit (so a hung provider never delays another's
     /// calls).
     ProvidersIsolated = 14,
+    /// 15: a daemon that dies loses no answer: every call it accepted gets exactly one
+    /// terminal frame (its result, or `INTERRUPTED` from the next incarnation), delivered to a
+    /// client that resumes its session within the TTL across the restart, and nothing is
+    /// delivered twice (no seq, no second terminal frame for a request id).
+    ResultsSurviveRestart = 15,
+    /// 16: a conversation loses at most its uncommitted tail: after a restart, a
+    /// `continuation_id` the client holds goes on with every turn the simulated disk had
+    /// committed at the crash, and is refused only if the disk had not committed it.
+    ConversationsSurviveRestart = 16,
+    /// 17: permits never leak across a crash: once a killed incarnation's tasks are dropped,
+    /// the providers see none of its attempts and its limits hold no permit; the incarnation
+    /// serving at quiescence gives every permit back (invariant 2, per incarnation).
+    PermitsPerIncarnation = 17,
 }
 
 /// One broken invariant.

@@ -24,4 +24,5 @@ pub mod provider;
 pub mod rt;
 pub mod run;
 pub mod scenario;
+pub mod store;
 pub mod sweep;

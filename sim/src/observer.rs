@@ -3,6 +3,13 @@
 //! plus a bound (invariant 4), that each deadline is the configured one (the incident's
 //! "180 s from .env, not a built-in 300 s"), and that outboxes stay under their caps
 //! (invariant 7). It also marks coverage tags.
+//!
+//! It outlives the daemon: one observer watches every incarnation of a daemon that crashes
+//! and restarts. A call the dead incarnation accepted and never ended is *orphaned* at the
+//! crash: no code of that incarnation can end it any more, so its one terminal frame must
+//! come from the next incarnation, as `INTERRUPTED` (invariant 15). A result the dead
+//! incarnation pushed and the next one pushes again (an unacked terminal frame replayed) is a
+//! replay, not a second ending; that the client receives it only once is the client's check.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,6 +44,12 @@ struct Accepted {
     deadline: Instant,
     /// Terminal frames pushed for it so far (must end at exactly 1).
     terminals: u32,
+    /// The daemon incarnation that accepted it (0: the first).
+    incarnation: u32,
+    /// Its incarnation died before it ended: only the next one can end it (`INTERRUPTED`).
+    orphaned: bool,
+    /// The incarnation that replayed its terminal frame after a restart, if one did.
+    replayed_in: Option<u32>,
 }
 
 /// What the observer expects of the daemon.
@@ -74,6 +87,8 @@ pub struct SimObserver {
     deadlines: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Instant>>>,
     /// Each served tool's kind, from the daemon's registry: which deadline a call must get.
     tool_kinds: Mutex<BTreeMap<String, ToolKind>>,
+    /// The daemon incarnation serving now (0: the first; one more after each restart).
+    incarnation: std::sync::atomic::AtomicU32,
 }
 
 impl SimObserver {
@@ -88,7 +103,43 @@ impl SimObserver {
             deadlines: Mutex::new(None),
             draining: std::sync::atomic::AtomicBool::new(false),
             tool_kinds: Mutex::new(BTreeMap::new()),
+            incarnation: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// The daemon is killed now: every call it accepted and has not ended is orphaned (only
+    /// the next incarnation can end it). Returns how many were.
+    pub fn daemon_died(&self) -> usize {
+        let mut calls = self.calls.lock().expect("observer lock");
+        let mut orphaned = 0;
+        for record in calls.values_mut().flatten() {
+            if record.terminals == 0 && !record.orphaned {
+                record.orphaned = true;
+                orphaned += 1;
+            }
+        }
+        orphaned
+    }
+
+    /// A new incarnation of the daemon starts serving now; returns its number.
+    pub fn daemon_restarted(&self) -> u32 {
+        self.incarnation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    fn current_incarnation(&self) -> u32 {
+        self.incarnation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Calls accepted and not yet ended (orphans included).
+    pub fn open_calls(&self) -> usize {
+        let calls = self.calls.lock().expect("observer lock");
+        calls
+            .values()
+            .flatten()
+            .filter(|r| r.terminals == 0)
+            .count()
     }
 
     /// Learn every served tool's kind from the daemon's registry (before calls arrive).
@@ -120,7 +171,17 @@ impl SimObserver {
         let mut journal = lock(&self.journal);
         for ((session, request_id), records) in calls.iter() {
             for record in records {
-                if record.terminals != 1 {
+                if record.orphaned && record.terminals == 0 {
+                    journal.violate(
+                        Invariant::ResultsSurviveRestart,
+                        format!(
+                            "call {request_id} ({}) in session {}, accepted by incarnation {} which died, never got a terminal frame (no INTERRUPTED from the next one)",
+                            record.tool,
+                            short(session),
+                            record.incarnation
+                        ),
+                    );
+                } else if record.terminals != 1 {
                     journal.violate(
                         Invariant::ExactlyOnce,
                         format!(
@@ -241,6 +302,9 @@ impl Observer for SimObserver {
             tool: tool.to_string(),
             deadline,
             terminals: 0,
+            incarnation: self.current_incarnation(),
+            orphaned: false,
+            replayed_in: None,
         });
     }
 
@@ -359,14 +423,41 @@ impl Observer for SimObserver {
                     .push(at);
                 let mut calls = self.calls.lock().expect("observer lock");
                 let key = (session.to_string(), request_id.clone());
-                let open = calls
-                    .get_mut(&key)
-                    .and_then(|records| records.iter_mut().find(|r| r.terminals == 0));
+                let incarnation = self.current_incarnation();
+                let records = calls.entry(key).or_default();
+                let open = records.iter().position(|r| r.terminals == 0);
+                // A terminal frame a dead incarnation pushed, pushed again by a later one
+                // (unacked, kept in the store): a replay, once per incarnation.
+                let replay = records.iter().position(|r| {
+                    r.terminals == 1
+                        && r.incarnation < incarnation
+                        && r.replayed_in != Some(incarnation)
+                });
                 let mut journal = lock(&self.journal);
+                if let Some(index) = open {
+                    let record = &records[index];
+                    if code == "INTERRUPTED" && !record.orphaned {
+                        journal.violate(
+                            Invariant::ResultsSurviveRestart,
+                            format!("call {request_id} ended INTERRUPTED though the incarnation that accepted it still serves"),
+                        );
+                    } else if code == "INTERRUPTED" {
+                        journal.cover("interrupted_delivered");
+                    }
+                } else if let Some(index) = replay {
+                    records[index].replayed_in = Some(incarnation);
+                    journal.cover("result_replayed_after_restart");
+                    journal.record(format!(
+                        "replay of {request_id}'s terminal frame after a restart"
+                    ));
+                    return;
+                }
+                let open = open.map(|index| &mut records[index]);
                 match open {
                     Some(record) => {
                         record.terminals += 1;
-                        if at > record.deadline + DEADLINE_SLACK {
+                        // An orphan's deadline ran on a clock that died with it.
+                        if !record.orphaned && at > record.deadline + DEADLINE_SLACK {
                             journal.violate(
                                 Invariant::DeadlineHonored,
                                 format!(

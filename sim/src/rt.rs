@@ -32,6 +32,19 @@ impl SimRuntime {
             fs,
         }
     }
+
+    /// A runtime over `fs` whose clock counts from `epoch`: a daemon restarted after a crash
+    /// keeps the first incarnation's epoch, so the instants the observer compares (deadlines,
+    /// health samples) are on one clock across incarnations. Nothing durable holds an
+    /// [`Instant`] (records carry wall-clock ms), so the daemon cannot tell.
+    pub fn with_fs_since(fs: SimFs, epoch: madsim::time::Instant) -> SimRuntime {
+        SimRuntime { epoch, fs }
+    }
+
+    /// The virtual instant its clock counts from.
+    pub fn epoch(&self) -> madsim::time::Instant {
+        self.epoch
+    }
 }
 
 impl Default for SimRuntime {

@@ -7,6 +7,13 @@
 //! stops the faults and checks liveness with a fresh call (invariant 6), then lets every
 //! session expire and checks quiescence: every permit back, nothing in flight, nothing left
 //! (invariants 2, 3, 7).
+//!
+//! A plan with crashes keeps the daemon's state on the simulated disk (`store`) and kills the
+//! daemon's node at each planned instant: every task of that incarnation is dropped, its
+//! pending commit lost. After the planned downtime the node restarts (same address) with a
+//! fresh daemon built from the same recipe over the same disk. The health checks and the
+//! quiescence checks follow the incarnation serving at the time; each dead one is checked to
+//! have left no provider attempt and no permit behind (invariant 17).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,12 +25,13 @@ use exaid::rt::{Instant, Rt};
 use exaid::state::Shared;
 use serde_json::json;
 
-use crate::client::{CallSpec, ClientRef, ClientSpec, ClientState, run_connection};
+use crate::client::{CallSpec, ClientRef, ClientSpec, ClientState, run_client, run_connection};
 use crate::journal::{Invariant, Journal, JournalRef, lock, now_ms};
 use crate::observer::{Expectations, SimObserver};
 use crate::provider::{SimProvider, Witness};
 use crate::rt::{SimListener, SimRuntime};
 use crate::scenario::{GLM_MODELS, KIMI_MODELS, Plan, Scenario};
+use crate::store::SimStore;
 
 /// The daemon's simulated address.
 pub const DAEMON_ADDR: &str = "10.0.0.1:8079";
@@ -90,7 +98,8 @@ fn run_here(scenario: &'static Scenario, seed: u64, journal: JournalRef) -> Outc
 
 /// Health-check state shared with the checker tasks.
 struct Health {
-    /// The daemon, once it started (weak: the daemon owns the observer that owns this).
+    /// The incarnation serving now, once it started (weak: the daemon owns the observer
+    /// that owns this; empty while a crashed daemon is down).
     shared: Mutex<Weak<Shared>>,
     /// Instants at which health was sampled.
     sampled_at: Mutex<Vec<Instant>>,
@@ -150,7 +159,6 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         .name("daemon")
         .ip(daemon_addr.ip())
         .build();
-    let (shared_tx, shared_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
     // The files the clients name, and the witness of every read the daemon makes.
     let files = crate::fs::SimFs::for_clients(&plan.clients, &plan.disk);
     for (at_ms, path, change) in plan.disk.changes.clone() {
@@ -165,62 +173,53 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         &plan.config,
         crate::fs::PROJECT_ROOT,
     ));
-    {
+    let store = plan.store.map(|sync| SimStore::new(sync, journal.clone()));
+    let recipe = {
         let mut config = plan.config.clone();
         config.file_access.roots = vec![std::path::PathBuf::from(crate::fs::PROJECT_ROOT)];
-        let fs = files.clone();
-        let (kimi, glm, kimi_keys) = (plan.kimi.clone(), plan.glm.clone(), plan.kimi_keys);
-        let (witness, calm, journal, observer) = (
-            witness.clone(),
-            calm.clone(),
-            journal.clone(),
-            observer.clone(),
-        );
-        daemon_node.spawn(async move {
-            let rt = Rt::new(Arc::new(SimRuntime::with_fs(fs)));
-            let mut builder = exaid::Daemon::builder(config, TOKEN.to_string(), rt);
-            for index in 1..=kimi_keys {
-                let kimi = SimProvider::new(
-                    "kimi",
-                    &KIMI_MODELS,
-                    kimi.clone(),
-                    witness.clone(),
-                    calm.clone(),
-                    journal.clone(),
-                    rules.clone(),
-                );
-                builder = builder.provider(Arc::new(kimi.keyed(index)));
-            }
-            let glm = SimProvider::new("glm", &GLM_MODELS, glm, witness, calm, journal, rules);
-            let daemon = builder
-                .provider(Arc::new(glm))
-                .observer(observer.clone())
-                .build();
-            // Which deadline each tool must get is the daemon's own registry's answer.
-            observer.learn_tools(&daemon.shared().tools);
-            let listener = SimListener::bind(daemon_addr)
-                .await
-                .expect("bind in the simulator");
-            let _ = shared_tx.send(daemon.shared().clone());
-            let _ = daemon.serve(Box::new(listener)).await;
-        });
-    }
+        Arc::new(Recipe {
+            config,
+            fs: files.clone(),
+            kimi: plan.kimi.clone(),
+            glm: plan.glm.clone(),
+            kimi_keys: plan.kimi_keys,
+            witness: witness.clone(),
+            calm: calm.clone(),
+            journal: journal.clone(),
+            observer: observer.clone(),
+            rules,
+            store: store.clone(),
+            epoch: Mutex::new(None),
+        })
+    };
+    let shared_rx = recipe.start(&daemon_node, daemon_addr);
     let shared = shared_rx.await.expect("the daemon starts");
     *health.shared.lock().expect("health lock") = Arc::downgrade(&shared);
 
     // Health checks: at random instants, and at every call's deadline (racing the deadline
     // timer and whatever completes on that instant).
+    // (On the daemon's node, unless the daemon may be killed: then the checks must outlive it.)
+    let crashes = !plan.crashes.is_empty();
+    let spawn_check = |check: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+        if crashes {
+            drop(madsim::task::spawn(check));
+        } else {
+            drop(daemon_node.spawn(check));
+        }
+    };
     for at_ms in plan.health_checks_ms.clone() {
         let (health, journal) = (health.clone(), journal.clone());
-        daemon_node.spawn(async move {
+        spawn_check(Box::pin(async move {
             madsim::time::sleep(Duration::from_millis(at_ms)).await;
             check_health(&health, &journal, "random");
-        });
+        }));
     }
     {
         let deadlines = observer.watch_deadlines();
         let (health, journal, rt) = (health.clone(), journal.clone(), shared.rt.clone());
-        daemon_node.spawn(async move { deadline_checker(rt, deadlines, health, journal).await });
+        spawn_check(Box::pin(async move {
+            deadline_checker(rt, deadlines, health, journal).await
+        }));
     }
 
     // Shutdown, if planned: on the daemon's node, like a SIGTERM handler.
@@ -263,20 +262,52 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     // The clients, each on its own node; the supervisor kills and resumes them.
     let mut states: Vec<ClientRef> = Vec::new();
     for (index, spec) in plan.clients.iter().enumerate() {
-        let state: ClientRef = Arc::new(Mutex::new(ClientState::default()));
+        let state: ClientRef = Arc::new(Mutex::new(ClientState::on_disk(store.clone())));
         states.push(state.clone());
         let spec = Arc::new(spec.clone());
         let journal = journal.clone();
         let handle = handle.clone();
         madsim::task::spawn(async move {
-            drive_client(handle, index, spec, state, journal, daemon_addr).await;
+            drive_client(handle, index, spec, state, journal, daemon_addr, crashes).await;
         });
     }
+
+    // The daemon's crashes, if planned: the supervisor follows the incarnation serving.
+    let serving = Arc::new(Mutex::new(Some(shared)));
+    let crash_driver = crashes.then(|| {
+        let crash = Crash {
+            handle: handle.clone(),
+            daemon: daemon_node.id(),
+            daemon_addr,
+            recipe: recipe.clone(),
+            health: health.clone(),
+            serving: serving.clone(),
+            states: states.clone(),
+            journal: journal.clone(),
+            store: store
+                .clone()
+                .expect("a plan with crashes keeps its state on a disk"),
+        };
+        madsim::task::spawn(crash.run(plan.crashes.clone()))
+    });
+    let shared = serving
+        .lock()
+        .expect("serving lock")
+        .clone()
+        .expect("the daemon serves");
+    // While the daemon may die, the supervisor holds no strong reference to it.
+    let shared = if crashes {
+        drop(shared);
+        None
+    } else {
+        Some(shared)
+    };
 
     // The MCP clients, in process on the daemon's node (as `/mcp`'s handlers are).
     let mcp_done = Arc::new(AtomicBool::new(plan.mcp.is_empty()));
     if !plan.mcp.is_empty() {
-        let (shared, clients, journal) = (shared.clone(), plan.mcp.clone(), journal.clone());
+        let shared = shared.clone().expect("MCP clients run without crashes");
+        let (clients, journal) = (plan.mcp.clone(), journal.clone());
         let done = mcp_done.clone();
         daemon_node.spawn(async move {
             crate::mcp::run(shared, clients, journal).await;
@@ -301,8 +332,9 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             for (spec, state) in plan.clients.iter().zip(&states) {
                 let state = state.lock().expect("client lock");
                 if !(state.done || state.gone) {
+                    let invariant = state.once_invariant();
                     journal.violate(
-                        Invariant::ExactlyOnce,
+                        invariant,
                         format!(
                             "{} still waits for {} results at {limit_ms} ms",
                             spec.name,
@@ -321,6 +353,9 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
 
     for node in hostile_nodes {
         handle.kill(node);
+    }
+    if let Some(driver) = crash_driver {
+        let _ = driver.await;
     }
 
     // Liveness: faults stop; once the last retry-after has passed, a fresh call succeeds.
@@ -342,6 +377,10 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     // Quiescence: every session expires, then nothing may be held.
     let ttl = Duration::from_millis(plan.config.sessions.ttl_ms);
     madsim::time::sleep(ttl + Duration::from_secs(2)).await;
+    let shared = shared.unwrap_or_else(|| {
+        let serving = serving.lock().expect("serving lock").take();
+        serving.expect("an incarnation serves at quiescence")
+    });
     quiescence(
         &shared,
         &witness,
@@ -354,7 +393,15 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
     let virtual_ms = now_ms();
     drop(shared);
     let journal = std::mem::take(&mut *lock(&journal));
-    let table = table(scenario, seed, &plan, &journal, &witness, virtual_ms);
+    let table = table(
+        scenario,
+        seed,
+        &plan,
+        &journal,
+        &witness,
+        store.as_ref(),
+        virtual_ms,
+    );
     Outcome {
         scenario: scenario.name,
         seed,
@@ -417,7 +464,24 @@ fn workload_limit_ms(plan: &Plan) -> u64 {
         .max()
         .unwrap_or(0);
     let deadline = plan.simple_timeout.max(plan.workflow_timeout).as_millis() as u64;
-    last_send.max(last_return).max(mcp_last) + steps_delay + deadline + 60_000
+    // A crash stops the clock on every call for its downtime, and may send calls again.
+    let last_crash = plan
+        .crashes
+        .iter()
+        .map(|(at_ms, down_ms)| at_ms + down_ms)
+        .max()
+        .unwrap_or(0);
+    let downtime: u64 = plan.crashes.iter().map(|(_, down_ms)| down_ms).sum();
+    let crash_delay = if plan.crashes.is_empty() {
+        0
+    } else {
+        downtime + deadline
+    };
+    last_send.max(last_return).max(mcp_last).max(last_crash)
+        + steps_delay
+        + deadline
+        + crash_delay
+        + 60_000
 }
 
 async fn drive_client(
@@ -427,6 +491,7 @@ async fn drive_client(
     state: ClientRef,
     journal: JournalRef,
     daemon: SocketAddr,
+    comes_back: bool,
 ) {
     let ip = format!("10.1.{}.{}", index / 200, 1 + index % 200);
     let node = handle
@@ -434,13 +499,14 @@ async fn drive_client(
         .name(&spec.name)
         .ip(ip.parse().expect("ip"))
         .build();
-    node.spawn(run_connection(
+    node.spawn(run_client(
         spec.clone(),
         state.clone(),
         journal.clone(),
         daemon,
         TOKEN.to_string(),
         false,
+        comes_back,
     ));
     let Some(disconnect_at_ms) = spec.disconnect_at_ms else {
         return;
@@ -477,13 +543,14 @@ async fn drive_client(
         .name(format!("{}-again", spec.name))
         .ip(ip.parse().expect("ip"))
         .build();
-    node.spawn(run_connection(
+    node.spawn(run_client(
         spec,
         state,
         journal,
         daemon,
         TOKEN.to_string(),
         true,
+        comes_back,
     ));
 }
 
@@ -681,6 +748,7 @@ fn table(
     plan: &Plan,
     journal: &Journal,
     witness: &Witness,
+    store: Option<&SimStore>,
     virtual_ms: u64,
 ) -> String {
     let counter = |name: &str| journal.counters.get(name).copied().unwrap_or(0);
@@ -748,6 +816,19 @@ fn table(
         ),
         ("violations", journal.violations.len().to_string()),
     ];
+    if let Some(store) = store.filter(|_| !plan.crashes.is_empty()) {
+        let stats = store.stats();
+        let crashes = format!(
+            "{} (disk commits {}, failed syncs {}, lost pending {}, changes {}; redials {})",
+            plan.crashes.len(),
+            stats.commits,
+            stats.failed,
+            stats.lost_in_crash,
+            stats.changes,
+            counter("redials")
+        );
+        rows.insert(9, ("crashes", crashes));
+    }
     if !plan.mcp.is_empty() {
         let mcp = format!(
             "{} ({} calls: answered {}, refused {})",
@@ -769,4 +850,202 @@ fn table(
     }
     rows.push(("trace", format!("{:016x}", journal.trace_hash())));
     rows.iter().map(|(k, v)| format!("{k:<18} {v}\n")).collect()
+}
+
+/// Everything a daemon incarnation is built from: the first and every restarted one are
+/// built alike, over the same disk, providers' fault mix, witness and observer.
+struct Recipe {
+    /// The configuration (the project root its only root).
+    config: exaid::config::Config,
+    /// The simulated file system.
+    fs: crate::fs::SimFs,
+    /// The simulated Kimi's fault mix.
+    kimi: crate::provider::Faults,
+    /// The simulated GLM's fault mix.
+    glm: crate::provider::Faults,
+    /// How many Kimi keys.
+    kimi_keys: u32,
+    /// The providers' witness (outlives incarnations).
+    witness: Arc<Witness>,
+    /// Set when the faults stop.
+    calm: Arc<AtomicBool>,
+    /// The run's journal.
+    journal: JournalRef,
+    /// The observer (outlives incarnations).
+    observer: Arc<SimObserver>,
+    /// What every provider request must obey.
+    rules: Arc<crate::inspect::Rules>,
+    /// The simulated disk, when the plan has crashes (else the daemon's in-memory store).
+    store: Option<SimStore>,
+    /// The first incarnation's clock epoch, which later ones keep (see `SimRuntime`).
+    epoch: Mutex<Option<madsim::time::Instant>>,
+}
+
+impl Recipe {
+    /// Start an incarnation on `node`, listening on `addr`: the receiver resolves to its
+    /// state once it listens.
+    fn start(
+        self: &Arc<Self>,
+        node: &madsim::runtime::NodeHandle,
+        addr: SocketAddr,
+    ) -> tokio::sync::oneshot::Receiver<Arc<Shared>> {
+        let (shared_tx, shared_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
+        let recipe = self.clone();
+        node.spawn(async move {
+            let runtime = {
+                let mut epoch = recipe.epoch.lock().expect("epoch lock");
+                match *epoch {
+                    Some(since) => SimRuntime::with_fs_since(recipe.fs.clone(), since),
+                    None => {
+                        let runtime = SimRuntime::with_fs(recipe.fs.clone());
+                        *epoch = Some(runtime.epoch());
+                        runtime
+                    }
+                }
+            };
+            let rt = Rt::new(Arc::new(runtime));
+            let mut builder = exaid::Daemon::builder(recipe.config.clone(), TOKEN.to_string(), rt);
+            for index in 1..=recipe.kimi_keys {
+                let kimi = SimProvider::new(
+                    "kimi",
+                    &KIMI_MODELS,
+                    recipe.kimi.clone(),
+                    recipe.witness.clone(),
+                    recipe.calm.clone(),
+                    recipe.journal.clone(),
+                    recipe.rules.clone(),
+                );
+                builder = builder.provider(Arc::new(kimi.keyed(index)));
+            }
+            let glm = SimProvider::new(
+                "glm",
+                &GLM_MODELS,
+                recipe.glm.clone(),
+                recipe.witness.clone(),
+                recipe.calm.clone(),
+                recipe.journal.clone(),
+                recipe.rules.clone(),
+            );
+            if let Some(store) = &recipe.store {
+                builder = builder.store(Arc::new(store.clone()));
+            }
+            let daemon = builder
+                .provider(Arc::new(glm))
+                .observer(recipe.observer.clone())
+                .build();
+            // Which deadline each tool must get is the daemon's own registry's answer.
+            recipe.observer.learn_tools(&daemon.shared().tools);
+            let listener = SimListener::bind(addr)
+                .await
+                .expect("bind in the simulator");
+            let _ = shared_tx.send(daemon.shared().clone());
+            drop(recipe);
+            let _ = daemon.serve(Box::new(listener)).await;
+        });
+        shared_rx
+    }
+}
+
+/// The supervisor's side of the daemon's crashes: kills the node at each planned instant,
+/// checks what the dead incarnation left, and starts the next one after the downtime.
+struct Crash {
+    /// The simulation.
+    handle: madsim::runtime::Handle,
+    /// The daemon's node (restarted in place: same id, same address).
+    daemon: madsim::task::NodeId,
+    /// Where the daemon listens.
+    daemon_addr: SocketAddr,
+    /// How to build an incarnation.
+    recipe: Arc<Recipe>,
+    /// The health checks, pointed at the incarnation serving.
+    health: Arc<Health>,
+    /// The incarnation serving (strong; emptied before each kill, so a dead incarnation's
+    /// state is held by nothing of the supervisor).
+    serving: Arc<Mutex<Option<Arc<Shared>>>>,
+    /// The clients, to see what a crash catches them holding.
+    states: Vec<ClientRef>,
+    /// The run's journal.
+    journal: JournalRef,
+    /// The simulated disk.
+    store: SimStore,
+}
+
+impl Crash {
+    /// Each crash, in order: (virtual ms it happens at, ms the daemon stays down).
+    async fn run(self, crashes: Vec<(u64, u64)>) {
+        let observer = self.recipe.observer.clone();
+        for (at_ms, down_ms) in crashes {
+            madsim::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
+            let in_flight = observer.open_calls();
+            let unacked: usize = self
+                .states
+                .iter()
+                .map(|s| s.lock().expect("client lock").unacked_results())
+                .sum();
+            {
+                let mut journal = lock(&self.journal);
+                journal.record(format!(
+                    "crash: the daemon dies with {in_flight} calls running, {unacked} results unacked; down {down_ms} ms"
+                ));
+                journal.count("crashes", 1);
+                journal.cover("daemon_crashed");
+                if in_flight > 0 {
+                    journal.cover("crash_during_call");
+                }
+                if unacked > 0 {
+                    journal.cover("crash_with_unacked_result");
+                }
+            }
+            observer.daemon_died();
+            self.store.crashed(now_ms());
+            let dead = std::mem::take(&mut *self.health.shared.lock().expect("health lock"));
+            drop(self.serving.lock().expect("serving lock").take());
+            self.handle.kill(self.daemon);
+            madsim::time::sleep(Duration::from_millis(down_ms)).await;
+            self.check_dead(&dead);
+            drop(dead);
+            self.handle.restart(self.daemon);
+            let node = self
+                .handle
+                .get_node(self.daemon)
+                .expect("the daemon's node");
+            let incarnation = observer.daemon_restarted();
+            let shared = self
+                .recipe
+                .start(&node, self.daemon_addr)
+                .await
+                .expect("the daemon starts again");
+            *self.health.shared.lock().expect("health lock") = Arc::downgrade(&shared);
+            *self.serving.lock().expect("serving lock") = Some(shared);
+            lock(&self.journal).record(format!("daemon restarted: incarnation {incarnation}"));
+        }
+    }
+
+    /// Invariant 17: once the dead incarnation's tasks are dropped, the providers see none
+    /// of its attempts, and its limits (if anything still holds its state) no permit.
+    fn check_dead(&self, dead: &Weak<Shared>) {
+        let attempts = self.recipe.witness.in_flight();
+        let mut journal = lock(&self.journal);
+        if attempts != 0 {
+            journal.violate(
+                Invariant::PermitsPerIncarnation,
+                format!("a dead incarnation left {attempts} provider attempts in flight"),
+            );
+        }
+        let Some(shared) = dead.upgrade() else {
+            return;
+        };
+        let snapshot = exaid::health::snapshot(&shared);
+        for limit in &snapshot.limits {
+            if limit.permits_in_use != 0 || limit.holders != 0 {
+                journal.violate(
+                    Invariant::PermitsPerIncarnation,
+                    format!(
+                        "the dead incarnation's limit {} still has {} in use, {} holders",
+                        limit.name, limit.permits_in_use, limit.holders
+                    ),
+                );
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::client::{CallSpec, ClientSpec, Expect};
 use crate::provider::{Faults, Weights};
 
+mod crash;
 mod doors;
 mod routing;
 
@@ -45,6 +46,12 @@ pub struct Plan {
     pub kimi_keys: u32,
     /// MCP clients (in-process, on the daemon's node), and what each does.
     pub mcp: Vec<crate::mcp::McpClientSpec>,
+    /// The daemon's crashes: (virtual ms it is killed at, ms it stays down before it starts
+    /// again over the same disk). Empty: it never dies (then `store` is unused).
+    pub crashes: Vec<(u64, u64)>,
+    /// Keep the daemon's state on the simulated disk, syncing like this (`None`: the
+    /// daemon's in-memory store, as in every scenario where it never dies).
+    pub store: Option<crate::store::SyncPlan>,
 }
 
 /// A named scenario.
@@ -69,7 +76,7 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
-static SCENARIOS: [Scenario; 14] = [
+static SCENARIOS: [Scenario; 15] = [
     Scenario {
         name: "smoke",
         doc: "A few well-behaved clients, healthy providers: every call answered, progress flowing.",
@@ -304,6 +311,25 @@ static SCENARIOS: [Scenario; 14] = [
         ],
         plan: doors::mcp_resume,
     },
+    Scenario {
+        name: "crash-restart",
+        doc: "The daemon is killed once or twice mid-workload (calls running, results unacked, a \
+              commit pending) and starts again after a while over the same simulated disk, some \
+              of whose syncs fail. Clients redial until it is back and resume their sessions: \
+              every accepted call gets exactly one terminal frame (its result, or INTERRUPTED \
+              for a call the dead daemon ran, which the client sends again), nothing is \
+              delivered twice, a conversation loses at most what the disk had not committed \
+              (invariants 15, 16), and no incarnation leaks a permit (17).",
+        must_reach: &[
+            "call_ok",
+            "crash_during_call",
+            "crash_with_unacked_result",
+            "failed_sync",
+            "interrupted_delivered",
+            "resumed_after_crash",
+        ],
+        plan: crash::crash_restart,
+    },
 ];
 
 /// Models of the simulated providers.
@@ -522,6 +548,8 @@ fn plan(
         disk: crate::fs::DiskPlan::default(),
         kimi_keys: 1,
         mcp: Vec::new(),
+        crashes: Vec::new(),
+        store: None,
     }
 }
 
