@@ -809,6 +809,7 @@ mod tests {
         let limits_of_writer = DurableLimits {
             queue_max: 64,
             batch_max: 8,
+            hold: Duration::from_secs(5),
         };
         let durable = Durable::new(rt.clone(), disk.clone(), limits_of_writer);
         rt.spawn("writer", durable.clone().run());

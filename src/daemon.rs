@@ -170,6 +170,7 @@ impl DaemonBuilder {
             DurableLimits {
                 queue_max: config.state.queue_max as usize,
                 batch_max: config.state.batch_max as usize,
+                hold: Duration::from_millis(config.state.hold_ms),
             },
         );
         let conversations = restore_conversations(&config, &rt, &durable);

@@ -34,13 +34,26 @@ pub struct DurableLimits {
     pub queue_max: usize,
     /// Changes in one commit, at most.
     pub batch_max: usize,
+    /// How long what waits for a change (a held frame) waits through failing commits before
+    /// it goes on unkept.
+    pub hold: Duration,
 }
 
-/// Run once a change is committed, or once it is clear it will not be soon (the commit
-/// failed, or the queue was full): what waits for durability (a terminal frame held back
-/// from its client) must never wait on a failing disk, since a failing disk degrades
-/// persistence, never service.
-pub type Done = Box<dyn FnOnce() + Send>;
+/// Run once a change is committed ([`Kept::Yes`]), or once it is clear it will not be soon
+/// ([`Kept::No`]: the queue was full, or the store has been failing for longer than
+/// `EXAI_STATE_HOLD_SECS`): what waits for durability (a frame held back from its client)
+/// never waits on a failing disk for long, since a failing disk degrades persistence, not
+/// service.
+pub type Done = Box<dyn FnOnce(Kept) + Send>;
+
+/// Whether a change reached the store, for what waited on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Committed: a crash no longer loses it.
+    Yes,
+    /// Not committed, and not waited for any longer: served, not kept.
+    No,
+}
 
 /// A change waiting, with whatever waits for it.
 struct Waiting {
@@ -94,6 +107,8 @@ pub struct Durable {
     committing: AtomicBool,
     /// Why persistence is degraded, if it is (cleared by the next successful commit).
     degraded: Mutex<Option<String>>,
+    /// Since when commits fail, while they do.
+    failing_since: Mutex<Option<crate::rt::Instant>>,
     /// Why persistence is degraded for the life of the process, if it is: the state file
     /// could not be opened or read, so a commit that succeeds (to memory) changes nothing.
     degraded_for_good: Mutex<Option<String>>,
@@ -118,6 +133,7 @@ impl Durable {
             committed: Notify::new(),
             committing: AtomicBool::new(false),
             degraded: Mutex::new(None),
+            failing_since: Mutex::new(None),
             degraded_for_good: Mutex::new(None),
             commits: AtomicU64::new(0),
             changes: AtomicU64::new(0),
@@ -173,7 +189,7 @@ impl Durable {
                 tracing::error!(record = %target.1, kind = kind.name(), "persistence degraded: change dropped: {why}");
                 self.degrade(why);
                 if let Some(done) = done {
-                    done();
+                    done(Kept::No);
                 }
                 return;
             }
@@ -198,9 +214,9 @@ impl Durable {
         *self.degraded.lock().expect("durable lock") = Some(why);
     }
 
-    /// The next batch: at most `batch_max` changes, taken from the queue, with what waits
-    /// for them.
-    fn take(&self) -> (Vec<Change>, Vec<Done>) {
+    /// The next batch: at most `batch_max` changes, taken from the queue, each with what
+    /// waits for it.
+    fn take(&self) -> (Vec<Change>, Vec<Vec<Done>>) {
         let mut waiting = self.waiting.lock().expect("durable lock");
         let keys: Vec<_> = waiting
             .keys()
@@ -208,34 +224,55 @@ impl Durable {
             .cloned()
             .collect();
         let mut batch = Vec::with_capacity(keys.len());
-        let mut done = Vec::new();
+        let mut done = Vec::with_capacity(keys.len());
         for target in &keys {
             let taken = waiting.remove(target).expect("the key was just listed");
             batch.push(taken.change);
-            done.extend(taken.done);
+            done.push(taken.done);
         }
         if !batch.is_empty() {
             self.committing.store(true, Ordering::SeqCst);
         }
         assert!(batch.len() <= self.limits.batch_max);
+        assert_eq!(batch.len(), done.len());
         (batch, done)
     }
 
-    /// Put a failed batch back, unless a newer change of the same record came meanwhile.
-    fn requeue(&self, batch: impl Iterator<Item = Change>) {
+    /// Put a failed batch back, each change with what still waits for it, unless a newer
+    /// change of the same record came meanwhile (then what waits goes with the newer one,
+    /// whose commit carries it too). What cannot be queued again is told it was not kept.
+    fn requeue(&self, batch: &[Change], done: Vec<Vec<Done>>) {
+        let mut not_kept = Vec::new();
         let mut waiting = self.waiting.lock().expect("durable lock");
+        let mut done = done.into_iter();
         for change in batch {
+            let done = done.next().unwrap_or_default();
             let (kind, key) = change.target();
             let target = (kind, key.to_string());
             if waiting.len() < self.limits.queue_max || waiting.contains_key(&target) {
-                waiting.entry(target).or_insert(Waiting {
-                    change,
+                let entry = waiting.entry(target).or_insert_with(|| Waiting {
+                    change: change.clone(),
                     done: Vec::new(),
                 });
+                entry.done.extend(done);
             } else {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                not_kept.extend(done);
             }
         }
+        drop(waiting);
+        for done in not_kept {
+            done(Kept::No);
+        }
+    }
+
+    /// A commit failed: true while what waits on it may go on waiting (the store has been
+    /// failing for less than the hold).
+    fn still_holding(&self) -> bool {
+        let now = self.rt.now();
+        let mut since = self.failing_since.lock().expect("durable lock");
+        let since = *since.get_or_insert(now);
+        now.saturating_since(since) < self.limits.hold
     }
 
     /// The writer's loop: commit what waits, group by group, for as long as the daemon runs.
@@ -256,6 +293,10 @@ impl Durable {
             let failed = result.is_err();
             match result {
                 Ok(()) => {
+                    *self.failing_since.lock().expect("durable lock") = None;
+                    for done in done.into_iter().flatten() {
+                        done(Kept::Yes);
+                    }
                     self.commits.fetch_add(1, Ordering::Relaxed);
                     self.changes.fetch_add(size, Ordering::Relaxed);
                     self.batch_max_seen.fetch_max(size, Ordering::Relaxed);
@@ -268,13 +309,15 @@ impl Durable {
                     self.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(store = %self.store.describe(), %error, changes = size, "persistence degraded: commit failed; trying again");
                     self.degrade(format!("the last commit failed: {error}"));
-                    self.requeue(batch.iter().cloned());
+                    if self.still_holding() {
+                        self.requeue(&batch, done);
+                    } else {
+                        self.requeue(&batch, Vec::new());
+                        for done in done.into_iter().flatten() {
+                            done(Kept::No);
+                        }
+                    }
                 }
-            }
-            // Committed, or failed and queued again: either way nothing waits on this disk
-            // any longer (a failed batch is served, not durable, and degraded says so).
-            for done in done {
-                done();
             }
             self.committing.store(false, Ordering::SeqCst);
             self.committed.notify_waiters();
@@ -361,11 +404,12 @@ mod tests {
         }
     }
 
-    fn writer(disk: &Arc<Disk>, queue_max: usize) -> Arc<Durable> {
+    fn writer(disk: &Arc<Disk>, queue_max: usize, hold: Duration) -> Arc<Durable> {
         let rt = Rt::new(Arc::new(crate::rt::tokio::TokioRuntime::new()));
         let limits = DurableLimits {
             queue_max,
             batch_max: 2,
+            hold,
         };
         Durable::new(rt, disk.clone(), limits)
     }
@@ -378,7 +422,7 @@ mod tests {
     #[tokio::test]
     async fn changes_are_grouped_coalesced_and_flushed() {
         let disk = Arc::new(Disk::default());
-        let durable = writer(&disk, 16);
+        let durable = writer(&disk, 16, Duration::ZERO);
         // Queued before the writer runs: one record changed three times is written once.
         for n in 0..3 {
             durable.put(RecordKind::Conversation, "a", format!("a{n}"));
@@ -407,24 +451,17 @@ mod tests {
     async fn a_failing_disk_degrades_then_recovers_and_a_full_queue_drops_and_says_so() {
         let disk = Arc::new(Disk::default());
         disk.failing.store(1, Ordering::SeqCst);
-        let durable = writer(&disk, 2);
-        let done = Arc::new(AtomicUsize::new(0));
-        let counter = |done: &Arc<AtomicUsize>| -> Done {
-            let done = done.clone();
-            Box::new(move || {
-                done.fetch_add(1, Ordering::SeqCst);
-            })
+        let durable = writer(&disk, 2, Duration::from_secs(5));
+        let told: Arc<Mutex<Vec<(&str, Kept)>>> = Arc::default();
+        let tell = |key: &'static str| -> Done {
+            let told = told.clone();
+            Box::new(move |kept| told.lock().unwrap().push((key, kept)))
         };
-        durable.put_then(RecordKind::Conversation, "a", "kept".into(), counter(&done));
+        durable.put_then(RecordKind::Conversation, "a", "kept".into(), tell("a"));
         durable.put(RecordKind::Conversation, "b", "kept".into());
         // Dropped (the queue is full): what waits for it is told at once, never left waiting.
-        durable.put_then(
-            RecordKind::Conversation,
-            "c",
-            "dropped".into(),
-            counter(&done),
-        );
-        assert_eq!(done.load(Ordering::SeqCst), 1);
+        durable.put_then(RecordKind::Conversation, "c", "dropped".into(), tell("c"));
+        assert_eq!(*told.lock().unwrap(), [("c", Kept::No)]);
         let stats = durable.stats();
         assert_eq!((stats.dropped, stats.degraded), (1, true), "{stats:?}");
         assert!(
@@ -435,17 +472,34 @@ mod tests {
         );
         let rt = durable.rt.clone();
         rt.spawn("writer", durable.clone().run());
-        // The first commit fails (degraded, counted), the retry a second later succeeds.
+        // The first commit fails (degraded, counted), the retry a second later succeeds: what
+        // waited on "a" waited through the failure (within the hold) and is told it is kept.
         assert!(durable.flush(Duration::from_secs(5)).await);
-        assert_eq!(
-            done.load(Ordering::SeqCst),
-            2,
-            "a failed commit does not hold back what waits for it"
-        );
+        assert_eq!(*told.lock().unwrap(), [("c", Kept::No), ("a", Kept::Yes)]);
         let stats = durable.stats();
         assert_eq!((stats.failures, stats.commits), (1, 1), "{stats:?}");
         assert!(!stats.degraded, "a successful commit clears it: {stats:?}");
         assert_eq!(body(&disk, "a").as_deref(), Some("kept"));
         assert_eq!(body(&disk, "c"), None);
+    }
+
+    #[tokio::test]
+    async fn past_the_hold_what_waits_goes_on_unkept_and_the_change_is_still_retried() {
+        let disk = Arc::new(Disk::default());
+        disk.failing.store(1, Ordering::SeqCst);
+        let durable = writer(&disk, 4, Duration::ZERO);
+        let told: Arc<Mutex<Vec<Kept>>> = Arc::default();
+        let tell = told.clone();
+        let done: Done = Box::new(move |kept| tell.lock().unwrap().push(kept));
+        durable.put_then(RecordKind::Conversation, "a", "late".into(), done);
+        let rt = durable.rt.clone();
+        rt.spawn("writer", durable.clone().run());
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        assert_eq!(*told.lock().unwrap(), [Kept::No], "told once, not kept");
+        assert_eq!(
+            body(&disk, "a").as_deref(),
+            Some("late"),
+            "kept at the retry"
+        );
     }
 }

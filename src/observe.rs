@@ -91,6 +91,11 @@ pub trait Observer: Send + Sync + 'static {
     /// Unacked frames were evicted from an outbox by a cap or the TTL.
     fn frames_evicted(&self, _session: &str, _frames: u64) {}
 
+    /// A frame of call `request_id` of a kept session went out without its record: the
+    /// state file kept failing past `EXAI_STATE_HOLD_SECS`, or its queue was full. A crash now
+    /// may end the call again (`INTERRUPTED`) after its result.
+    fn frame_not_kept(&self, _session: &str, _request_id: &str) {}
+
     /// A session expired with no client attached; `calls_stopped` calls were cancelled.
     fn session_expired(&self, _session: &str, _calls_stopped: usize, _at: Instant) {}
 

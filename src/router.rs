@@ -189,10 +189,7 @@ pub fn start_call(
             return;
         }
     };
-    if let Some(digest) = arguments_digest {
-        session.keep_accepted(&request_id, tool.name(), digest, timeout_ms);
-    }
-    session.push(ack(false), now);
+    session.push_accepted(ack(false), tool.name(), arguments_digest, timeout_ms, now);
     call::spawn(Accepted {
         shared: shared.clone(),
         session: session.clone(),

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::admission::Limit;
 use crate::config::Config;
-use crate::durable::Durable;
+use crate::durable::{Durable, Kept};
 use crate::error::ErrorCode;
 use crate::kept::{self, CallRecord, KeptSession, SessionRecord};
 use crate::observe::Observer;
@@ -111,8 +111,9 @@ struct Keeping {
     durable: Arc<Durable>,
     /// Calls with a record, by request id.
     records: Mutex<BTreeMap<String, KeptRecord>>,
-    /// What the first resume after a restart delivers.
-    replay: Mutex<Vec<Replay>>,
+    /// What the first resume after a restart delivers (`None`: no restart to deliver, or
+    /// delivered already).
+    replay: Mutex<Option<Vec<Replay>>>,
     /// Set when the session ended: its records are gone, and nothing writes them again.
     forgotten: std::sync::atomic::AtomicBool,
 }
@@ -265,12 +266,24 @@ impl Session {
             .filter(|k| !k.forgotten.load(Ordering::SeqCst))
     }
 
-    /// Keep the acceptance of call `request_id`: if the daemon dies before it finishes, the
-    /// client that resumes gets `INTERRUPTED` for it.
-    pub fn keep_accepted(&self, request_id: &str, tool: &str, arguments: String, timeout_ms: u64) {
-        let Some(keeping) = self.keeping() else {
+    /// Push a kept call's `call_tool_ack`, held until its acceptance is committed: if the
+    /// daemon dies after the client saw the ack, the client that resumes gets `INTERRUPTED`
+    /// for it; if before, the client never saw it and sends the call again. A session that is
+    /// not kept pushes the ack as it is.
+    pub fn push_accepted(
+        self: &Arc<Self>,
+        ack: ServerFrame,
+        tool: &str,
+        arguments: Option<String>,
+        timeout_ms: u64,
+        now: Instant,
+    ) {
+        let (Some(keeping), Some(arguments)) = (self.keeping(), arguments) else {
+            self.push(ack, now);
             return;
         };
+        let request_id = ack.request_id().expect("an ack names its call").to_string();
+        let seq = self.push_with(ack, now, true).seq;
         let accepted_unix_ms = keeping.durable.unix_time_ms();
         let body = CallRecord::accepted_body(
             tool,
@@ -283,9 +296,44 @@ impl Session {
             cached: false,
         };
         let mut records = keeping.records.lock().expect("records lock");
-        records.insert(request_id.to_string(), record);
-        let key = kept::call_key(&self.id, request_id);
-        keeping.durable.put(RecordKind::Call, &key, body);
+        records.insert(request_id.clone(), record);
+        let key = kept::call_key(&self.id, &request_id);
+        let release = self.release_when_kept(seq, request_id);
+        keeping
+            .durable
+            .put_then(RecordKind::Call, &key, body, release);
+    }
+
+    /// What releases held frame `seq` of call `request_id` once its record is committed, or
+    /// once the state file gave up on it (then the observer is told).
+    fn release_when_kept(self: &Arc<Self>, seq: u64, request_id: String) -> crate::durable::Done {
+        let session = Arc::downgrade(self);
+        Box::new(move |kept| {
+            let Some(session) = session.upgrade() else {
+                return;
+            };
+            if kept == Kept::No {
+                tracing::warn!(session = %session.id, request_id = %request_id, "a frame went out before the state file kept it (persistence degraded)");
+                session.observer.frame_not_kept(&session.id, &request_id);
+            }
+            session.outbox.release(seq);
+        })
+    }
+
+    /// Write the session's record now and say when it is kept: a new session's `hello_ack`
+    /// waits for it, so a client never holds a session id that a crash could forget. `None`
+    /// when the session is not kept.
+    pub fn when_kept(&self) -> Option<oneshot::Receiver<Kept>> {
+        let keeping = self.keeping()?;
+        let (tell, told) = oneshot::channel();
+        let body = SessionRecord::body(&self.token_sha256, None);
+        let done = Box::new(move |kept| {
+            let _ = tell.send(kept);
+        });
+        keeping
+            .durable
+            .put_then(RecordKind::Session, &self.id, body, done);
+        Some(told)
     }
 
     /// Push a call's terminal frame: for a kept session, held until its record (with the seq
@@ -312,12 +360,7 @@ impl Session {
         let mut records = keeping.records.lock().expect("records lock");
         records.insert(request_id.to_string(), record);
         let key = kept::call_key(&self.id, request_id);
-        let session = Arc::downgrade(self);
-        let release = Box::new(move || {
-            if let Some(session) = session.upgrade() {
-                session.outbox.release(seq);
-            }
-        });
+        let release = self.release_when_kept(seq, request_id.to_string());
         keeping
             .durable
             .put_then(RecordKind::Call, &key, body, release);
@@ -425,7 +468,7 @@ impl Session {
         }
         // Sent again in the order they were sent; never-sent ones (`INTERRUPTED`) last.
         replay.sort_by_key(|r| (r.seq.is_none(), r.seq));
-        *keeping.replay.lock().expect("replay lock") = replay;
+        *keeping.replay.lock().expect("replay lock") = Some(replay);
         (results, interrupted)
     }
 
@@ -441,10 +484,10 @@ impl Session {
         let Some(keeping) = self.keeping() else {
             return 0;
         };
-        let replay = std::mem::take(&mut *keeping.replay.lock().expect("replay lock"));
-        if replay.is_empty() {
+        let Some(replay) = keeping.replay.lock().expect("replay lock").take() else {
             return 0;
-        }
+        };
+        // Even with nothing to deliver: no seq the client saw before the restart is reused.
         self.outbox.continue_after(client_last_seq);
         let mut delivered = 0;
         for item in replay {
@@ -817,7 +860,7 @@ impl SessionRegistry {
         let keeping = keep.map(|durable| Keeping {
             durable,
             records: Mutex::new(BTreeMap::new()),
-            replay: Mutex::new(Vec::new()),
+            replay: Mutex::new(None),
             forgotten: std::sync::atomic::AtomicBool::new(false),
         });
         let session = Arc::new(Session {
@@ -953,6 +996,7 @@ mod tests {
         let writer_limits = DurableLimits {
             queue_max: 64,
             batch_max: 16,
+            hold: Duration::from_secs(5),
         };
         let durable = Durable::new(rt.clone(), disk.clone(), writer_limits);
         rt.spawn("writer", durable.clone().run());
@@ -968,9 +1012,16 @@ mod tests {
         kept::gather(sessions, calls, rt.unix_time_ms(), ttl, ttl)
     }
 
-    fn begin(session: &Session, request_id: &str, now: Instant) {
+    fn begin(session: &Arc<Session>, request_id: &str, now: Instant) {
         assert!(matches!(session.begin_call(request_id, now), Begin::New(_)));
-        session.keep_accepted(request_id, "chat", "00".into(), 60_000);
+        let ack = ServerFrame::CallToolAck {
+            request_id: request_id.to_string(),
+            accepted: true,
+            timeout: 60.0,
+            name: "chat".into(),
+            joined: false,
+        };
+        session.push_accepted(ack, "chat", Some("00".into()), 60_000, now);
     }
 
     #[tokio::test]
@@ -990,8 +1041,16 @@ mod tests {
         let before = session.outbox.frames_after(0, now).frames.len();
         assert!(durable.flush(Duration::from_secs(5)).await);
         let after = session.outbox.frames_after(0, now).frames;
-        assert_eq!((before, after.len()), (0, 2), "released by the commit");
-        let acked_seq = after[0].seq;
+        assert_eq!(
+            (before, after.len()),
+            (0, 5),
+            "3 acks and 2 results, released by the commit"
+        );
+        let acked_seq = after
+            .iter()
+            .find(|f| f.frame.is_terminal() && f.frame.request_id() == Some("acked"))
+            .unwrap()
+            .seq;
         session.ack(acked_seq);
         assert!(durable.flush(Duration::from_secs(5)).await);
         drop(registry); // the daemon dies; the disk stays

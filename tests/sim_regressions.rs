@@ -61,3 +61,50 @@ fn seed_shutdown_1_wakes_connections_in_the_same_order_every_run() {
     assert_eq!(first.journal.lines(), second.journal.lines());
     assert!(first.journal.coverage.contains("closed_going_away"));
 }
+
+/// A new session's `hello_ack` went out before its record was committed; a crash then forgot
+/// the session its client held, and the resume was refused. The ack now waits for the commit.
+#[test]
+fn seed_crash_restart_160_a_session_is_kept_before_its_client_learns_its_id() {
+    replay(
+        "crash-restart",
+        160,
+        &["resumed_after_crash", "failed_sync"],
+    );
+}
+
+/// A restored session with nothing to deliver started its seqs at 1 again, below the seq the
+/// client already had, so the client took new frames for old ones. The first resume after a
+/// restart now always continues after the client's `last_seq`.
+#[test]
+fn seed_crash_restart_170_seqs_go_on_after_the_clients_own_after_a_restart() {
+    replay("crash-restart", 170, &["resumed_after_crash"]);
+}
+
+/// A failed sync released a held result at once; the crash a moment later took it back, and
+/// the call ended again with INTERRUPTED after its result. Held frames now wait through
+/// failing commits for `EXAI_STATE_HOLD_SECS`.
+#[test]
+fn seed_crash_restart_187_a_failed_sync_does_not_release_a_result_before_it_is_kept() {
+    replay(
+        "crash-restart",
+        187,
+        &[
+            "failed_sync",
+            "crash_with_unacked_result",
+            "interrupted_delivered",
+        ],
+    );
+}
+
+/// A `call_tool_ack` went out before the call's acceptance was committed; the crash forgot
+/// the call, and its client waited for a result forever. The ack is now held until the
+/// acceptance is kept (a client that never saw it sends the call again).
+#[test]
+fn seed_crash_restart_197_an_ack_waits_for_the_acceptance_to_be_kept() {
+    replay(
+        "crash-restart",
+        197,
+        &["crash_during_call", "interrupted_delivered"],
+    );
+}

@@ -283,6 +283,13 @@ impl ClientState {
     }
 
     /// Calls sent without a result yet.
+    /// The request ids of the calls still waiting for their result.
+    pub fn open_call_ids(&self) -> impl Iterator<Item = &String> {
+        self.sent
+            .iter()
+            .filter(|id| !self.results.contains_key(*id) && !self.lost.contains(*id))
+    }
+
     pub fn open_calls(&self) -> usize {
         self.sent
             .iter()
@@ -836,6 +843,16 @@ fn on_interrupted(
 ) {
     journal.record(format!("{} got INTERRUPTED for {request_id}", spec.name));
     journal.cover("interrupted_received");
+    if state.results.contains_key(request_id) && journal.not_kept.contains(request_id) {
+        // Its result went out before the failing disk kept it (the daemon said so): the
+        // crash took the result back, and the daemon ends the call again. Excused.
+        journal.record(format!(
+            "{} had {request_id}'s result, not kept: this INTERRUPTED is its second end",
+            spec.name
+        ));
+        journal.cover("unkept_result_interrupted");
+        return;
+    }
     if state.results.contains_key(request_id) {
         journal.violate(
             Invariant::ResultsSurviveRestart,

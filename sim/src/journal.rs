@@ -90,6 +90,10 @@ pub struct Journal {
     pub coverage: BTreeSet<&'static str>,
     /// Named counters for the outcome table.
     pub counters: BTreeMap<String, u64>,
+    /// Calls a frame of which went out before the state file kept its record (the disk kept
+    /// failing past `EXAI_STATE_HOLD_SECS`): a crash may end them again, or forget them, and
+    /// the daemon says so in `/status` and its log. Invariant 15 excuses exactly these.
+    pub not_kept: BTreeSet<String>,
 }
 
 /// Virtual milliseconds since the simulation started.

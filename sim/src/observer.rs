@@ -50,6 +50,9 @@ struct Accepted {
     orphaned: bool,
     /// The incarnation that replayed its terminal frame after a restart, if one did.
     replayed_in: Option<u32>,
+    /// An orphan whose client sent the call again and a later incarnation accepted it anew:
+    /// its own acceptance was never kept (the client never saw its ack), so it never ends.
+    superseded: bool,
 }
 
 /// What the observer expects of the daemon.
@@ -165,13 +168,28 @@ impl SimObserver {
         rx
     }
 
-    /// At quiescence: every accepted call must have ended exactly once.
-    pub fn check_all_ended(&self) {
+    /// At quiescence: every accepted call must have ended exactly once. A call orphaned by
+    /// a crash before its acceptance was on the disk is not one the daemon accepted for good:
+    /// its `call_tool_ack` was held back until that commit, so its client never saw it and
+    /// sends the call again.
+    pub fn check_all_ended(&self, store: Option<&crate::store::SimStore>) {
         let calls = self.calls.lock().expect("observer lock");
         let mut journal = lock(&self.journal);
         for ((session, request_id), records) in calls.iter() {
             for record in records {
-                if record.orphaned && record.terminals == 0 {
+                // Durable when its incarnation died (not later: the client may have sent the
+                // call again, and that run's record is a different one).
+                let kept = |store: &crate::store::SimStore| {
+                    let key = exaid::kept::call_key(session, request_id);
+                    let crash = record.incarnation as usize;
+                    store.durable_at_crash(crash, exaid::rt::store::RecordKind::Call, &key)
+                };
+                if record.orphaned && record.terminals == 0 && !store.is_some_and(kept) {
+                    journal.record(format!(
+                        "call {request_id} died with its incarnation before its acceptance was kept (its ack was never sent)"
+                    ));
+                    journal.cover("crash_before_acceptance_kept");
+                } else if record.orphaned && record.terminals == 0 {
                     journal.violate(
                         Invariant::ResultsSurviveRestart,
                         format!(
@@ -231,6 +249,16 @@ fn short(session: &str) -> &str {
 }
 
 impl Observer for SimObserver {
+    fn frame_not_kept(&self, session: &str, request_id: &str) {
+        let mut journal = lock(&self.journal);
+        journal.record(format!(
+            "frame of {request_id} in {} sent before the state file kept it",
+            short(session)
+        ));
+        journal.cover("frame_not_kept");
+        journal.not_kept.insert(request_id.to_string());
+    }
+
     fn admission_waited(&self, limit: &str, waited: Duration) {
         if limit == "global" && self.expect.global_never_waits {
             lock(&self.journal).violate(
@@ -292,7 +320,13 @@ impl Observer for SimObserver {
         let records = calls
             .entry((session.to_string(), request_id.to_string()))
             .or_default();
-        if records.iter().any(|r| r.terminals == 0) {
+        for orphan in records
+            .iter_mut()
+            .filter(|r| r.orphaned && r.terminals == 0)
+        {
+            orphan.superseded = true;
+        }
+        if records.iter().any(|r| r.terminals == 0 && !r.superseded) {
             lock(&self.journal).violate(
                 Invariant::ExactlyOnce,
                 format!("call {request_id} accepted again while it was still running"),
@@ -305,6 +339,7 @@ impl Observer for SimObserver {
             incarnation: self.current_incarnation(),
             orphaned: false,
             replayed_in: None,
+            superseded: false,
         });
     }
 
@@ -425,7 +460,9 @@ impl Observer for SimObserver {
                 let key = (session.to_string(), request_id.clone());
                 let incarnation = self.current_incarnation();
                 let records = calls.entry(key).or_default();
-                let open = records.iter().position(|r| r.terminals == 0);
+                let open = records
+                    .iter()
+                    .position(|r| r.terminals == 0 && !r.superseded);
                 // A terminal frame a dead incarnation pushed, pushed again by a later one
                 // (unacked, kept in the store): a replay, once per incarnation.
                 let replay = records.iter().position(|r| {
@@ -436,7 +473,7 @@ impl Observer for SimObserver {
                 let mut journal = lock(&self.journal);
                 if let Some(index) = open {
                     let record = &records[index];
-                    if code == "INTERRUPTED" && !record.orphaned {
+                    if code == "INTERRUPTED" && !record.orphaned && !draining {
                         journal.violate(
                             Invariant::ResultsSurviveRestart,
                             format!("call {request_id} ended INTERRUPTED though the incarnation that accepted it still serves"),

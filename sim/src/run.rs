@@ -331,7 +331,13 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             let mut journal = lock(&journal);
             for (spec, state) in plan.clients.iter().zip(&states) {
                 let state = state.lock().expect("client lock");
-                if !(state.done || state.gone) {
+                let excused = state
+                    .open_call_ids()
+                    .all(|id| journal.not_kept.contains(id));
+                if !(state.done || state.gone) && excused {
+                    // Only calls whose frames the failing disk never kept: a crash forgot them.
+                    journal.cover("unkept_call_forgotten");
+                } else if !(state.done || state.gone) {
                     let invariant = state.once_invariant();
                     journal.violate(
                         invariant,
@@ -388,6 +394,7 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
         &journal,
         &health,
         plan.shutdown.is_some(),
+        store.as_ref(),
     );
     files_within_roots(&files, &journal);
     let virtual_ms = now_ms();
@@ -689,9 +696,10 @@ fn quiescence(
     journal: &JournalRef,
     health: &Health,
     was_shut_down: bool,
+    store: Option<&SimStore>,
 ) {
     let snapshot = exaid::health::snapshot(shared);
-    observer.check_all_ended();
+    observer.check_all_ended(store);
     let mut journal = lock(journal);
     if !snapshot.ok {
         journal.violate(

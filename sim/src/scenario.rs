@@ -326,6 +326,8 @@ static SCENARIOS: [Scenario; 15] = [
             "crash_with_unacked_result",
             "failed_sync",
             "interrupted_delivered",
+            "resent_after_interrupted",
+            "result_replayed_after_restart",
             "resumed_after_crash",
         ],
         plan: crash::crash_restart,

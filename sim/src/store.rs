@@ -122,6 +122,16 @@ impl SimStore {
         Some((*at_ms, body))
     }
 
+    /// Whether (`kind`, `key`) was durable at crash `n` (0: the first), the one that ended
+    /// incarnation `n`.
+    pub fn durable_at_crash(&self, n: usize, kind: RecordKind, key: &str) -> bool {
+        let disk = self.lock();
+        let target = (kind, key.to_string());
+        disk.at_crashes
+            .get(n)
+            .is_some_and(|(_, records)| records.contains_key(&target))
+    }
+
     /// Crashes the disk has lived through.
     pub fn crashes(&self) -> usize {
         self.lock().at_crashes.len()

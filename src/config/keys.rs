@@ -269,6 +269,11 @@ declare_config! {
             /// Changes written in one commit (one transaction and one sync) at most.
             batch_max: u32 = EXAI_STATE_BATCH_MAX, "1024", int(1, 1_000_000);
 
+            /// How long a result waits for a failing state file (its record is retried every
+            /// second) before it is sent anyway, not kept: a failing disk delays results this
+            /// long at most, and never stops them.
+            hold_ms: u64 = EXAI_STATE_HOLD_SECS, "5", secs(0, 600_000);
+
             /// When a commit counts as written: normal (in the file before the commit returns,
             /// safe from the daemon dying any way it can; a power cut may take the last commits
             /// back) or full (synced to the disk: safe from a power cut too, one sync per group

@@ -77,6 +77,11 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
         }
     };
     let (generation, kick) = session.attach();
+    // A new kept session is on disk before its client learns its id (the state writer tells
+    // within EXAI_STATE_HOLD_SECS, kept or not).
+    if !resumed && let Some(kept) = session.when_kept() {
+        let _ = kept.await;
+    }
     let ack = ServerFrame::HelloAck {
         ok: true,
         session_id: session.id.clone(),
