@@ -133,6 +133,9 @@ pub struct Metrics {
     frames_replayed: Counter,
     /// `exaid_frames_expired_total`: frames evicted by an outbox cap or the TTL.
     frames_expired: Counter,
+    /// `exaid_frames_not_kept_total`: frames of kept sessions sent before the state file
+    /// kept their record (it kept failing past `EXAI_STATE_HOLD_SECS`).
+    frames_not_kept: Counter,
     /// `exaid_gaps_total`: gaps announced to clients.
     gaps: Counter,
     /// `exaid_connections`, set at scrape.
@@ -267,6 +270,12 @@ impl Metrics {
             "Unacked frames evicted by an outbox cap or the TTL",
             frames_expired.clone(),
         );
+        let frames_not_kept = Counter::default();
+        registry.register(
+            "frames_not_kept",
+            "Frames sent before the state file kept their record (it kept failing)",
+            frames_not_kept.clone(),
+        );
         let gaps = Counter::default();
         registry.register("gaps", "Gaps announced to clients", gaps.clone());
         let connections = Gauge::default();
@@ -327,6 +336,7 @@ impl Metrics {
             outbox_frames,
             frames_replayed,
             frames_expired,
+            frames_not_kept,
             gaps,
             connections,
             state,
@@ -668,6 +678,10 @@ impl Observer for Metrics {
 
     fn frames_evicted(&self, _session: &str, frames: u64) {
         self.frames_expired.inc_by(frames);
+    }
+
+    fn frame_not_kept(&self, _session: &str, _request_id: &str) {
+        self.frames_not_kept.inc();
     }
 
     fn session_expired(&self, _session: &str, _calls_stopped: usize, _at: Instant) {
