@@ -21,6 +21,7 @@ pub mod journal;
 pub mod mcp;
 pub mod observer;
 pub mod provider;
+mod restart;
 pub mod rt;
 pub mod run;
 pub mod scenario;
