@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use exaid::rt::Rt;
+use exaid::rt::{Instant, Rt};
 use exaid::state::Shared;
 
 use crate::client::ClientRef;
@@ -16,9 +16,22 @@ use crate::journal::{Invariant, JournalRef, lock, now_ms};
 use crate::observer::SimObserver;
 use crate::provider::{SimProvider, Witness};
 use crate::rt::{SimListener, SimRuntime};
-use crate::run::{Health, TOKEN};
 use crate::scenario::{GLM_MODELS, KIMI_MODELS};
 use crate::store::SimStore;
+
+/// The daemon's simulated address.
+pub const DAEMON_ADDR: &str = "10.0.0.1:8079";
+/// The token of the simulated daemon.
+pub const TOKEN: &str = "sim-token-0123456789abcdef";
+
+/// Health-check state shared with the checker tasks.
+pub(crate) struct Health {
+    /// The incarnation serving now, once it started (weak: the daemon owns the observer
+    /// that owns this; empty while a crashed daemon is down).
+    pub(crate) shared: Mutex<Weak<Shared>>,
+    /// Instants at which health was sampled.
+    pub(crate) sampled_at: Mutex<Vec<Instant>>,
+}
 
 /// Everything a daemon incarnation is built from: the first and every restarted one are
 /// built alike, over the same disk, providers' fault mix, witness and observer.

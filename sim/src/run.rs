@@ -29,14 +29,10 @@ use crate::client::{CallSpec, ClientRef, ClientSpec, ClientState, run_client, ru
 use crate::journal::{Invariant, Journal, JournalRef, lock, now_ms};
 use crate::observer::{Expectations, SimObserver};
 use crate::provider::Witness;
-use crate::restart::{Crash, Recipe};
+use crate::restart::{Crash, Health, Recipe};
+pub use crate::restart::{DAEMON_ADDR, TOKEN};
 use crate::scenario::{Plan, Scenario};
 use crate::store::SimStore;
-
-/// The daemon's simulated address.
-pub const DAEMON_ADDR: &str = "10.0.0.1:8079";
-/// The token of the simulated daemon.
-pub const TOKEN: &str = "sim-token-0123456789abcdef";
 
 /// What one run produced.
 #[derive(Debug)]
@@ -94,15 +90,6 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> Outcome {
 fn run_here(scenario: &'static Scenario, seed: u64, journal: JournalRef) -> Outcome {
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.block_on(supervise(scenario, seed, journal))
-}
-
-/// Health-check state shared with the checker tasks.
-pub(crate) struct Health {
-    /// The incarnation serving now, once it started (weak: the daemon owns the observer
-    /// that owns this; empty while a crashed daemon is down).
-    pub(crate) shared: Mutex<Weak<Shared>>,
-    /// Instants at which health was sampled.
-    pub(crate) sampled_at: Mutex<Vec<Instant>>,
 }
 
 async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) -> Outcome {
