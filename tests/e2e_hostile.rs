@@ -270,3 +270,47 @@ async fn a_client_that_stops_reading_is_disconnected_and_can_resume() {
     assert_eq!(ack["resumed"], true, "{ack}");
     still_serves(daemon.addr).await;
 }
+
+/// Open a WebSocket to `addr` whose upgrade carries `origin` (as a browser's page would).
+async fn upgrade_from(
+    addr: SocketAddr,
+    origin: Option<&str>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_tungstenite::client_async(request, stream)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn a_browser_origin_is_refused_before_the_upgrade_unless_allowed() {
+    let daemon = start(|c| {
+        c.server.http_allowed_origins = vec!["https://app.example.com".to_string()];
+    })
+    .await;
+    let refused = upgrade_from(daemon.addr, Some("http://evil.example")).await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(response)) = refused else {
+        panic!("a foreign origin was let in: {refused:?}");
+    };
+    assert_eq!(response.status(), 403);
+    let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default());
+    assert!(body.contains("EXAI_HTTP_ALLOWED_ORIGINS"), "{body}");
+    let null = upgrade_from(daemon.addr, Some("null")).await;
+    assert!(null.is_err(), "a sandboxed page's null origin is refused");
+    for allowed in [
+        None,
+        Some("http://127.0.0.1:3000"),
+        Some("https://app.example.com"),
+    ] {
+        let upgraded = upgrade_from(daemon.addr, allowed).await;
+        assert!(upgraded.is_ok(), "{allowed:?}: {upgraded:?}");
+    }
+    still_serves(daemon.addr).await;
+}

@@ -35,9 +35,10 @@ declare_config! {
             /// EXAI_WS_HOST; 0 turns them off.
             http_port: u16 = EXAI_HTTP_PORT, "8080", int(0, 65_535);
 
-            /// Browser origins (scheme://host[:port]) the HTTP port serves besides loopback
-            /// ones; a request with any other Origin header gets 403 before anything else,
-            /// token or not (DNS rebinding). Requests without an Origin (not a browser) pass.
+            /// Browser origins (scheme://host[:port]) the HTTP port and the WebSocket port serve
+            /// besides loopback ones; a request or upgrade with any other Origin header gets 403
+            /// before anything else, token or not (a web page, DNS rebinding). Requests without
+            /// an Origin (not a browser) pass.
             http_allowed_origins: Vec<String> = EXAI_HTTP_ALLOWED_ORIGINS, "", Kind::Origins { max_items: 64 };
 
             /// Log lines for people (human) or for log collectors (json); filter with RUST_LOG.

@@ -125,6 +125,15 @@ pub enum OriginCheck {
     Forbidden(String),
 }
 
+/// The extra origins as configured (`EXAI_HTTP_ALLOWED_ORIGINS`, each checked when the
+/// configuration was read), for [`check`].
+pub fn allowed(texts: &[String]) -> Vec<Origin> {
+    texts
+        .iter()
+        .map(|text| Origin::parse(text).expect("origins are checked when configured"))
+        .collect()
+}
+
 /// Classify a request's `Origin` header (`None`: absent) against the configured extras.
 pub fn check(header: Option<&str>, allowed: &[Origin]) -> OriginCheck {
     let Some(text) = header else {

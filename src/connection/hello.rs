@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::read::{Data, Source, next_data};
 use super::writer::{Sink, close};
 use crate::config::key;
+use crate::config::origin::{self, OriginCheck};
 use crate::protocol::{ClientFrame, Hello, close_code, decode_with};
 use crate::rt::BoxStream;
 use crate::session::Session;
@@ -37,7 +40,29 @@ pub async fn handshake(shared: &Shared, stream: BoxStream) -> Option<(Sink, Sour
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(max_bytes.saturating_add(WRITE_BUFFER_BYTES * 2));
     let handshake_timeout = Duration::from_millis(shared.config.connections.hello_timeout_ms);
-    let accept = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let allowed = origin::allowed(&shared.config.server.http_allowed_origins);
+    // A browser's page may not open a socket to the daemon (a web page on any site could
+    // otherwise try tokens against it): its Origin is refused with 403 before the upgrade.
+    // Non-browser clients send no Origin.
+    // The refusal's size is tungstenite's callback type, not a choice made here.
+    #[allow(clippy::result_large_err)]
+    let check_origin = move |request: &Request, response: Response| {
+        let header = request
+            .headers()
+            .get("origin")
+            .map(|value| value.to_str().unwrap_or("(not text)"));
+        match origin::check(header, &allowed) {
+            OriginCheck::Allowed => Ok(response),
+            OriginCheck::Forbidden(why) => {
+                tracing::info!("websocket refused: {why}");
+                let mut refusal = ErrorResponse::new(Some(format!("{why}\n")));
+                *refusal.status_mut() = StatusCode::FORBIDDEN;
+                Err(refusal)
+            }
+        }
+    };
+    let accept =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_origin, Some(config));
     let give_up = shared.rt.sleep(handshake_timeout);
     let ws = tokio::select! {
         biased;

@@ -53,20 +53,9 @@ pub fn router(shared: Arc<Shared>, metrics: Option<Arc<Metrics>>) -> Router {
         .with_state(operator)
         .merge(crate::mcp::http::routes(shared.clone()))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(allowed_origins(&shared)),
+            Arc::new(origin::allowed(&shared.config.server.http_allowed_origins)),
             require_origin,
         ))
-}
-
-/// The configured extra origins (checked when the configuration was read).
-fn allowed_origins(shared: &Shared) -> Vec<Origin> {
-    shared
-        .config
-        .server
-        .http_allowed_origins
-        .iter()
-        .map(|text| Origin::parse(text).expect("origins are checked when configured"))
-        .collect()
 }
 
 /// 403 for a foreign `Origin`, before any other check.
