@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::rt::Rng;
 
 /// Shortest token accepted from a file.
-const TOKEN_CHARS_MIN: usize = 16;
+pub const TOKEN_CHARS_MIN: usize = 16;
 /// Random bytes in a generated token (hex-encoded: twice as many characters).
 const TOKEN_BYTES: usize = 32;
 

@@ -192,6 +192,10 @@ fn serve(config: Config) -> ExitCode {
             );
             return ExitCode::from(2);
         }
+        if let Err(why) = check_token_length(&config, addr) {
+            eprintln!("exaid: {why}");
+            return ExitCode::from(2);
+        }
         let listener = match TokioListener::bind(addr).await {
             Ok(listener) => listener,
             Err(err) => {
@@ -386,6 +390,34 @@ fn open_state(config: &Config, rt: &Rt) -> (Arc<dyn Store>, Option<String>) {
             (memory(), Some(why))
         }
     }
+}
+
+/// A token shorter than `auth::TOKEN_CHARS_MIN` (an EXAI `.env` from the original) still
+/// starts a daemon bound to loopback, with a loud warning; beyond loopback, where anyone on
+/// the network may guess it, it is refused.
+fn check_token_length(config: &Config, addr: std::net::SocketAddr) -> Result<(), String> {
+    let Some(token) = &config.server.token else {
+        return Ok(());
+    };
+    let chars = token.char_len();
+    if chars >= auth::TOKEN_CHARS_MIN {
+        return Ok(());
+    }
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {addr}, which is not a loopback address, with a {chars}-character {}: \
+             remote clients need one of at least {} characters",
+            key::EXAI_WS_TOKEN,
+            auth::TOKEN_CHARS_MIN
+        ));
+    }
+    tracing::warn!(
+        "{} has only {chars} characters (at least {} are advised): accepted because exaid \
+         listens on loopback only; set a longer one",
+        key::EXAI_WS_TOKEN,
+        auth::TOKEN_CHARS_MIN
+    );
+    Ok(())
 }
 
 /// The token the bridge presents: `EXAI_WS_TOKEN`, else the daemon's token file (read before

@@ -198,3 +198,62 @@ fn an_unknown_tool_name_stops_start_up_naming_it() {
     assert!(stderr.contains("DISABLED_TOOLS"), "{stderr}");
     assert!(stderr.contains("\"teleport\""), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_short_token_from_an_old_env_starts_on_loopback_with_a_warning_and_is_refused_beyond() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join(".env"), "EXAI_WS_TOKEN=oldtoken\n").unwrap();
+    let mut child = command(home.path())
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    // The log (stdout here) warns before the start-up line.
+    let mut stdout = BufReader::new(stdout);
+    let mut lines = Vec::new();
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains("listening on ws://"))
+    {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "exited: {lines:?}"
+        );
+        lines.push(line);
+    }
+    let warned = lines
+        .iter()
+        .any(|l| l.contains("EXAI_WS_TOKEN has only 8 characters"));
+    assert!(warned, "a loud warning: {lines:?}");
+    let addr = lines
+        .last()
+        .unwrap()
+        .split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let mut client = Client::connect(addr.parse().unwrap()).await;
+    let hello = json!({"op": "hello", "token": "oldtoken"}).to_string();
+    client.ws.send(Message::text(hello)).await.unwrap();
+    assert_eq!(
+        client.recv().await["op"],
+        "hello_ack",
+        "the old token works"
+    );
+
+    let output = command(home.path())
+        .args(["--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("not a loopback address, with a 8-character EXAI_WS_TOKEN"),
+        "{stderr}"
+    );
+}

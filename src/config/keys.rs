@@ -23,9 +23,11 @@ declare_config! {
             /// Listener port; 0 asks the OS for a free port, which tests use to run in parallel.
             port: u16 = EXAI_WS_PORT, "8079", int(0, 65535);
 
-            /// Shared secret every client must present; short tokens are rejected because they can
-            /// be guessed. Empty means main generates one.
-            token: Option<Secret> = EXAI_WS_TOKEN, "", Kind::Token { min_chars: 16 };
+            /// Shared secret every client must present, without whitespace. One shorter than 16
+            /// characters (an old EXAI .env) is accepted with a loud warning on loopback and
+            /// refused for any other bind, where it can be guessed. Empty means main generates
+            /// one.
+            token: Option<Secret> = EXAI_WS_TOKEN, "", Kind::Token { min_chars: 1 };
 
             /// Where the generated token is stored so local clients can read it; empty means the
             /// XDG default.

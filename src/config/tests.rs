@@ -401,8 +401,13 @@ fn secret_never_leaks() {
         .config;
     assert!(c.server.token.is_none());
 
+    // A short token (an EXAI `.env` from the original) loads: `main` warns or refuses it by
+    // where the daemon listens.
+    let short = Config::load(&flags(&[("EXAI_WS_TOKEN", "short-token")])).expect("load");
+    assert_eq!(short.config.server.token.unwrap().char_len(), 11);
+
     // Invalid tokens: error and its Debug are redacted.
-    for bad in ["short-token", "has whitespace inside the token"] {
+    for bad in ["has whitespace inside the token", "tab\tinside"] {
         let e = load_err(&flags(&[("EXAI_WS_TOKEN", bad)]));
         let all = format!("{e} {e:?}");
         assert!(!all.contains(bad), "{all}");
