@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::admission::{Admission, Limit};
 use crate::config::{Config, ProviderId};
-use crate::connection::slots::ConnectionSlots;
+use crate::connection::slots::{ConnectionSlots, SlotLimits};
 use crate::conversation::{ConversationLimits, ConversationStore};
 use crate::durable::{Durable, DurableLimits};
 use crate::kept;
@@ -189,10 +189,12 @@ impl DaemonBuilder {
             lifecycle: Lifecycle::new(),
             rng: Mutex::new(rt.rng()),
             started_at: rt.now(),
-            connections: Arc::new(ConnectionSlots::new(
-                config.connections.connections_max,
-                config.connections.per_ip_max,
-            )),
+            connections: Arc::new(ConnectionSlots::new(SlotLimits {
+                open_max: config.connections.connections_max,
+                per_ip_max: config.connections.per_ip_max,
+                per_loopback_max: config.connections.per_loopback_max,
+                pending_max: config.connections.pending_hellos_max,
+            })),
             decode_limits: crate::protocol::DecodeLimits::from(&config.limits),
             token,
             config,

@@ -30,8 +30,12 @@ pub struct Health {
     pub sessions: usize,
     /// Sessions with a connection attached now.
     pub sessions_attached: usize,
-    /// WebSocket connections open now.
+    /// Authenticated WebSocket connections open now.
     pub connections: u32,
+    /// WebSocket connections that have not said hello yet (`EXAI_WS_MAX_PENDING_HELLOS`).
+    pub pending_hellos: u32,
+    /// Connections closed before their hello to make room for newer ones, since start.
+    pub pending_hellos_evicted: u64,
     /// Calls accepted and not yet ended.
     pub calls_running: usize,
     /// Conversations kept in memory (bounded by `EXAI_CONVERSATIONS_MAX`).
@@ -104,6 +108,7 @@ fn take(shared: &Shared) -> Health {
         }
     }
     let now = shared.rt.now();
+    let (pending_hellos, pending_hellos_evicted) = shared.connections.pending();
     Health {
         ok: problems.is_empty(),
         version: env!("CARGO_PKG_VERSION"),
@@ -113,6 +118,8 @@ fn take(shared: &Shared) -> Health {
         sessions: sessions.len(),
         sessions_attached: attached,
         connections: shared.connections(),
+        pending_hellos,
+        pending_hellos_evicted,
         calls_running,
         conversations: shared.conversations.len(),
         problems,

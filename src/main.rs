@@ -148,8 +148,10 @@ fn load_config(cli: &Cli) -> Result<exaid::config::Loaded, String> {
     Config::load(&layers).map_err(|err| err.to_string())
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(mut config: Config) -> ExitCode {
     init_tracing(&config.server.log_format);
+    // Logged after the start-up line, which clients and the bench wait for first.
+    let open_files = share_open_files(&mut config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,6 +207,7 @@ fn serve(config: Config) -> ExitCode {
         };
         let bound = exaid::rt::Listener::local_addr(&listener).unwrap_or(addr);
         log_startup(&config, bound, &origin);
+        open_files();
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         let http_port = config.server.http_port;
         let (store, store_trouble) = open_state(&config, &rt);
@@ -217,7 +220,8 @@ fn serve(config: Config) -> ExitCode {
             let http_addr = SocketAddr::new(bound.ip(), http_port);
             let shared = daemon.shared().clone();
             let closed = async move { shared.lifecycle.reached(Stage::Closing).await };
-            match serve_http(http_addr, daemon.http_routes(), closed).await {
+            let limits = exaid::operator::http::limits(&daemon.shared().config.server);
+            match serve_http(http_addr, daemon.http_routes(), limits, closed).await {
                 Ok(bound) => announce(&format!("exaid http on http://{bound} (/healthz /readyz /status /metrics /mcp)")),
                 Err(err) => {
                     eprintln!("exaid: cannot serve {}={http_port} on {http_addr}: {err} (0 turns it off)", key::EXAI_HTTP_PORT);
@@ -484,6 +488,31 @@ fn resolve_token(config: &Config, rt: &Rt) -> Result<(String, TokenOrigin), Stri
         }
     };
     auth::load_or_create(&path, &mut rt.rng())
+}
+
+/// Raise the soft open-file limit toward the hard one and lower the connection limits if
+/// they still do not fit in it (`rt::fds`); returns what logs the result.
+fn share_open_files(config: &mut Config) -> impl FnOnce() + use<> {
+    let wanted = exaid::operator::fds::descriptors_needed(config).max(65_536);
+    let raised = exaid::rt::fds::raise_open_files(wanted);
+    let lowered = match &raised {
+        Ok(files) => exaid::operator::fds::fit_connection_limits(config, files.now),
+        Err(_) => None,
+    };
+    move || {
+        match raised {
+            Ok(files) => tracing::info!(
+                before = files.before,
+                now = files.now,
+                hard = files.hard,
+                "open-file limit"
+            ),
+            Err(err) => tracing::warn!("cannot read or raise the open-file limit: {err}"),
+        }
+        if let Some(warning) = lowered {
+            tracing::warn!("{warning}");
+        }
+    }
 }
 
 fn log_startup(config: &Config, bound: std::net::SocketAddr, origin: &TokenOrigin) {

@@ -179,7 +179,6 @@ async fn a_flood_is_refused_then_closed_and_others_are_served() {
 async fn sockets_that_never_say_hello_are_closed_and_others_are_served() {
     let daemon = start(|c| {
         c.connections.hello_timeout_ms = 300;
-        c.connections.per_ip_max = 100;
     })
     .await;
     // Raw TCP that never even upgrades, and WebSockets that never say hello.
@@ -209,19 +208,146 @@ async fn sockets_that_never_say_hello_are_closed_and_others_are_served() {
 
 #[tokio::test]
 async fn connections_per_address_are_limited_with_1008() {
-    let daemon = start(|c| c.connections.per_ip_max = 2).await;
+    let daemon = start(|c| c.connections.per_loopback_max = 2).await;
     let (_a, _) = Client::ready(daemon.addr).await;
     let (_b, _) = Client::ready(daemon.addr).await;
+    // The limit counts authenticated connections: the third is refused after its hello.
     let mut third = Client::connect(daemon.addr).await;
+    third.send(json!({"op": "hello", "token": TOKEN})).await;
     let (code, reason) = third.expect_close().await;
     assert_eq!(code, 1008);
     assert!(
-        reason.contains("EXAI_WS_MAX_CONNECTIONS_PER_IP"),
+        reason.contains("EXAI_WS_MAX_CONNECTIONS_LOOPBACK=2"),
         "{reason}"
     );
     drop(_a);
     tokio::time::sleep(Duration::from_millis(100)).await;
     still_serves(daemon.addr).await;
+}
+
+#[tokio::test]
+async fn many_local_clients_at_once_fit_the_loopback_default() {
+    let daemon = start(|_| {}).await;
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        clients.push(Client::ready(daemon.addr).await.0);
+    }
+    assert_eq!(exaid::health::snapshot(&daemon.shared).connections, 40);
+    still_serves(daemon.addr).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_sockets_before_hello_never_locks_out_a_client() {
+    let daemon = start(|c| {
+        c.connections.pending_hellos_max = 16;
+        // Long enough that only the pool's eviction frees the flood's sockets.
+        c.connections.hello_timeout_ms = 60_000;
+    })
+    .await;
+    let addr = daemon.addr;
+    // An abuser that keeps opening sockets that never say hello (half raw TCP, half
+    // WebSocket), one a millisecond, and holds every one.
+    let flood = tokio::spawn(async move {
+        let mut held_raw = Vec::new();
+        let mut held_ws = Vec::new();
+        for i in 0..600 {
+            if i % 2 == 0 {
+                held_raw.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+            } else {
+                held_ws.push(Client::connect(addr).await);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (held_raw, held_ws)
+    });
+    // Meanwhile a normal client comes and goes, and is served every time.
+    let mut waits = Vec::new();
+    while !flood.is_finished() {
+        let started = std::time::Instant::now();
+        still_serves(addr).await;
+        waits.push(started.elapsed());
+    }
+    let (_raw, mut silent) = flood.await.unwrap();
+    waits.sort();
+    let worst = *waits.last().unwrap();
+    eprintln!(
+        "normal client beside a pre-hello flood: {} calls, median {:?}, worst {:?}",
+        waits.len(),
+        waits[waits.len() / 2],
+        worst
+    );
+    assert!(waits.len() >= 3, "the flood ran too fast to measure");
+    assert!(worst < Duration::from_secs(5), "a client waited {worst:?}");
+    let health = exaid::health::snapshot(&daemon.shared);
+    assert!(health.pending_hellos <= 16, "{health:?}");
+    assert!(health.pending_hellos_evicted > 500, "{health:?}");
+    // An evicted WebSocket is told why.
+    let (code, reason) = silent[0].expect_close().await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("EXAI_WS_MAX_PENDING_HELLOS=16"), "{reason}");
+}
+
+/// A minimal HTTP/1.1 GET: the status code.
+async fn http_status(addr: SocketAddr, path: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn silent_sockets_on_the_http_port_never_lock_out_a_client() {
+    let daemon = start(|c| {
+        c.server.http_connections_max = 32;
+        c.server.http_header_timeout_ms = 2_000;
+    })
+    .await;
+    let http = exaid::rt::tokio::serve_http(
+        "127.0.0.1:0".parse().unwrap(),
+        daemon.routes.clone(),
+        exaid::operator::http::limits(&daemon.shared.config.server),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    // Far more silent sockets than the cap, and some that start a request and stall.
+    let mut silent = Vec::new();
+    for i in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+        if i % 3 == 0 {
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\n")
+                .await
+                .unwrap();
+        }
+        silent.push(stream);
+    }
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        assert_eq!(http_status(http, "/healthz").await, 200);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    still_serves(daemon.addr).await;
+    // The header timeout lets go of whatever the cap did not close already.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let mut closed = 0;
+    for stream in &mut silent {
+        // Closed: reading to the end finishes (EOF or reset), whatever was written first.
+        let mut rest = Vec::new();
+        let read = tokio::io::AsyncReadExt::read_to_end(stream, &mut rest);
+        if tokio::time::timeout(Duration::from_millis(100), read)
+            .await
+            .is_ok()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, silent.len(), "every silent socket was let go");
 }
 
 #[tokio::test]

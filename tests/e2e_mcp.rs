@@ -103,6 +103,7 @@ async fn serve_http(daemon: &TestDaemon) -> SocketAddr {
     exaid::rt::tokio::serve_http(
         "127.0.0.1:0".parse().unwrap(),
         daemon.routes.clone(),
+        exaid::operator::http::limits(&daemon.shared.config.server),
         std::future::pending(),
     )
     .await

@@ -27,6 +27,9 @@ pub enum HostileKind {
     NeverReads,
     /// Opens a WebSocket and never says hello.
     NoHello,
+    /// Keeps opening sockets that never say hello (raw TCP and WebSocket), several times the
+    /// pending-hello pool, and holds them all.
+    HelloFlood,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<madsim::net::TcpStream>;
@@ -83,7 +86,12 @@ pub async fn run(
     token: String,
     journal: JournalRef,
     max_frame_bytes: usize,
+    pending_hellos_max: u32,
 ) {
+    if kind == HostileKind::HelloFlood {
+        hello_flood(daemon, journal, pending_hellos_max).await;
+        return;
+    }
     let Some(mut ws) = connect(daemon).await else {
         return;
     };
@@ -189,6 +197,42 @@ pub async fn run(
             // Never read: hold the socket until the node is killed.
             std::future::pending::<()>().await;
         }
-        HostileKind::NoHello => unreachable!("handled above"),
+        HostileKind::NoHello | HostileKind::HelloFlood => unreachable!("handled above"),
     }
+}
+
+/// Open three times the pending pool's worth of sockets that never say hello, a few
+/// milliseconds apart, and hold them; the first WebSocket must be closed to make room, with
+/// a close code naming the limit.
+async fn hello_flood(daemon: SocketAddr, journal: JournalRef, pending_hellos_max: u32) {
+    let mut raw = Vec::new();
+    let mut sockets = Vec::new();
+    for i in 0..pending_hellos_max * 3 {
+        if i % 2 == 0 {
+            if let Ok(stream) = madsim::net::TcpStream::connect(daemon).await {
+                raw.push(stream);
+            }
+        } else if let Some(ws) = connect(daemon).await {
+            sockets.push(ws);
+        }
+        madsim::time::sleep(Duration::from_millis(2)).await;
+    }
+    lock(&journal).record(format!(
+        "hostile HelloFlood holds {} raw and {} websocket sockets",
+        raw.len(),
+        sockets.len()
+    ));
+    let Some(first) = sockets.first_mut() else {
+        return;
+    };
+    let (code, _, _) = read_to_close(first).await;
+    {
+        let mut journal = lock(&journal);
+        journal.record(format!("hostile HelloFlood first socket closed {code}"));
+        if code == 1008 {
+            journal.cover("hostile_hello_flood_evicted");
+        }
+    }
+    // Hold the rest until the node is killed.
+    std::future::pending::<()>().await;
 }

@@ -66,6 +66,10 @@ pub enum Invariant {
     /// the providers see none of its attempts and its limits hold no permit; the incarnation
     /// serving at quiescence gives every permit back (invariant 2, per incarnation).
     PermitsPerIncarnation = 17,
+    /// 18: abusers never lock a well-behaved client out: while floods, sockets that never say
+    /// hello and clients that never read run, a well-behaved client's hello is answered
+    /// within `Journal::served_within_ms` of its socket connecting.
+    ServedBesideAbusers = 18,
 }
 
 /// One broken invariant.
@@ -94,6 +98,9 @@ pub struct Journal {
     /// failing past `EXAI_STATE_HOLD_SECS`): a crash may end them again, or forget them, and
     /// the daemon says so in `/status` and its log. Invariant 15 excuses exactly these.
     pub not_kept: BTreeSet<String>,
+    /// Invariant 18's bound, set when the run has hostile clients: the longest a well-behaved
+    /// client may wait from its socket connecting to its `hello_ack`.
+    pub served_within_ms: Option<u64>,
 }
 
 /// Virtual milliseconds since the simulation started.

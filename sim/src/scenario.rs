@@ -180,9 +180,10 @@ static SCENARIOS: [Scenario; 15] = [
     },
     Scenario {
         name: "hostile-client",
-        doc: "Floods, garbage, oversized frames, clients that never read and sockets that never \
-              say hello, beside well-behaved clients: every well-behaved call is answered once \
-              within its deadline, outboxes stay under their caps, each hostile client gets an \
+        doc: "Floods, garbage, oversized frames, clients that never read, sockets that never \
+              say hello and floods of them past the pending-hello pool, beside well-behaved \
+              clients: every well-behaved call is answered once within its deadline and every \
+              hello within a bound, outboxes stay under their caps, each hostile client gets an \
               error or a close code naming the limit.",
         must_reach: &[
             "hostile_flood_refused",
@@ -191,6 +192,8 @@ static SCENARIOS: [Scenario; 15] = [
             "hostile_oversized_closed",
             "hostile_no_hello_closed",
             "hostile_never_reads",
+            "hostile_hello_flood_evicted",
+            "served_beside_abusers",
             "call_ok",
         ],
         plan: hostile_client,
@@ -839,6 +842,7 @@ fn hostile_client() -> Plan {
     config.sessions.rate_per_sec = between(100, 400) as u32;
     config.sessions.burst = between(100, 400) as u32;
     config.connections.hello_timeout_ms = between(1, 5) * 1000;
+    config.connections.pending_hellos_max = between(2, 16) as u32;
     config.sessions.outbox_frames_max = between(32, 256) as u32;
     let mix = Mix {
         tools: MOSTLY_CHAT,
@@ -854,6 +858,7 @@ fn hostile_client() -> Plan {
         HostileKind::Oversized,
         HostileKind::NeverReads,
         HostileKind::NoHello,
+        HostileKind::HelloFlood,
     ];
     let hostiles = (0..between(3, 8))
         .map(|_| {

@@ -289,29 +289,14 @@ fn parse_ws_url(url: &str) -> Result<SocketAddr, String> {
 /// Raise this process's open-file limit to `needed` (within the hard limit), so that its
 /// sockets and the daemon it spawns (which inherits the limit) can hold the connections.
 fn raise_nofile(needed: u64) -> Result<u64, String> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
-    }
-    let want = limit.rlim_max.min(needed.max(limit.rlim_cur));
-    if want > limit.rlim_cur {
-        limit.rlim_cur = want;
-        // SAFETY: setrlimit reads the struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
-        }
-    }
-    if limit.rlim_cur < needed {
+    let limit = exaid::rt::fds::raise_open_files(needed)?;
+    if limit.now < needed {
         return Err(format!(
             "needs {needed} open files but RLIMIT_NOFILE is at most {} here (ulimit -Hn)",
-            limit.rlim_max
+            limit.hard
         ));
     }
-    Ok(limit.rlim_cur)
+    Ok(limit.now)
 }
 
 /// A daemon this run started, stopped when dropped.

@@ -43,6 +43,29 @@ declare_config! {
             /// an Origin (not a browser) pass.
             http_allowed_origins: Vec<String> = EXAI_HTTP_ALLOWED_ORIGINS, "", Kind::Origins { max_items: 64 };
 
+            /// Simultaneous connections to the HTTP port; bounds its file descriptors. When it is
+            /// full, a newcomer closes the oldest connection with no request in progress (a
+            /// silent socket can never keep `/healthz` or `/mcp` out), and is refused with 503
+            /// only while every connection is in the middle of a request.
+            http_connections_max: u32 = EXAI_HTTP_MAX_CONNECTIONS, "256", int(1, 100_000);
+
+            /// How long a connection to the HTTP port may take to send a request's headers, a
+            /// new one or a kept-alive one between requests; frees descriptors held by silent
+            /// sockets.
+            http_header_timeout_ms: u64 = EXAI_HTTP_HEADER_TIMEOUT_SECS, "5", secs(100, 600_000);
+
+            /// A request in progress whose socket moves no byte either way for this long is
+            /// closed (a body sent a byte a minute, a client that stopped reading its stream);
+            /// longer than the longest tool deadline by default, since a `/mcp` call may be
+            /// silent until its answer.
+            http_idle_timeout_ms: u64 = EXAI_HTTP_IDLE_TIMEOUT_SECS, "600", secs(1000, 86_400_000);
+
+            /// File descriptors kept out of both ports' connection limits, for the state file,
+            /// provider sockets and logs; at start-up the two ports' limits must fit in the
+            /// open-file limit minus this, or they are lowered to fit (with a warning), so a
+            /// flood on one port can never make accept fail on the other.
+            fd_reserve: u32 = EXAI_FD_RESERVE, "128", int(16, 100_000);
+
             /// Log lines for people (human) or for log collectors (json); filter with RUST_LOG.
             log_format: String = EXAI_LOG_FORMAT,
                 "human",
@@ -88,17 +111,27 @@ declare_config! {
         /// What one WebSocket connection may do: how many are open, and how long one may stay
         /// silent or unread.
         connections: ConnectionSettings {
-            /// Simultaneous WebSocket connections; bounds file descriptors and per-connection
-            /// memory.
+            /// Simultaneous authenticated WebSocket connections; bounds file descriptors and
+            /// per-connection memory.
             connections_max: u32 = EXAI_WS_MAX_CONNECTIONS, "1000", int(1, 1_000_000);
 
             /// Simultaneous WebSocket connections from one address; one noisy neighbour cannot take
             /// every slot.
             per_ip_max: u32 = EXAI_WS_MAX_CONNECTIONS_PER_IP, "10", int(1, 1_000_000);
 
-            /// How long a new connection may take to authenticate; frees slots held by silent
-            /// sockets.
-            hello_timeout_ms: u64 = EXAI_WS_HELLO_TIMEOUT, "15", secs(10, 3_600_000);
+            /// Simultaneous authenticated WebSocket connections from one loopback address; every
+            /// local editor and agent shares it, so it is far above the remote limit.
+            per_loopback_max: u32 = EXAI_WS_MAX_CONNECTIONS_LOOPBACK, "500", int(1, 1_000_000);
+
+            /// Connections that have not said hello yet, counted apart from authenticated ones
+            /// so they can never lock a client out: when the pool is full its oldest socket is
+            /// closed to make room.
+            pending_hellos_max: u32 = EXAI_WS_MAX_PENDING_HELLOS, "64", int(1, 100_000);
+
+            /// How long a new connection may take to upgrade and authenticate; a real client
+            /// says hello within milliseconds, so this is short, to free descriptors held by
+            /// silent sockets.
+            hello_timeout_ms: u64 = EXAI_WS_HELLO_TIMEOUT, "5", secs(10, 3_600_000);
 
             /// How often the daemon pings an idle client, so a dead peer is noticed.
             ping_interval_ms: u64 = EXAI_WS_PING_INTERVAL, "30", secs(1000, 3_600_000);

@@ -127,9 +127,10 @@ pub(super) fn check(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Non-fatal findings across keys: always-on tools named in `DISABLED_TOOLS`.
+/// Non-fatal findings across keys: always-on tools named in `DISABLED_TOOLS`, and provider
+/// limits the global limit makes unreachable.
 pub(super) fn warnings(config: &Config) -> Vec<String> {
-    config
+    let disabled = config
         .tools
         .disabled
         .iter()
@@ -139,6 +140,28 @@ pub(super) fn warnings(config: &Config) -> Vec<String> {
                 "{} names {name}, which is always on (ignored)",
                 key::DISABLED_TOOLS
             )
-        })
+        });
+    disabled
+        .chain(provider_limits_over_global(config))
         .collect()
+}
+
+/// A provider limit above the global one can never be reached: say so, since the operator
+/// who raised it expects that many calls at once.
+fn provider_limits_over_global(config: &Config) -> impl Iterator<Item = String> + '_ {
+    let global = config.limits.global_inflight_max;
+    ProviderId::ALL.into_iter().filter_map(move |id| {
+        let limit = config.providers[id].inflight_max;
+        let name = match id {
+            ProviderId::Kimi => key::EXAI_WS_KIMI_MAX_INFLIGHT,
+            ProviderId::Glm => key::EXAI_WS_GLM_MAX_INFLIGHT,
+            ProviderId::Offline => key::EXAI_WS_OFFLINE_MAX_INFLIGHT,
+        };
+        (limit > global).then(|| {
+            format!(
+                "{name}={limit} is above {}={global}: at most {global} of its calls run at once",
+                key::EXAI_WS_GLOBAL_MAX_INFLIGHT
+            )
+        })
+    })
 }

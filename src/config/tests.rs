@@ -80,7 +80,7 @@ fn defaults_have_documented_values() {
     assert_eq!(c.tools.simple_timeout_ms, 60_000);
     assert_eq!(c.tools.workflow_timeout_ms, 180_000);
     assert_eq!(c.tools.progress_interval_ms, 8_000);
-    assert_eq!(c.connections.hello_timeout_ms, 15_000);
+    assert_eq!(c.connections.hello_timeout_ms, 5_000);
     assert_eq!(c.limits.frame_bytes_max, 33_554_432);
     assert_eq!(c.providers[ProviderId::Offline].latency_ms, 0);
     assert_eq!(c.sessions.ttl_ms, 300_000);
@@ -775,4 +775,21 @@ fn allowed_origins_are_normalised_and_a_bad_one_is_named() {
         e.contains("EXAI_HTTP_ALLOWED_ORIGINS") && e.contains("scheme://host[:port]"),
         "{e}"
     );
+}
+
+#[test]
+fn a_provider_limit_above_the_global_limit_is_a_warning() {
+    let loaded = Config::load(&flags(&[
+        ("EXAI_WS_KIMI_MAX_INFLIGHT", "40"),
+        ("EXAI_WS_GLOBAL_MAX_INFLIGHT", "30"),
+    ]))
+    .expect("a warning, not an error");
+    assert_eq!(
+        loaded.warnings,
+        [
+            "EXAI_WS_KIMI_MAX_INFLIGHT=40 is above EXAI_WS_GLOBAL_MAX_INFLIGHT=30: at most 30 of its calls run at once"
+        ]
+    );
+    let quiet = Config::load(&flags(&[])).expect("defaults");
+    assert!(quiet.warnings.is_empty(), "{:?}", quiet.warnings);
 }

@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::config::key;
 use crate::error::{CallError, ErrorCode};
 use crate::lifecycle::Stage;
+use crate::protocol::Hello;
 use crate::protocol::reply::ServerInfo;
 use crate::protocol::{ServerFrame, close_code};
 use crate::router;
@@ -35,40 +36,26 @@ use crate::state::Shared;
 use hello::{handshake, open_session, read_hello, too_big_reason};
 use keepalive::{KeepAlive, Tick};
 use read::{Data, Source, next_data};
+use slots::PendingSlot;
 use writer::{Sink, bounded, close, drain, flush_bounded};
 
 /// Serve one accepted byte stream until it closes.
 pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
+    // Until its token is verified a connection holds only a place in the pending pool, which
+    // may close it to make room; only then does it take a connection slot.
+    let pending = shared.connections.enter_pending();
+    let Some((mut sink, mut source, hello)) = greet(&shared, &pending, stream, peer).await else {
+        return;
+    };
     let _slot = match shared.connections.try_take(peer.ip()) {
         Ok(slot) => slot,
         Err(reason) => {
             tracing::info!(%peer, "refused: {reason}");
-            if let Some((mut sink, _)) = handshake(&shared, stream).await {
-                close(&shared, &mut sink, close_code::POLICY, &reason).await;
-            }
+            close(&shared, &mut sink, close_code::POLICY, &reason).await;
             return;
         }
     };
-    let Some((mut sink, mut source)) = handshake(&shared, stream).await else {
-        return;
-    };
-    let Some(hello) = read_hello(&shared, &mut sink, &mut source).await else {
-        return;
-    };
-    if !hello
-        .token
-        .as_deref()
-        .is_some_and(|t| shared.token_matches(t))
-    {
-        let reason = if hello.token.is_none() {
-            "hello has no token"
-        } else {
-            "bad token"
-        };
-        tracing::info!(%peer, "refused: {reason}");
-        close(&shared, &mut sink, close_code::BAD_TOKEN, reason).await;
-        return;
-    }
+    drop(pending);
     let (session, resumed, resume_refused, mut cursor) = match open_session(&shared, &hello) {
         Ok(opened) => opened,
         Err(reason) => {
@@ -120,6 +107,51 @@ pub async fn serve(shared: Arc<Shared>, stream: BoxStream, peer: SocketAddr) {
         drain(&shared, &mut source).await;
     }
     tracing::debug!(%peer, session = %session.id, "connection closed");
+}
+
+/// The upgrade, the hello and the token check, each raced against the pending pool closing
+/// this connection to make room. `None`: the connection is already closed or refused.
+async fn greet(
+    shared: &Shared,
+    pending: &PendingSlot,
+    stream: BoxStream,
+    peer: SocketAddr,
+) -> Option<(Sink, Source, Hello)> {
+    let (mut sink, mut source) = tokio::select! {
+        biased;
+        () = pending.evicted() => return None,
+        ws = handshake(shared, stream) => ws?,
+    };
+    let hello = tokio::select! {
+        biased;
+        () = pending.evicted() => None,
+        hello = read_hello(shared, &mut sink, &mut source) => Some(hello?),
+    };
+    let Some(hello) = hello else {
+        let reason = format!(
+            "too many connections waiting for their hello ({}={}); the oldest is closed first, so say hello promptly",
+            key::EXAI_WS_MAX_PENDING_HELLOS,
+            shared.config.connections.pending_hellos_max
+        );
+        tracing::info!(%peer, "closed before hello: {reason}");
+        close(shared, &mut sink, close_code::POLICY, &reason).await;
+        return None;
+    };
+    if hello
+        .token
+        .as_deref()
+        .is_some_and(|t| shared.token_matches(t))
+    {
+        return Some((sink, source, hello));
+    }
+    let reason = if hello.token.is_none() {
+        "hello has no token"
+    } else {
+        "bad token"
+    };
+    tracing::info!(%peer, "refused: {reason}");
+    close(shared, &mut sink, close_code::BAD_TOKEN, reason).await;
+    None
 }
 
 /// The connection's main loop. Returns the close code and reason to send, if any.

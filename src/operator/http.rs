@@ -17,6 +17,7 @@
 //! not, so a DNS-rebinding page can neither call `/mcp` nor read `/status`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -26,8 +27,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::config::ServerSettings;
 use crate::config::origin::{self, Origin, OriginCheck};
 use crate::operator::metrics::Metrics;
+use crate::rt::http::HttpLimits;
 use crate::state::Shared;
 
 /// What the operator routes read: the daemon's state, and its metrics if it keeps them.
@@ -37,6 +40,15 @@ struct Operator {
     shared: Arc<Shared>,
     /// Its metrics (`None`: `/metrics` answers 404).
     metrics: Option<Arc<Metrics>>,
+}
+
+/// The HTTP port's connection cap and timeouts, from the configuration.
+pub fn limits(server: &ServerSettings) -> HttpLimits {
+    HttpLimits {
+        connections_max: server.http_connections_max,
+        header_timeout: Duration::from_millis(server.http_header_timeout_ms),
+        idle_timeout: Duration::from_millis(server.http_idle_timeout_ms),
+    }
 }
 
 /// The routes, bound to the daemon.
@@ -159,6 +171,8 @@ pub fn status_json(shared: &Shared) -> Value {
         "sessions": health.sessions,
         "sessions_attached": health.sessions_attached,
         "connections": health.connections,
+        "pending_hellos": health.pending_hellos,
+        "pending_hellos_evicted": health.pending_hellos_evicted,
         "calls_running": health.calls_running,
         "provider_cooldowns": cooldowns,
         "usage_today": usage_today,

@@ -13,7 +13,9 @@
 //! `.cargo/config.toml`), so a `cfg` switch here could not tell production from simulation.
 //! Dispatch is dynamic instead, through `Arc<dyn Runtime>`.
 
+pub mod fds;
 pub mod fs;
+pub mod http;
 pub mod memory;
 pub mod sqlite;
 pub mod store;

@@ -182,24 +182,7 @@ impl Dialer for TokioDialer {
     }
 }
 
-/// Serve the operator's HTTP routes on `addr` until `shutdown` completes.
-pub async fn serve_http(
-    addr: SocketAddr,
-    router: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> io::Result<SocketAddr> {
-    let listener = ::tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    ::tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %err, "http server failed");
-        }
-    });
-    Ok(bound)
-}
+pub use super::http::{HttpLimits, serve_http};
 
 #[cfg(test)]
 mod tests {

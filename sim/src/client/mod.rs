@@ -362,6 +362,29 @@ pub async fn run_client(
 }
 
 /// One connection, dialling at most `attempts` times (1 ms apart).
+/// Invariant 18: with abusers about, a hello is still answered within the bound.
+fn served_in_bound(journal: &JournalRef, name: &str, connected_at_ms: u64) {
+    let mut journal = lock(journal);
+    let Some(bound_ms) = journal.served_within_ms else {
+        return;
+    };
+    let waited_ms = crate::journal::now_ms().saturating_sub(connected_at_ms);
+    journal.count("longest hello wait ms", 0);
+    let longest = journal
+        .counters
+        .get_mut("longest hello wait ms")
+        .expect("counted");
+    *longest = (*longest).max(waited_ms);
+    if waited_ms > bound_ms {
+        journal.violate(
+            Invariant::ServedBesideAbusers,
+            format!("{name} waited {waited_ms} ms for its hello_ack beside abusers (bound {bound_ms} ms)"),
+        );
+    } else {
+        journal.cover("served_beside_abusers");
+    }
+}
+
 async fn connection(
     spec: Arc<ClientSpec>,
     state: ClientRef,
@@ -385,6 +408,7 @@ async fn connection(
         lock(&journal).record(format!("{} could not connect", spec.name));
         return Ended::Broken;
     };
+    let connected_at_ms = crate::journal::now_ms();
     let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{daemon}/"), stream).await
     else {
         lock(&journal).record(format!("{} handshake failed", spec.name));
@@ -423,6 +447,7 @@ async fn connection(
         );
         return Ended::Finished;
     };
+    served_in_bound(&journal, &spec.name, connected_at_ms);
     {
         let mut state = state.lock().expect("client lock");
         let mut journal = lock(&journal);
