@@ -108,3 +108,28 @@ fn seed_crash_restart_197_an_ack_waits_for_the_acceptance_to_be_kept() {
         &["crash_during_call", "interrupted_delivered"],
     );
 }
+
+/// A call sent again after INTERRUPTED whose new acceptance a failing disk had not kept when
+/// a second crash came: its ack never went out, but the simulated client never sent it a
+/// third time (it skipped every call once interrupted), and the observer took the earlier
+/// run's finished record for this run's acceptance. Both simulator fixes, no daemon change.
+#[test]
+fn seed_crash_restart_11_a_call_sent_again_after_interrupted_is_resent_after_the_next_crash() {
+    replay(
+        "crash-restart",
+        11,
+        &[
+            "resent_after_interrupted",
+            "resent_after_resume",
+            "crash_before_acceptance_kept",
+        ],
+    );
+}
+
+/// A call the failing disk never kept was forgotten by a crash (excused), but its client
+/// went on waiting with its socket open, so its session never expired and quiescence found
+/// it held. A client that can never finish is now stopped.
+#[test]
+fn seed_crash_restart_215_a_client_whose_call_was_forgotten_lets_its_session_expire() {
+    replay("crash-restart", 215, &["unkept_call_forgotten"]);
+}

@@ -27,7 +27,7 @@ pub enum HostileKind {
     NeverReads,
     /// Opens a WebSocket and never says hello.
     NoHello,
-    /// Keeps opening sockets that never say hello (raw TCP and WebSocket), several times the
+    /// Keeps opening sockets that never say hello (raw TCP and WebSocket), past twice the
     /// pending-hello pool, and holds them all.
     HelloFlood,
 }
@@ -201,13 +201,13 @@ pub async fn run(
     }
 }
 
-/// Open three times the pending pool's worth of sockets that never say hello, a few
+/// Open twice the pending pool's worth of sockets (and two more) that never say hello, a few
 /// milliseconds apart, and hold them; the first WebSocket must be closed to make room, with
 /// a close code naming the limit.
 async fn hello_flood(daemon: SocketAddr, journal: JournalRef, pending_hellos_max: u32) {
     let mut raw = Vec::new();
     let mut sockets = Vec::new();
-    for i in 0..pending_hellos_max * 3 {
+    for i in 0..pending_hellos_max * 2 + 2 {
         if i % 2 == 0 {
             if let Ok(stream) = madsim::net::TcpStream::connect(daemon).await {
                 raw.push(stream);

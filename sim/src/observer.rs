@@ -178,11 +178,20 @@ impl SimObserver {
         for ((session, request_id), records) in calls.iter() {
             for record in records {
                 // Durable when its incarnation died (not later: the client may have sent the
-                // call again, and that run's record is a different one).
+                // call again, and that run's record is a different one). A finished record
+                // under the same request id is an earlier run's (this one never finished):
+                // the run sent again after an INTERRUPTED was not kept.
                 let kept = |store: &crate::store::SimStore| {
                     let key = exaid::kept::call_key(session, request_id);
                     let crash = record.incarnation as usize;
-                    store.durable_at_crash(crash, exaid::rt::store::RecordKind::Call, &key)
+                    store
+                        .body_at_crash(crash, exaid::rt::store::RecordKind::Call, &key)
+                        .is_some_and(|body| {
+                            !matches!(
+                                serde_json::from_str(&body),
+                                Ok(exaid::kept::CallRecord::Finished { .. })
+                            )
+                        })
                 };
                 if record.orphaned && record.terminals == 0 && !store.is_some_and(kept) {
                     journal.record(format!(

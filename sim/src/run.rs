@@ -256,14 +256,23 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
 
     // The clients, each on its own node; the supervisor kills and resumes them.
     let mut states: Vec<ClientRef> = Vec::new();
+    // Each client's nodes (the first, and the one that resumes), to stop one that can never
+    // finish.
+    let client_nodes: ClientNodes = Arc::new(Mutex::new(vec![Vec::new(); plan.clients.len()]));
     for (index, spec) in plan.clients.iter().enumerate() {
         let state: ClientRef = Arc::new(Mutex::new(ClientState::on_disk(store.clone())));
         states.push(state.clone());
         let spec = Arc::new(spec.clone());
         let journal = journal.clone();
         let handle = handle.clone();
+        let nodes = client_nodes.clone();
         madsim::task::spawn(async move {
-            drive_client(handle, index, spec, state, journal, daemon_addr, crashes).await;
+            let driven = Driven {
+                handle,
+                nodes,
+                index,
+            };
+            drive_client(driven, spec, state, journal, daemon_addr, crashes).await;
         });
     }
 
@@ -323,15 +332,18 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             break;
         }
         if now_ms() > limit_ms {
+            let mut forgotten = Vec::new();
             let mut journal = lock(&journal);
-            for (spec, state) in plan.clients.iter().zip(&states) {
+            for (index, (spec, state)) in plan.clients.iter().zip(&states).enumerate() {
                 let state = state.lock().expect("client lock");
                 let excused = state
                     .open_call_ids()
                     .all(|id| journal.not_kept.contains(id));
                 if !(state.done || state.gone) && excused {
                     // Only calls whose frames the failing disk never kept: a crash forgot them.
+                    // The client can never finish: it goes, so its session can expire.
                     journal.cover("unkept_call_forgotten");
+                    forgotten.push(index);
                 } else if !(state.done || state.gone) {
                     let invariant = state.once_invariant();
                     journal.violate(
@@ -347,6 +359,12 @@ async fn supervise(scenario: &'static Scenario, seed: u64, journal: JournalRef) 
             if !mcp_done.load(Ordering::SeqCst) {
                 let detail = format!("MCP clients still wait for results at {limit_ms} ms");
                 journal.violate(Invariant::ExactlyOnce, detail);
+            }
+            drop(journal);
+            for index in forgotten {
+                for node in &client_nodes.lock().expect("client nodes lock")[index] {
+                    handle.kill(*node);
+                }
             }
             break;
         }
@@ -486,21 +504,39 @@ fn workload_limit_ms(plan: &Plan) -> u64 {
         + 60_000
 }
 
-async fn drive_client(
+/// The node ids of each client, by client index.
+type ClientNodes = Arc<Mutex<Vec<Vec<madsim::task::NodeId>>>>;
+
+/// Where a client is driven from: the simulation, its index, and where its nodes are listed.
+struct Driven {
+    /// The simulation.
     handle: madsim::runtime::Handle,
+    /// Every client's nodes.
+    nodes: ClientNodes,
+    /// This client's index.
     index: usize,
+}
+
+async fn drive_client(
+    driven: Driven,
     spec: Arc<ClientSpec>,
     state: ClientRef,
     journal: JournalRef,
     daemon: SocketAddr,
     comes_back: bool,
 ) {
+    let Driven {
+        handle,
+        nodes,
+        index,
+    } = driven;
     let ip = format!("10.1.{}.{}", index / 200, 1 + index % 200);
     let node = handle
         .create_node()
         .name(&spec.name)
         .ip(ip.parse().expect("ip"))
         .build();
+    nodes.lock().expect("client nodes lock")[index].push(node.id());
     node.spawn(run_client(
         spec.clone(),
         state.clone(),
@@ -545,6 +581,7 @@ async fn drive_client(
         .name(format!("{}-again", spec.name))
         .ip(ip.parse().expect("ip"))
         .build();
+    nodes.lock().expect("client nodes lock")[index].push(node.id());
     node.spawn(run_client(
         spec,
         state,

@@ -842,7 +842,7 @@ fn hostile_client() -> Plan {
     config.sessions.rate_per_sec = between(100, 400) as u32;
     config.sessions.burst = between(100, 400) as u32;
     config.connections.hello_timeout_ms = between(1, 5) * 1000;
-    config.connections.pending_hellos_max = between(2, 16) as u32;
+    config.connections.pending_hellos_max = between(2, 6) as u32;
     config.sessions.outbox_frames_max = between(32, 256) as u32;
     let mix = Mix {
         tools: MOSTLY_CHAT,

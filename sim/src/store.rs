@@ -122,14 +122,15 @@ impl SimStore {
         Some((*at_ms, body))
     }
 
-    /// Whether (`kind`, `key`) was durable at crash `n` (0: the first), the one that ended
-    /// incarnation `n`.
-    pub fn durable_at_crash(&self, n: usize, kind: RecordKind, key: &str) -> bool {
+    /// The body of the record under (`kind`, `key`) the disk held at crash `n` (0: the first,
+    /// the one that ended incarnation `n`), if any.
+    pub fn body_at_crash(&self, n: usize, kind: RecordKind, key: &str) -> Option<String> {
         let disk = self.lock();
         let target = (kind, key.to_string());
         disk.at_crashes
             .get(n)
-            .is_some_and(|(_, records)| records.contains_key(&target))
+            .and_then(|(_, records)| records.get(&target))
+            .map(|record| record.body.clone())
     }
 
     /// Crashes the disk has lived through.

@@ -627,7 +627,10 @@ async fn resend_unacknowledged(
                     && !state.acked.contains(&c.request_id)
                     && !state.results.contains_key(&c.request_id)
                     && !state.lost.contains(&c.request_id)
-                    && !state.interrupted.contains_key(&c.request_id)
+                    // An interrupted call waiting to be sent again is sent by its schedule;
+                    // one already sent again and never acked is resent like any other.
+                    && (!state.interrupted.contains_key(&c.request_id)
+                        || !state.ready.iter().any(|(_, i)| spec.calls[*i].request_id == c.request_id))
             })
             .map(|(i, _)| i)
             .collect()
