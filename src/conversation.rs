@@ -17,9 +17,16 @@
 //! conversation queues its whole record (its turns as JSON), and an evicted or expired one is
 //! deleted; at start-up [`ConversationStore::restore`] loads them back. A restored
 //! conversation's idle time starts again at the restart.
+//!
+//! What the store holds is counted against the daemon's memory budget (`memory`): every
+//! time the store's lock is let go, the sum of its conversations' bytes is counted again and
+//! the budget moved by the difference, so the count follows every path that changes a
+//! conversation (turns added or dropped, steps replaced, conversations evicted or expired).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -29,6 +36,7 @@ use crate::config::profile::BUILTIN_TOOL_NAMES;
 use crate::config::{ConversationSettings, key};
 use crate::durable::Durable;
 use crate::error::{CallError, ErrorCode};
+use crate::memory::MemoryBudget;
 use crate::provider::{ChatMessage, Role};
 use crate::rt::Instant;
 use crate::rt::store::{Record, RecordKind};
@@ -409,6 +417,54 @@ pub struct ConversationStore {
     conversations: Mutex<BTreeMap<String, Conversation>>,
     /// Where changes are kept past the process, if anywhere.
     durable: Option<Arc<Durable>>,
+    /// The daemon's memory budget the conversations count against.
+    budget: Arc<MemoryBudget>,
+    /// What the conversations are counted as now; changed only under the store's lock.
+    charged: AtomicUsize,
+}
+
+/// What one kept conversation costs beyond its turns' bytes (its map entry, id, queue).
+const CONVERSATION_OVERHEAD_BYTES: usize = 256;
+
+/// The store's lock: the conversations, counted again against the memory budget when it is
+/// let go.
+struct Locked<'a> {
+    /// The conversations.
+    guard: MutexGuard<'a, BTreeMap<String, Conversation>>,
+    /// The store, for its budget and its count.
+    store: &'a ConversationStore,
+}
+
+impl Deref for Locked<'_> {
+    type Target = BTreeMap<String, Conversation>;
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let now: usize = self
+            .guard
+            .values()
+            .map(|c| c.bytes + c.turns.len() * 64 + CONVERSATION_OVERHEAD_BYTES)
+            .sum();
+        let before = self.store.charged.swap(now, Ordering::SeqCst);
+        self.store.budget.adjust(before, now);
+    }
+}
+
+impl Drop for ConversationStore {
+    /// What the store still holds leaves with it.
+    fn drop(&mut self) {
+        self.budget.release(self.charged.load(Ordering::SeqCst));
+    }
 }
 
 impl ConversationStore {
@@ -419,7 +475,16 @@ impl ConversationStore {
             limits,
             conversations: Mutex::new(BTreeMap::new()),
             durable: None,
+            budget: MemoryBudget::unbounded(),
+            charged: AtomicUsize::new(0),
         }
+    }
+
+    /// The same (empty) store, counted against `budget`.
+    pub fn with_budget(mut self, budget: Arc<MemoryBudget>) -> ConversationStore {
+        assert!(self.is_empty(), "a store changes budgets only empty");
+        self.budget = budget;
+        self
     }
 
     /// The same store, keeping every change through `durable`.
@@ -498,6 +563,12 @@ impl ConversationStore {
         self.limits
     }
 
+    /// What the conversations are counted as against the memory budget now.
+    pub fn charged_bytes(&self) -> usize {
+        let _books = self.conversations.lock().expect("conversation store lock");
+        self.charged.load(Ordering::SeqCst)
+    }
+
     /// Conversations kept now (expired ones not yet swept included).
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -508,8 +579,11 @@ impl ConversationStore {
         self.lock().is_empty()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Conversation>> {
-        self.conversations.lock().expect("conversation store lock")
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            guard: self.conversations.lock().expect("conversation store lock"),
+            store: self,
+        }
     }
 
     /// A copy of conversation `id`, touching it; `VALIDATION_ERROR` naming `continuation_id`

@@ -16,6 +16,7 @@ use crate::conversation::{ConversationLimits, ConversationStore};
 use crate::durable::{Durable, DurableLimits};
 use crate::kept;
 use crate::lifecycle::Lifecycle;
+use crate::memory::MemoryBudget;
 use crate::observe::{NoObserver, Observer};
 use crate::operator::metrics::Metrics;
 use crate::provider::models::ModelTable;
@@ -173,8 +174,9 @@ impl DaemonBuilder {
                 hold: Duration::from_millis(config.state.hold_ms),
             },
         );
-        let conversations = restore_conversations(&config, &rt, &durable);
-        let sessions = restore_sessions(&config, &rt, &durable, observer.clone());
+        let memory = MemoryBudget::new(config.limits.memory_bytes_max);
+        let conversations = restore_conversations(&config, &rt, &durable, &memory);
+        let sessions = restore_sessions(&config, &rt, &durable, observer.clone(), &memory);
         rt.spawn("state-writer", durable.clone().run());
         let shared = Shared {
             admission: Admission::from(&config.limits),
@@ -183,6 +185,7 @@ impl DaemonBuilder {
             tools: ToolRegistry::new(tools),
             sessions,
             conversations,
+            memory,
             durable,
             retry: RetryPolicy::from(&config.retry),
             observer,
@@ -209,9 +212,15 @@ impl DaemonBuilder {
 
 /// The conversation store, with what the state file kept loaded back. A store that cannot be
 /// read leaves the daemon serving with no past conversations, degraded and saying why.
-fn restore_conversations(config: &Config, rt: &Rt, durable: &Arc<Durable>) -> ConversationStore {
+fn restore_conversations(
+    config: &Config,
+    rt: &Rt,
+    durable: &Arc<Durable>,
+    memory: &Arc<MemoryBudget>,
+) -> ConversationStore {
     let conversations = ConversationStore::new(ConversationLimits::from(&config.conversations))
-        .with_durable(durable.clone());
+        .with_durable(durable.clone())
+        .with_budget(memory.clone());
     match durable.store().load(RecordKind::Conversation) {
         Ok(records) => {
             let report = conversations.restore(records, rt.now(), rt.unix_time_ms());
@@ -241,9 +250,10 @@ fn restore_sessions(
     rt: &Rt,
     durable: &Arc<Durable>,
     observer: Arc<dyn Observer>,
+    memory: &Arc<MemoryBudget>,
 ) -> SessionRegistry {
     let limits = SessionLimits::from(config);
-    let registry = SessionRegistry::new(limits, observer);
+    let registry = SessionRegistry::new(limits, observer).with_budget(memory.clone());
     if !durable.store().outlives_process() {
         return registry;
     }

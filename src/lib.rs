@@ -13,6 +13,7 @@
 //! - [`server`], [`connection`]: accepting sockets, the hello handshake, reading and writing;
 //! - [`router`]: one decoded frame in, its handling out; every call starts there;
 //! - [`session`], [`outbox`]: what outlives a connection, and seq-stamped typed delivery;
+//!   [`memory`]: the one memory budget outboxes, result caches and conversations share;
 //! - [`admission`]: where permits are taken; [`call`]: one call's deadline and ending;
 //!   [`phase`]: what a call is doing now, for its progress frames;
 //! - [`tools`], [`provider`]: what a call runs, and the models behind it;
@@ -41,6 +42,7 @@ mod host;
 pub mod kept;
 pub mod lifecycle;
 pub mod mcp;
+pub mod memory;
 pub mod observe;
 pub mod operator;
 pub mod outbox;

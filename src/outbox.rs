@@ -11,6 +11,12 @@
 //! writer (nor any frame after it, so order holds) until [`Outbox::release`]. A terminal frame
 //! of a session kept in the state file is held until its record is committed, so a client
 //! never receives a result that a crash could still take back.
+//!
+//! Every kept frame is also counted against the daemon's memory budget
+//! ([`crate::memory::MemoryBudget`]): counted in at push, out when it is acked, evicted or
+//! shed, and what is left when the outbox goes. While its session has nobody attached the
+//! budget may shed its oldest frames ([`Outbox::shed_oldest`]); a resuming client learns of
+//! them through the same `gap` as any other frame that fell out.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,8 +24,21 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::memory::MemoryBudget;
 use crate::protocol::ServerFrame;
 use crate::rt::Instant;
+
+/// What a kept frame costs the memory budget beyond its text: its typed copy (about as big
+/// as the text, since it holds the same strings) and the bookkeeping around both (the `Arc`,
+/// the queue slot). An estimate, but one counted in and out the same way every time.
+const FRAME_OVERHEAD_BYTES: usize = 128;
+
+/// What a frame whose text (without seq) is `body_bytes` long is counted as.
+fn frame_charge(body_bytes: usize) -> usize {
+    body_bytes
+        .saturating_mul(2)
+        .saturating_add(FRAME_OVERHEAD_BYTES)
+}
 
 /// One frame as the session sends it: typed, for in-process readers (the MCP endpoint's
 /// client routes on it without parsing anything), and rendered once, seq included, for
@@ -66,6 +85,10 @@ struct Stored {
     stamped: Arc<Stamped>,
     /// When it was pushed, for the TTL.
     pushed_at: Instant,
+    /// Its age across every outbox (the memory budget's stamp): shedding goes oldest first.
+    stamp: u64,
+    /// What it was counted as against the memory budget, given back when it leaves.
+    charged: usize,
 }
 
 impl Stored {
@@ -123,6 +146,20 @@ struct State {
     evicted_total: u64,
     /// Seqs of kept frames not yet released to writers (waiting to be durable).
     held: BTreeSet<u64>,
+    /// Sum of kept frames' charges against the memory budget.
+    charged: usize,
+}
+
+impl State {
+    /// Take the oldest frame out, giving its charge back to `budget`.
+    fn pop_oldest(&mut self, budget: &MemoryBudget) -> Option<Stored> {
+        let oldest = self.frames.pop_front()?;
+        self.bytes -= oldest.bytes();
+        self.charged -= oldest.charged;
+        budget.release(oldest.charged);
+        debug_assert!(self.frames.is_empty() == (self.charged == 0));
+        Some(oldest)
+    }
 }
 
 /// A session's outbox.
@@ -138,6 +175,16 @@ pub struct Outbox {
     bytes_max: usize,
     /// How long an unacked frame is kept.
     ttl: Duration,
+    /// The daemon's memory budget every kept frame is counted against.
+    budget: Arc<MemoryBudget>,
+}
+
+impl Drop for Outbox {
+    /// What is still kept leaves with the outbox: its charge goes back to the budget.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.budget.release(state.charged);
+    }
 }
 
 impl Outbox {
@@ -154,12 +201,25 @@ impl Outbox {
                 bytes: 0,
                 evicted_total: 0,
                 held: BTreeSet::new(),
+                charged: 0,
             }),
             notify: Notify::new(),
             frames_max,
             bytes_max,
             ttl,
+            budget: MemoryBudget::unbounded(),
         }
+    }
+
+    /// The same (empty) outbox, counting its frames against `budget`.
+    pub fn with_budget(mut self, budget: Arc<MemoryBudget>) -> Outbox {
+        assert_eq!(
+            self.stats().frames,
+            0,
+            "an outbox changes budgets only empty"
+        );
+        self.budget = budget;
+        self
     }
 
     /// Stamp `frame` with the next seq, keep it, wake the writer. Returns the stamped frame
@@ -200,6 +260,10 @@ impl Outbox {
     fn push_with(&self, frame: ServerFrame, now: Instant, held: bool) -> (Arc<Stamped>, u64) {
         // Rendered outside the lock; only the seq is added under it.
         let body = frame.to_json();
+        // Counted before the lock: making room may shed other outboxes (never while holding
+        // this one's lock, which shedding this very outbox would need).
+        let charged = frame_charge(body.len());
+        self.budget.charge(charged);
         let seq = {
             let mut state = self.state.lock().expect("outbox lock");
             let seq = state.next_seq;
@@ -211,8 +275,11 @@ impl Outbox {
             let stored = Stored {
                 stamped: stamped.clone(),
                 pushed_at: now,
+                stamp: self.budget.stamp(),
+                charged,
             };
             state.bytes += stored.bytes();
+            state.charged += charged;
             state.frames.push_back(stored);
             let evicted = self.enforce_caps(&mut state, now);
             assert!(state.frames.len() <= self.frames_max);
@@ -235,8 +302,7 @@ impl Outbox {
             if !(too_many || too_big || too_old) {
                 break;
             }
-            let oldest = state.frames.pop_front().expect("front exists");
-            state.bytes -= oldest.bytes();
+            let oldest = state.pop_oldest(&self.budget).expect("front exists");
             state.held.remove(&oldest.seq());
             state.evicted_total += 1;
             evicted += 1;
@@ -294,9 +360,26 @@ impl Outbox {
             .front()
             .is_some_and(|f| f.seq() <= seq && f.seq() < held_from)
         {
-            let acked = state.frames.pop_front().expect("front exists");
-            state.bytes -= acked.bytes();
+            state.pop_oldest(&self.budget).expect("front exists");
         }
+    }
+
+    /// The memory budget's stamp of the oldest kept frame, if any.
+    pub fn oldest_stamp(&self) -> Option<u64> {
+        let state = self.state.lock().expect("outbox lock");
+        state.frames.front().map(|f| f.stamp)
+    }
+
+    /// Drop the oldest kept frame to free memory for the daemon (its session has nobody
+    /// attached); a resuming client gets a `gap` for it. False if nothing was kept.
+    pub fn shed_oldest(&self) -> bool {
+        let mut state = self.state.lock().expect("outbox lock");
+        let Some(oldest) = state.pop_oldest(&self.budget) else {
+            return false;
+        };
+        state.held.remove(&oldest.seq());
+        state.evicted_total += 1;
+        true
     }
 
     /// Wait until a frame is pushed (returns at once if one was pushed since the last wait).
@@ -412,6 +495,33 @@ mod tests {
             batch.frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
             vec![3, 4]
         );
+    }
+
+    #[test]
+    fn every_frame_is_counted_against_the_budget_until_it_leaves_and_shedding_leaves_a_gap() {
+        let budget = MemoryBudget::new(1 << 20);
+        let outbox = Outbox::new(8, 1 << 20, Duration::from_secs(300)).with_budget(budget.clone());
+        let now = Instant::EPOCH;
+        for id in ["a", "b", "c"] {
+            outbox.push(pong(id), now);
+        }
+        let charged = budget.used();
+        assert!(charged > 0);
+        assert!(outbox.oldest_stamp().is_some());
+        assert!(outbox.shed_oldest(), "the oldest frame goes");
+        let batch = outbox.frames_after(0, now);
+        assert_eq!(
+            batch.gap,
+            Some(Gap {
+                from_seq: 1,
+                to_seq: 1
+            })
+        );
+        assert_eq!(batch.frames[0].seq, 2);
+        outbox.ack(2);
+        assert_eq!(budget.used(), charged / 3, "one frame is left counted");
+        drop(outbox);
+        assert_eq!(budget.used(), 0, "what an outbox keeps leaves with it");
     }
 
     #[test]

@@ -168,6 +168,16 @@ pub fn start_call(
             return;
         }
     };
+    // A new call while the memory budget is full is refused: what it would produce has no
+    // room, and nothing already accepted is dropped to make some. A join or a repeat costs
+    // nothing new, and is answered.
+    if shared.memory.is_full() && !session.knows(&request_id, now) {
+        session.push(
+            ServerFrame::call_failed(request_id, memory_full(shared)),
+            now,
+        );
+        return;
+    }
     let timeout_ms = call::timeout_ms(tool.kind(), &shared.config);
     let ack = |joined: bool| ServerFrame::CallToolAck {
         request_id: request_id.clone(),
@@ -200,6 +210,22 @@ pub fn start_call(
         accepted_at: now,
         stop,
     });
+}
+
+/// The refusal of a new call while the memory budget is full.
+fn memory_full(shared: &Shared) -> CallError {
+    let stats = shared.memory.stats();
+    CallError::new(
+        ErrorCode::OverCapacity,
+        format!(
+            "the daemon's memory budget is full ({} = {} bytes, {} in use by outboxes, results \
+             and conversations): no new call until clients read or ack what is kept; retry soon",
+            key::EXAI_MEMORY_MAX_BYTES,
+            stats.max_bytes,
+            stats.used_bytes
+        ),
+    )
+    .with_retry_after_secs(1)
 }
 
 /// The refusal of a call while the daemon drains.

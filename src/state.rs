@@ -16,6 +16,7 @@ use crate::connection::slots::ConnectionSlots;
 use crate::conversation::ConversationStore;
 use crate::durable::Durable;
 use crate::lifecycle::Lifecycle;
+use crate::memory::MemoryBudget;
 use crate::observe::Observer;
 use crate::protocol::DecodeLimits;
 use crate::provider::Providers;
@@ -42,6 +43,9 @@ pub struct Shared {
     pub sessions: SessionRegistry,
     /// Conversation memory, by `continuation_id`.
     pub conversations: ConversationStore,
+    /// The one memory budget the outboxes, result caches and conversations count against
+    /// (`EXAI_MEMORY_MAX_BYTES`); new calls are refused while it is full.
+    pub memory: Arc<MemoryBudget>,
     /// The writer of what outlives the process (conversations), and its health.
     pub durable: Arc<Durable>,
     /// How provider errors are retried.

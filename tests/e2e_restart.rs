@@ -84,7 +84,7 @@ fn start_on(home: &Path, ws_port: u16, extra: &[(&str, &str)]) -> Daemon {
 impl Daemon {
     async fn client(&self) -> Client {
         let mut client = Client::connect(self.ws.parse().unwrap()).await;
-        let hello = json!({"op": "hello", "token": self.token}).to_string();
+        let hello = json!({"op": "hello", "token": self.token, "acks": true}).to_string();
         client.ws.send(Message::text(hello)).await.unwrap();
         assert_eq!(client.recv().await["op"], "hello_ack");
         client
@@ -236,7 +236,7 @@ struct Known {
 /// Connect and say hello: a fresh session, or a resume of `known` from `last_seq`.
 async fn hello(daemon: &Daemon, known: Option<(&Known, u64)>) -> (Client, Value) {
     let mut client = Client::connect(daemon.ws.parse().unwrap()).await;
-    let mut hello = json!({"op": "hello", "token": daemon.token});
+    let mut hello = json!({"op": "hello", "token": daemon.token, "acks": true});
     if let Some((known, last_seq)) = known {
         hello["session_id"] = known.session_id.clone();
         hello["resume_token"] = known.resume_token.clone();

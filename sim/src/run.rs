@@ -654,6 +654,18 @@ fn check_health(health: &Health, journal: &JournalRef, why: &str) {
             ),
         );
     }
+    let memory = shared.memory.stats();
+    if memory.over_total == 0 && memory.peak_bytes > memory.max_bytes {
+        journal.violate(
+            Invariant::MemoryBounded,
+            format!(
+                "the memory budget counted {} bytes, {} {}, with frames to shed",
+                memory.peak_bytes,
+                key::EXAI_MEMORY_MAX_BYTES,
+                memory.max_bytes
+            ),
+        );
+    }
     if snapshot.calls_running > 0 {
         journal.cover("health_during_call");
     }
@@ -757,6 +769,17 @@ fn quiescence(
             format!(
                 "at quiescence {} calls still run and {} sessions are still held",
                 snapshot.calls_running, snapshot.sessions
+            ),
+        );
+    }
+    // With every session gone only the conversations are counted: the count never drifts.
+    let used = shared.memory.used();
+    if snapshot.sessions == 0 && used != shared.conversations.charged_bytes() {
+        journal.violate(
+            Invariant::MemoryBounded,
+            format!(
+                "at quiescence the memory budget counts {used} bytes, the conversations {}",
+                shared.conversations.charged_bytes()
             ),
         );
     }

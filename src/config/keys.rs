@@ -97,6 +97,17 @@ declare_config! {
                 "33554432",
                 Kind::Int { min: 1024, max: 1_073_741_824, unit: "bytes" };
 
+            /// Bytes the session outboxes, result caches and conversations may hold together, on
+            /// top of their own caps (which multiply by the number of sessions). Past it the
+            /// oldest frames of disconnected sessions are shed (announced with a gap) and, if
+            /// nothing can be shed, new calls get OVER_CAPACITY. 128 MiB: about a thousand
+            /// typical results kept for absent clients, with the daemon's own few tens of MiB
+            /// still well under 200 MiB resident. The 4 MiB floor is for tests; a budget below a
+            /// few frames of EXAI_WS_MAX_BYTES refuses calls whenever one large result is kept.
+            memory_bytes_max: usize = EXAI_MEMORY_MAX_BYTES,
+                "134217728",
+                Kind::Int { min: 4_194_304, max: 68_719_476_736, unit: "bytes" };
+
             /// Deepest JSON nesting accepted in a frame (serde_json itself stops at 128).
             json_depth_max: u32 = EXAI_WS_JSON_DEPTH_MAX, "64", int(2, 128);
 

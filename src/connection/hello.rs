@@ -166,6 +166,7 @@ pub fn open_session(
                 let last_seq = session.outbox.stats().last_seq;
                 let cursor = client_last_seq.min(last_seq);
                 session.ack(cursor);
+                session.set_acks(hello.acks);
                 return Ok((session, true, None, cursor));
             }
             Err(_) => {
@@ -177,7 +178,10 @@ pub fn open_session(
     let id = shared.random_hex(16);
     let resume_token = shared.random_hex(32);
     match shared.sessions.create(id, resume_token, shared.rt.now()) {
-        Some(session) => Ok((session, false, resume_refused, 0)),
+        Some(session) => {
+            session.set_acks(hello.acks);
+            Ok((session, false, resume_refused, 0))
+        }
         None => Err(format!(
             "too many sessions ({}={})",
             key::EXAI_WS_MAX_SESSIONS,

@@ -3,6 +3,10 @@
 //!
 //! Why bounded: a client that stops reading must not hold its connection (and its buffers)
 //! forever; its frames wait in the outbox, under the outbox caps, for a resume.
+//!
+//! A client that did not declare `acks` in its hello never acks: for it, a frame flushed to
+//! its socket is delivered, and leaves the outbox (`Session::written`). One that did keeps
+//! every frame until its ack.
 
 use std::time::Duration;
 
@@ -79,10 +83,12 @@ async fn flush(
             from_seq: gap.from_seq,
             to_seq: gap.to_seq,
             reason: format!(
-                "frames fell out of the session outbox before delivery (caps: {} frames, {} bytes, {} s)",
+                "frames fell out of the session outbox before delivery (caps: {} frames, {} bytes, {} s; or shed while disconnected to stay within {} = {} bytes)",
                 session.outbox.frames_max(),
                 session.outbox.bytes_max(),
-                shared.config.sessions.ttl_ms / 1000
+                shared.config.sessions.ttl_ms / 1000,
+                crate::config::key::EXAI_MEMORY_MAX_BYTES,
+                shared.config.limits.memory_bytes_max
             ),
         };
         tracing::warn!(session = %session.id, from_seq = gap.from_seq, to_seq = gap.to_seq, "outbox gap");
@@ -96,7 +102,9 @@ async fn flush(
         sink.feed(Message::text(stamped.text())).await?;
         *cursor = stamped.seq;
     }
-    sink.flush().await
+    sink.flush().await?;
+    session.written(*cursor);
+    Ok(())
 }
 
 /// Send a close frame (reason cut to the protocol's limit) and stop. Bounded in time: a peer

@@ -591,10 +591,11 @@ impl Inner {
         let state = self.state.lock().expect("bridge lock");
         let client = json!({"name": "exaid-mcp-bridge", "version": env!("CARGO_PKG_VERSION")});
         match &state.session {
-            Some(session) => json!({"op": "hello", "token": token, "client": client,
+            // The bridge acks every frame it reads: the daemon keeps each until then.
+            Some(session) => json!({"op": "hello", "token": token, "client": client, "acks": true,
                 "session_id": session.session_id, "resume_token": session.resume_token,
                 "last_seq": session.last_seq}),
-            None => json!({"op": "hello", "token": token, "client": client}),
+            None => json!({"op": "hello", "token": token, "client": client, "acks": true}),
         }
         .to_string()
     }

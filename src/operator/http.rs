@@ -177,6 +177,7 @@ pub fn status_json(shared: &Shared) -> Value {
         "provider_cooldowns": cooldowns,
         "usage_today": usage_today,
         "state": shared.durable.stats(),
+        "memory": shared.memory.stats(),
     })
 }
 

@@ -129,6 +129,14 @@ pub struct Metrics {
     mismatch: Family<LimitLabels, Gauge>,
     /// `exaid_outbox_frames`: frames held in all outboxes, set at scrape.
     outbox_frames: Gauge,
+    /// `exaid_memory_used_bytes` and `exaid_memory_max_bytes`: the memory budget's count
+    /// and its maximum (`EXAI_MEMORY_MAX_BYTES`), set at scrape.
+    memory_used: Gauge,
+    /// See `memory_used`.
+    memory_max: Gauge,
+    /// `exaid_memory_frames_shed`: frames of disconnected sessions shed to stay within the
+    /// budget, all time, set at scrape from the budget's own count.
+    memory_frames_shed: Gauge,
     /// `exaid_frames_replayed_total`: frames sent again on resume.
     frames_replayed: Counter,
     /// `exaid_frames_expired_total`: frames evicted by an outbox cap or the TTL.
@@ -258,6 +266,24 @@ impl Metrics {
             "Frames held in session outboxes",
             outbox_frames.clone(),
         );
+        let memory_used = Gauge::default();
+        registry.register(
+            "memory_used_bytes",
+            "Bytes outboxes, result caches and conversations hold, as the memory budget counts them",
+            memory_used.clone(),
+        );
+        let memory_max = Gauge::default();
+        registry.register(
+            "memory_max_bytes",
+            "The memory budget (EXAI_MEMORY_MAX_BYTES)",
+            memory_max.clone(),
+        );
+        let memory_frames_shed = Gauge::default();
+        registry.register(
+            "memory_frames_shed",
+            "Frames of disconnected sessions shed to stay within the memory budget, since start",
+            memory_frames_shed.clone(),
+        );
         let frames_replayed = Counter::default();
         registry.register(
             "frames_replayed",
@@ -334,6 +360,9 @@ impl Metrics {
             waiters,
             mismatch,
             outbox_frames,
+            memory_used,
+            memory_max,
+            memory_frames_shed,
             frames_replayed,
             frames_expired,
             frames_not_kept,
@@ -386,6 +415,11 @@ impl Metrics {
             .map(|s| s.outbox.stats().frames)
             .sum();
         self.outbox_frames.set(outbox_frames as i64);
+        let memory = shared.memory.stats();
+        self.memory_used.set(memory.used_bytes as i64);
+        self.memory_max.set(memory.max_bytes as i64);
+        self.memory_frames_shed
+            .set(i64::try_from(memory.frames_shed_total).unwrap_or(i64::MAX));
         self.connections.set(health.connections as i64);
         self.state.refresh(&shared.durable.stats());
         self.sessions.set(health.sessions as i64);

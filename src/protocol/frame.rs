@@ -55,6 +55,11 @@ pub struct Hello {
     pub last_seq: Option<u64>,
     /// Free-form client description, for logs.
     pub client: Option<Value>,
+    /// The client acks what it receives (`"acks": true`): the daemon keeps each frame until
+    /// acked. Absent or false (the original's shim, which never acks): a frame written to the
+    /// live socket counts as delivered, and a repeated request id is answered from the result
+    /// cache. Additive: an old client sends no such field.
+    pub acks: bool,
 }
 
 /// A decoded client frame.
@@ -209,6 +214,9 @@ pub fn decode_with(text: &str, limits: &DecodeLimits) -> Result<ClientFrame, Dec
             session_id: optional_string(&object, "session_id").map_err(fail)?,
             resume_token: optional_string(&object, "resume_token").map_err(fail)?,
             last_seq: optional_u64(&object, "last_seq").map_err(fail)?,
+            acks: optional_bool(&object, "acks")
+                .map_err(fail)?
+                .unwrap_or(false),
             client: object.remove("client"),
         })),
         "list_tools" => Ok(ClientFrame::ListTools { request_id }),
@@ -291,6 +299,17 @@ fn optional_string(object: &Map<String, Value>, field: &str) -> Result<Option<St
         Some(Value::String(text)) => Ok(Some(text.clone())),
         Some(other) => Err(format!(
             "{field} must be a string, got {}",
+            type_name(other)
+        )),
+    }
+}
+
+fn optional_bool(object: &Map<String, Value>, field: &str) -> Result<Option<bool>, String> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(value)) => Ok(Some(*value)),
+        Some(other) => Err(format!(
+            "{field} must be true or false, got {}",
             type_name(other)
         )),
     }

@@ -314,6 +314,30 @@ impl ServerFrame {
         frame
     }
 
+    /// About how many bytes this frame holds in memory: its strings and a fixed share of
+    /// bookkeeping. What the result cache counts a kept terminal frame as against the memory
+    /// budget, without serializing it again (other frames are not kept there, and count as
+    /// their JSON).
+    pub fn held_bytes(&self) -> usize {
+        const OVERHEAD_BYTES: usize = 256;
+        match self {
+            ServerFrame::CallToolRes {
+                request_id,
+                outputs,
+                text,
+                error,
+                ..
+            } => {
+                let outputs: usize = outputs.iter().map(|o| o.text.len() + 32).sum();
+                let error = error.as_ref().map_or(0, |e| {
+                    e.message.len() + e.details.as_ref().map_or(0, |d| d.to_string().len())
+                });
+                OVERHEAD_BYTES + request_id.len() + text.len() + outputs + error
+            }
+            other => OVERHEAD_BYTES + other.to_json().len(),
+        }
+    }
+
     /// Serialize without `seq`. Serializing these types cannot fail (no maps with non-string
     /// keys, no custom serializers), so a failure is a bug worth a panic in tests.
     pub fn to_json(&self) -> String {

@@ -258,12 +258,8 @@ impl Session {
             };
             if cached {
                 let ended_at = Instant::from_epoch(now.since_epoch().saturating_sub(call.age));
-                let finished = FinishedCall {
-                    terminal: frame.clone(),
-                    ended_at,
-                };
-                table.finished.insert(call.request_id.clone(), finished);
-                table.finished_order.push_back(call.request_id.clone());
+                let finished = FinishedCall::new(frame.clone(), ended_at);
+                table.cache(&call.request_id, finished, &self.budget);
             }
             let deliver = seq.is_none() || call.age < ttl;
             if deliver {

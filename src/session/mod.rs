@@ -14,10 +14,17 @@
 //! is committed, so a result a client received survives a crash. After a restart the session
 //! comes back detached; the first resume delivers what the client had not received, and an
 //! `INTERRUPTED` terminal frame for each call that was running when the daemon stopped.
+//!
+//! Every session counts its outbox and its result cache against the daemon's memory budget
+//! (`memory`). While nobody is attached, the budget may shed its oldest frames (announced
+//! as a `gap` on resume). How long a frame stays depends on the client: one that declared
+//! `acks` in its hello keeps frames until it acks them; one that did not (the original's
+//! shim) has a frame counted as delivered once it is written to its live socket, and gets a
+//! repeated request id answered from the result cache instead.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
@@ -28,6 +35,7 @@ use crate::config::Config;
 use crate::durable::Durable;
 use crate::error::ErrorCode;
 use crate::kept::{self, KeptSession};
+use crate::memory::{MemoryBudget, Shed};
 use crate::observe::Observer;
 use crate::outbox::Outbox;
 use crate::protocol::ServerFrame;
@@ -63,6 +71,20 @@ struct FinishedCall {
     terminal: ServerFrame,
     /// When it ended (for the result TTL).
     ended_at: Instant,
+    /// What it is counted as against the memory budget.
+    charged: usize,
+}
+
+impl FinishedCall {
+    /// A finished call to keep, counted as its terminal frame's size.
+    fn new(terminal: ServerFrame, ended_at: Instant) -> FinishedCall {
+        let charged = terminal.held_bytes();
+        FinishedCall {
+            terminal,
+            ended_at,
+            charged,
+        }
+    }
 }
 
 /// The session's calls: running ones, and recently finished ones by request id.
@@ -74,6 +96,37 @@ struct CallTable {
     finished: HashMap<String, FinishedCall>,
     /// Finished request ids, oldest first (eviction order).
     finished_order: VecDeque<String>,
+    /// Sum of the finished calls' charges against the memory budget.
+    charged: usize,
+}
+
+impl CallTable {
+    /// Keep `finished` for repeats of `request_id`, counted in; one it replaces is counted
+    /// out. True if it replaced one.
+    fn cache(&mut self, request_id: &str, finished: FinishedCall, budget: &MemoryBudget) -> bool {
+        budget.charge(finished.charged);
+        self.charged += finished.charged;
+        let previous = self.finished.insert(request_id.to_string(), finished);
+        if let Some(previous) = &previous {
+            self.charged -= previous.charged;
+            budget.release(previous.charged);
+            self.finished_order.retain(|id| id != request_id);
+        }
+        self.finished_order.push_back(request_id.to_string());
+        debug_assert_eq!(self.finished.len(), self.finished_order.len());
+        previous.is_some()
+    }
+
+    /// Forget the oldest finished call, counted out; its request id.
+    fn uncache_oldest(&mut self, budget: &MemoryBudget) -> Option<String> {
+        let oldest = self.finished_order.pop_front()?;
+        if let Some(finished) = self.finished.remove(&oldest) {
+            self.charged -= finished.charged;
+            budget.release(finished.charged);
+        }
+        debug_assert!(!self.finished.is_empty() || self.charged == 0);
+        Some(oldest)
+    }
 }
 
 /// What a `call_tool` with this request id should do.
@@ -131,6 +184,12 @@ pub struct Session {
     acked_seq: AtomicU64,
     /// Told about every frame pushed.
     observer: Arc<dyn Observer>,
+    /// The daemon's memory budget: the outbox and the result cache count against it, and
+    /// it may shed the outbox while nobody is attached.
+    budget: Arc<MemoryBudget>,
+    /// Whether the client attached now declared `acks` in its hello: frames then stay until
+    /// acked; otherwise a frame written to its socket counts as delivered.
+    acks: AtomicBool,
     /// How fast the client may send frames.
     inbound: Mutex<crate::rate::TokenBucket>,
     /// Frames refused in a row by the bucket: a client that keeps flooding is closed.
@@ -202,6 +261,25 @@ impl Session {
         stamped
     }
 
+    /// The client attached now declared (or not) that it acks what it receives.
+    pub fn set_acks(&self, acks: bool) {
+        self.acks.store(acks, Ordering::SeqCst);
+    }
+
+    /// Whether frames stay until acked (the client declared `acks`).
+    pub fn acks(&self) -> bool {
+        self.acks.load(Ordering::SeqCst)
+    }
+
+    /// Frames up to `seq` were written to the client's live socket: for a client that does
+    /// not ack, that is delivery, and they leave the outbox (as if acked). A client that
+    /// declared `acks` keeps them until it acks.
+    pub fn written(&self, seq: u64) {
+        if !self.acks() {
+            self.ack(seq);
+        }
+    }
+
     /// The client acked everything up to `seq`: a kept result it has and the result cache
     /// no longer holds leaves the state file.
     pub fn ack(&self, seq: u64) {
@@ -244,11 +322,21 @@ impl Session {
             if !expired && calls.finished_order.len() <= self.result_cache_max {
                 break;
             }
-            let oldest = calls.finished_order.pop_front().expect("front exists");
-            calls.finished.remove(&oldest);
+            let oldest = calls.uncache_oldest(&self.budget).expect("front exists");
             evicted.push(oldest);
         }
         evicted
+    }
+
+    /// True when `request_id` is running, or finished with its result still kept: a call
+    /// with this id costs nothing new (it joins, or is answered from the cache).
+    pub fn knows(&self, request_id: &str, now: Instant) -> bool {
+        let calls = self.calls.lock().expect("calls lock");
+        calls.running.contains_key(request_id)
+            || calls
+                .finished
+                .get(request_id)
+                .is_some_and(|f| now.saturating_since(f.ended_at) < self.result_ttl)
     }
 
     /// True when `request_id` is running.
@@ -302,17 +390,8 @@ impl Session {
         let cached = self.result_cache_max > 0 && !is_interrupted(&terminal);
         let mut evicted = Vec::new();
         if cached {
-            let previous = calls.finished.insert(
-                request_id.to_string(),
-                FinishedCall {
-                    terminal: terminal.clone(),
-                    ended_at: now,
-                },
-            );
-            if previous.is_some() {
-                calls.finished_order.retain(|id| id != request_id);
-            }
-            calls.finished_order.push_back(request_id.to_string());
+            let finished = FinishedCall::new(terminal.clone(), now);
+            calls.cache(request_id, finished, &self.budget);
             evicted = self.evict_finished(&mut calls, now);
         }
         let cached = cached && calls.finished.contains_key(request_id);
@@ -346,6 +425,7 @@ impl Session {
             kick: kick.clone(),
         });
         presence.detached_at = None;
+        self.budget.not_sheddable(&self.id);
         self.keep_presence(false);
         // A kicked writer may have consumed the outbox's wake-up: re-arm it for the new one.
         self.outbox.wake();
@@ -353,7 +433,8 @@ impl Session {
     }
 
     /// The connection of `generation` left. No effect if a newer one already took over.
-    pub fn detach(&self, generation: u64, now: Instant) {
+    /// Its frames may now be shed by the memory budget.
+    pub fn detach(self: &Arc<Self>, generation: u64, now: Instant) {
         let mut presence = self.presence.lock().expect("presence lock");
         if presence
             .attached
@@ -362,6 +443,7 @@ impl Session {
         {
             presence.attached = None;
             presence.detached_at = Some(now);
+            self.sheddable();
             self.keep_presence(true);
         }
     }
@@ -381,6 +463,37 @@ impl Session {
             && presence
                 .detached_at
                 .is_some_and(|at| now.saturating_since(at) >= ttl)
+    }
+}
+
+impl Session {
+    /// Let the memory budget shed this session's frames (nobody is attached).
+    fn sheddable(self: &Arc<Self>) {
+        let weak: Weak<Session> = Arc::downgrade(self);
+        self.budget.sheddable(&self.id, weak);
+    }
+}
+
+impl Shed for Session {
+    fn oldest_stamp(&self) -> Option<u64> {
+        self.outbox.oldest_stamp()
+    }
+
+    fn shed_oldest(&self) -> bool {
+        let shed = self.outbox.shed_oldest();
+        if shed {
+            self.observer.frames_evicted(&self.id, 1);
+        }
+        shed
+    }
+}
+
+impl Drop for Session {
+    /// The result cache leaves with the session: its charge goes back to the budget (the
+    /// outbox gives back its own).
+    fn drop(&mut self) {
+        let calls = self.calls.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.budget.release(calls.charged);
     }
 }
 
@@ -452,6 +565,8 @@ pub struct SessionRegistry {
     observer: Arc<dyn Observer>,
     /// Where WebSocket sessions are kept, when the state outlives the process.
     keep: Option<Arc<Durable>>,
+    /// The daemon's memory budget, handed to every session.
+    budget: Arc<MemoryBudget>,
 }
 
 /// What start-up found of the sessions kept in the state file.
@@ -473,7 +588,20 @@ impl SessionRegistry {
             limits,
             observer,
             keep: None,
+            budget: MemoryBudget::unbounded(),
         }
+    }
+
+    /// The same (empty) registry, its sessions counted against `budget`.
+    pub fn with_budget(mut self, budget: Arc<MemoryBudget>) -> SessionRegistry {
+        assert_eq!(self.count(), 0, "a registry changes budgets only empty");
+        self.budget = budget;
+        self
+    }
+
+    /// The memory budget sessions count against.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
     }
 
     /// The same registry, keeping WebSocket sessions through `durable`.
@@ -530,6 +658,7 @@ impl SessionRegistry {
                 continue;
             };
             session.presence.lock().expect("presence lock").detached_at = Some(detached_at);
+            session.sheddable();
             report.sessions += 1;
             let (results, interrupted) = session.take_back(kept.calls, now);
             report.results += results;
@@ -557,7 +686,8 @@ impl SessionRegistry {
                 limits.outbox_frames_max,
                 limits.outbox_bytes_max,
                 limits.ttl,
-            ),
+            )
+            .with_budget(self.budget.clone()),
             id: id.clone(),
             resume_token,
             token_sha256,
@@ -572,6 +702,8 @@ impl SessionRegistry {
             }),
             acked_seq: AtomicU64::new(0),
             observer: self.observer.clone(),
+            budget: self.budget.clone(),
+            acks: AtomicBool::new(false),
             inbound: Mutex::new(crate::rate::TokenBucket::new(
                 limits.rate_per_sec,
                 limits.burst,
@@ -623,6 +755,7 @@ impl SessionRegistry {
             ids.iter().filter_map(|id| sessions.remove(id)).collect()
         };
         for session in &expired {
+            self.budget.not_sheddable(&session.id);
             session.forget();
             let stopped = session.stop_all_calls(StopReason::SessionExpired);
             self.observer.session_expired(&session.id, stopped, now);
@@ -636,6 +769,7 @@ impl SessionRegistry {
     /// were stopped, or `None` for an unknown session.
     pub fn close(&self, id: &str, reason: StopReason) -> Option<usize> {
         let session = self.sessions.lock().expect("sessions lock").remove(id)?;
+        self.budget.not_sheddable(&session.id);
         session.forget();
         Some(session.stop_all_calls(reason))
     }

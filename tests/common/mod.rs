@@ -98,7 +98,7 @@ impl Client {
         let mut client = Client::connect(addr).await;
         client
             .send(
-                json!({"op": "hello", "token": TOKEN, "session_id": session_id,
+                json!({"op": "hello", "token": TOKEN, "acks": true, "session_id": session_id,
                          "resume_token": resume_token, "last_seq": last_seq}),
             )
             .await;
@@ -110,7 +110,10 @@ impl Client {
     /// Connect and say hello with the right token; returns the client and the hello_ack.
     pub async fn ready(addr: SocketAddr) -> (Client, Value) {
         let mut client = Client::connect(addr).await;
-        client.send(json!({"op": "hello", "token": TOKEN})).await;
+        // A client of the tests acks (or resumes from its last seq): frames stay until acked.
+        client
+            .send(json!({"op": "hello", "token": TOKEN, "acks": true}))
+            .await;
         let ack = client.recv().await;
         assert_eq!(ack["op"], "hello_ack", "{ack}");
         assert_eq!(ack["ok"], true);

@@ -419,10 +419,10 @@ async fn connection(
         let mut state = state.lock().expect("client lock");
         state.connections += 1;
         if resume {
-            json!({"op": "hello", "token": token, "session_id": state.session_id,
+            json!({"op": "hello", "token": token, "acks": true, "session_id": state.session_id,
                    "resume_token": state.resume_token, "last_seq": state.last_seq})
         } else {
-            json!({"op": "hello", "token": token, "client": {"name": spec.name}})
+            json!({"op": "hello", "token": token, "acks": true, "client": {"name": spec.name}})
         }
     };
     if sink.send(text(hello)).await.is_err() {
