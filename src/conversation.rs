@@ -665,7 +665,9 @@ impl ConversationStore {
                 .min_by_key(|(_, c)| c.touched_at)
                 .map(|(id, _)| id.clone());
             let Some(oldest) = oldest else { break };
-            tracing::info!(conversation = %oldest, "conversation evicted: {} reached", key::EXAI_CONVERSATIONS_MAX);
+            // Debug, not info: once the cap is reached every new conversation evicts one, and a
+            // line per call at the default level costs every call.
+            tracing::debug!(conversation = %oldest, "conversation evicted: {} reached", key::EXAI_CONVERSATIONS_MAX);
             conversations.remove(&oldest);
             self.forget(&oldest);
         }

@@ -165,7 +165,8 @@ impl DaemonBuilder {
             .filter(|tool| selected.contains(tool.name()))
             .collect();
         tools.extend(extra_tools);
-        let durable = Durable::new(
+        let memory = MemoryBudget::new(config.limits.memory_bytes_max);
+        let durable = Durable::with_budget(
             rt.clone(),
             store,
             DurableLimits {
@@ -173,8 +174,8 @@ impl DaemonBuilder {
                 batch_max: config.state.batch_max as usize,
                 hold: Duration::from_millis(config.state.hold_ms),
             },
+            memory.clone(),
         );
-        let memory = MemoryBudget::new(config.limits.memory_bytes_max);
         let conversations = restore_conversations(&config, &rt, &durable, &memory);
         let sessions = restore_sessions(&config, &rt, &durable, observer.clone(), &memory);
         rt.spawn("state-writer", durable.clone().run());

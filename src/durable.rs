@@ -13,7 +13,7 @@
 //! and logged, and persistence is degraded), at most `EXAI_STATE_BATCH_MAX` go in one commit.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::config::key;
+use crate::memory::{Charge, MemoryBudget};
 use crate::rt::Rt;
 use crate::rt::store::{Change, RecordKind, Store};
 
@@ -62,6 +63,20 @@ struct Waiting {
     /// Run after the commit that carries it (every earlier change of the record it replaced
     /// is carried by it too).
     done: Vec<Done>,
+    /// Its bytes on the memory budget, until it is committed: when the store falls behind,
+    /// what waits for it is counted, and new calls are refused before it swells the daemon.
+    charge: Charge,
+}
+
+/// What one change weighs while it waits: its body and key, and its entry.
+fn change_bytes(change: &Change) -> usize {
+    const ENTRY_BYTES: usize = 128;
+    let (_, key) = change.target();
+    let body = match change {
+        Change::Put { record, .. } => record.body.len(),
+        Change::Delete { .. } => 0,
+    };
+    ENTRY_BYTES + 2 * key.len() + body
 }
 
 /// What `/status` says of the store.
@@ -97,6 +112,8 @@ pub struct Durable {
     store: Arc<dyn Store>,
     /// The bounds.
     limits: DurableLimits,
+    /// What waiting changes are counted on.
+    budget: Arc<MemoryBudget>,
     /// Changes waiting, the last one per record.
     waiting: Mutex<BTreeMap<(RecordKind, String), Waiting>>,
     /// Wakes the writer: a change arrived.
@@ -105,6 +122,8 @@ pub struct Durable {
     committed: Notify,
     /// A commit is running.
     committing: AtomicBool,
+    /// Bytes of the batch being committed, counted on the memory budget until it ends.
+    committing_bytes: AtomicUsize,
     /// Why persistence is degraded, if it is (cleared by the next successful commit).
     degraded: Mutex<Option<String>>,
     /// Since when commits fail, while they do.
@@ -123,15 +142,27 @@ pub struct Durable {
 impl Durable {
     /// A writer to `store`; start it with [`Durable::run`].
     pub fn new(rt: Rt, store: Arc<dyn Store>, limits: DurableLimits) -> Arc<Durable> {
+        Durable::with_budget(rt, store, limits, MemoryBudget::unbounded())
+    }
+
+    /// A writer to `store` whose waiting changes are counted on the daemon's memory `budget`.
+    pub fn with_budget(
+        rt: Rt,
+        store: Arc<dyn Store>,
+        limits: DurableLimits,
+        budget: Arc<MemoryBudget>,
+    ) -> Arc<Durable> {
         assert!(limits.queue_max > 0 && limits.batch_max > 0);
         Arc::new(Durable {
             rt,
             store,
             limits,
+            budget,
             waiting: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             committed: Notify::new(),
             committing: AtomicBool::new(false),
+            committing_bytes: AtomicUsize::new(0),
             degraded: Mutex::new(None),
             failing_since: Mutex::new(None),
             degraded_for_good: Mutex::new(None),
@@ -175,6 +206,9 @@ impl Durable {
     fn submit(&self, change: Change, done: Option<Done>) {
         let (kind, key) = change.target();
         let target = (kind, key.to_string());
+        // Counted before the lock is taken: making room sheds outbox frames, which must never
+        // wait on this queue's lock.
+        let charge = self.budget.hold(change_bytes(&change));
         {
             let mut waiting = self.waiting.lock().expect("durable lock");
             let known = waiting.contains_key(&target);
@@ -193,12 +227,21 @@ impl Durable {
                 }
                 return;
             }
-            let entry = waiting.entry(target).or_insert_with(|| Waiting {
-                change: change.clone(),
-                done: Vec::new(),
-            });
-            entry.change = change;
-            entry.done.extend(done);
+            match waiting.entry(target) {
+                std::collections::btree_map::Entry::Occupied(mut entry) => {
+                    let entry = entry.get_mut();
+                    entry.change = change;
+                    entry.charge = charge;
+                    entry.done.extend(done);
+                }
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(Waiting {
+                        change,
+                        done: done.into_iter().collect(),
+                        charge,
+                    });
+                }
+            }
             assert!(waiting.len() <= self.limits.queue_max);
         }
         self.wake.notify_one();
@@ -216,7 +259,7 @@ impl Durable {
 
     /// The next batch: at most `batch_max` changes, taken from the queue, each with what
     /// waits for it.
-    fn take(&self) -> (Vec<Change>, Vec<Vec<Done>>) {
+    fn take(&self) -> (Vec<Change>, Vec<Vec<Done>>, Vec<Charge>) {
         let mut waiting = self.waiting.lock().expect("durable lock");
         let keys: Vec<_> = waiting
             .keys()
@@ -225,17 +268,19 @@ impl Durable {
             .collect();
         let mut batch = Vec::with_capacity(keys.len());
         let mut done = Vec::with_capacity(keys.len());
+        let mut charges = Vec::with_capacity(keys.len());
         for target in &keys {
             let taken = waiting.remove(target).expect("the key was just listed");
             batch.push(taken.change);
             done.push(taken.done);
+            charges.push(taken.charge);
         }
         if !batch.is_empty() {
             self.committing.store(true, Ordering::SeqCst);
         }
         assert!(batch.len() <= self.limits.batch_max);
         assert_eq!(batch.len(), done.len());
-        (batch, done)
+        (batch, done, charges)
     }
 
     /// Put a failed batch back, each change with what still waits for it, unless a newer
@@ -243,9 +288,14 @@ impl Durable {
     /// whose commit carries it too). What cannot be queued again is told it was not kept.
     fn requeue(&self, batch: &[Change], done: Vec<Vec<Done>>) {
         let mut not_kept = Vec::new();
+        // Counted before the lock, as in `submit`.
+        let mut charges: Vec<_> = batch
+            .iter()
+            .map(|change| Some(self.budget.hold(change_bytes(change))))
+            .collect();
         let mut waiting = self.waiting.lock().expect("durable lock");
         let mut done = done.into_iter();
-        for change in batch {
+        for (change, charge) in batch.iter().zip(charges.iter_mut()) {
             let done = done.next().unwrap_or_default();
             let (kind, key) = change.target();
             let target = (kind, key.to_string());
@@ -253,6 +303,7 @@ impl Durable {
                 let entry = waiting.entry(target).or_insert_with(|| Waiting {
                     change: change.clone(),
                     done: Vec::new(),
+                    charge: charge.take().expect("one charge per change"),
                 });
                 entry.done.extend(done);
             } else {
@@ -281,7 +332,11 @@ impl Durable {
             let woken = self.wake.notified();
             let mut woken = std::pin::pin!(woken);
             woken.as_mut().enable();
-            let (batch, done) = self.take();
+            // The batch stays counted on the memory budget until its commit ends.
+            let (batch, done, charges) = self.take();
+            let committing_bytes: usize = charges.iter().map(Charge::bytes).sum();
+            self.committing_bytes
+                .store(committing_bytes, Ordering::SeqCst);
             if batch.is_empty() {
                 self.committed.notify_waiters();
                 woken.await;
@@ -319,6 +374,8 @@ impl Durable {
                     }
                 }
             }
+            drop(charges);
+            self.committing_bytes.store(0, Ordering::SeqCst);
             self.committing.store(false, Ordering::SeqCst);
             self.committed.notify_waiters();
             if failed {
@@ -346,6 +403,15 @@ impl Durable {
                 () = self.rt.sleep_until(deadline) => return false,
             }
         }
+    }
+
+    /// Bytes counted on the memory budget now: the changes waiting and the batch being
+    /// committed.
+    pub fn charged_bytes(&self) -> usize {
+        let waiting: usize = (self.waiting.lock().expect("durable lock").values())
+            .map(|waiting| waiting.charge.bytes())
+            .sum();
+        waiting + self.committing_bytes.load(Ordering::SeqCst)
     }
 
     /// What `/status` says.
@@ -417,6 +483,31 @@ mod tests {
     fn body(disk: &Disk, key: &str) -> Option<String> {
         let records = disk.load(RecordKind::Conversation).unwrap();
         records.get(key).map(|r| r.body.clone())
+    }
+
+    #[tokio::test]
+    async fn waiting_changes_are_counted_on_the_memory_budget_until_committed() {
+        let disk = Arc::new(Disk::default());
+        let rt = Rt::new(Arc::new(crate::rt::tokio::TokioRuntime::new()));
+        let limits = DurableLimits {
+            queue_max: 16,
+            batch_max: 2,
+            hold: Duration::ZERO,
+        };
+        let budget = MemoryBudget::new(1 << 20);
+        let durable = Durable::with_budget(rt.clone(), disk.clone(), limits, budget.clone());
+        durable.put(RecordKind::Conversation, "a", "x".repeat(1000));
+        let one = budget.used();
+        assert!(one >= 1000, "the body is counted: {one}");
+        // A newer change of the same record replaces the older one's count, it does not add.
+        durable.put(RecordKind::Conversation, "a", "y".repeat(1000));
+        assert_eq!(budget.used(), one);
+        durable.put(RecordKind::Conversation, "b", "z".repeat(3000));
+        assert!(budget.used() >= one + 3000);
+        rt.spawn("writer", durable.clone().run());
+        assert!(durable.flush(Duration::from_secs(5)).await);
+        assert_eq!(budget.used(), 0, "nothing counted once it is committed");
+        assert_eq!(body(&disk, "a").as_deref(), Some("y".repeat(1000).as_str()));
     }
 
     #[tokio::test]

@@ -51,6 +51,31 @@ pub struct MemoryStats {
     pub sheddable_sessions: usize,
 }
 
+/// Bytes reserved on the budget by one owner, given back when it is dropped: an accepted
+/// call's own state (its task, its plan, its provider request and response), counted from
+/// acceptance to its terminal frame so that a flood is refused at the door rather than
+/// swelling the daemon with calls it cannot hold.
+#[derive(Debug)]
+pub struct Charge {
+    /// The budget it is counted on.
+    budget: Arc<MemoryBudget>,
+    /// What it counts.
+    bytes: usize,
+}
+
+impl Charge {
+    /// The bytes it counts.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
 /// The daemon's memory budget: an atomic byte count with a maximum.
 pub struct MemoryBudget {
     /// The maximum, in bytes.
@@ -179,6 +204,28 @@ impl MemoryBudget {
             }
         }
         true
+    }
+
+    /// Count `bytes` in for as long as the returned [`Charge`] lives, if they fit (shedding
+    /// frames of disconnected sessions to make room); `None` when they cannot fit. For what
+    /// may be refused: a new call's own state, reserved before it is accepted.
+    pub fn reserve(self: &Arc<Self>, bytes: usize) -> Option<Charge> {
+        let fitted = self.try_charge(bytes) || (self.make_room(bytes) && self.try_charge(bytes));
+        fitted.then(|| Charge {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+
+    /// Count `bytes` in for as long as the returned [`Charge`] lives, whether or not they fit
+    /// (shedding first, like [`MemoryBudget::charge`]): for what is kept whatever the budget
+    /// says, such as a record waiting to be written to the state file.
+    pub fn hold(self: &Arc<Self>, bytes: usize) -> Charge {
+        self.charge(bytes);
+        Charge {
+            budget: self.clone(),
+            bytes,
+        }
     }
 
     /// Session `id` has nobody attached: its frames may be shed.

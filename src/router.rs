@@ -168,16 +168,24 @@ pub fn start_call(
             return;
         }
     };
-    // A new call while the memory budget is full is refused: what it would produce has no
-    // room, and nothing already accepted is dropped to make some. A join or a repeat costs
-    // nothing new, and is answered.
-    if shared.memory.is_full() && !session.knows(&request_id, now) {
-        session.push(
-            ServerFrame::call_failed(request_id, memory_full(shared)),
-            now,
-        );
-        return;
-    }
+    // A new call reserves its own state on the memory budget before it is accepted, and is
+    // refused when that does not fit: nothing already accepted is dropped to make room, and a
+    // flood is turned away at the door instead of swelling the daemon. A join or a repeat
+    // costs nothing new, and is answered.
+    let charge = if session.knows(&request_id, now) {
+        None
+    } else {
+        match shared.memory.reserve(call::STATE_BYTES) {
+            Some(charge) => Some(charge),
+            None => {
+                session.push(
+                    ServerFrame::call_failed(request_id, memory_full(shared)),
+                    now,
+                );
+                return;
+            }
+        }
+    };
     let timeout_ms = call::timeout_ms(tool.kind(), &shared.config);
     let ack = |joined: bool| ServerFrame::CallToolAck {
         request_id: request_id.clone(),
@@ -209,6 +217,7 @@ pub fn start_call(
         plan,
         accepted_at: now,
         stop,
+        charge,
     });
 }
 
@@ -218,8 +227,9 @@ fn memory_full(shared: &Shared) -> CallError {
     CallError::new(
         ErrorCode::OverCapacity,
         format!(
-            "the daemon's memory budget is full ({} = {} bytes, {} in use by outboxes, results \
-             and conversations): no new call until clients read or ack what is kept; retry soon",
+            "the daemon's memory budget is full ({} = {} bytes, {} in use by calls in flight, \
+             outboxes, results, conversations and records waiting for the state file): no new \
+             call until calls finish and clients read or ack what is kept; retry soon",
             key::EXAI_MEMORY_MAX_BYTES,
             stats.max_bytes,
             stats.used_bytes

@@ -170,6 +170,11 @@ async fn the_memory_budget_under_a_flood_from_clients_that_never_ack() {
     let mut gone = Vec::new();
     for name in 0..40 {
         gone.push(call_and_leave(&daemon, name, 3).await);
+        // In waves: calls in flight reserve their own state too, and this test is about
+        // the frames they leave behind, which must make room for the next wave.
+        if name % 10 == 9 {
+            quiet(&daemon).await;
+        }
     }
     assert_eq!(live_calls.await.unwrap(), 8);
     quiet(&daemon).await;
@@ -322,4 +327,54 @@ async fn a_full_budget_with_every_session_live_refuses_new_calls_and_loses_nothi
     let stats = daemon.shared.memory.stats();
     assert!(stats.used_bytes >= BUDGET_BYTES, "{stats:?}");
     assert_eq!(stats.frames_shed_total, 0);
+}
+
+/// A burst far past what the budget can hold in flight: every call in flight reserves its
+/// own state from acceptance (`call::STATE_BYTES`), so the burst is refused at the door with
+/// `OVER_CAPACITY` naming the key instead of swelling the daemon, and every call is answered.
+#[tokio::test]
+async fn a_burst_beyond_the_budget_is_refused_at_the_door_and_every_call_is_answered() {
+    let daemon = daemon(|c| {
+        c.sessions.inflight_max = 1000;
+        c.limits.global_inflight_max = 1000;
+        c.limits.queue_waiters_max = 1000;
+    })
+    .await;
+    let in_flight_max = BUDGET_BYTES / exaid::call::STATE_BYTES;
+    let burst = 3 * in_flight_max;
+    let (mut client, _) = hello(&daemon, Some(false)).await;
+    for i in 0..burst {
+        let id = format!("b-{i}");
+        client.call(&id, "chat", json!({"prompt": id})).await;
+    }
+    let (mut ok, mut refused) = (0, 0);
+    let mut seen = BTreeSet::new();
+    while seen.len() < burst {
+        let frame = client.recv().await;
+        if frame["op"] != "call_tool_res" {
+            continue;
+        }
+        assert!(
+            seen.insert(frame["request_id"].to_string()),
+            "one answer each: {frame}"
+        );
+        if frame["ok"] == true {
+            ok += 1;
+        } else {
+            assert_eq!(frame["error"]["code"], "OVER_CAPACITY", "{frame}");
+            let message = frame["error"]["message"].as_str().unwrap();
+            assert!(message.contains("EXAI_MEMORY_MAX_BYTES"), "{message}");
+            refused += 1;
+        }
+    }
+    assert_eq!(ok + refused, burst);
+    assert!(
+        ok >= 1 && ok <= in_flight_max,
+        "ok {ok}, at most {in_flight_max} fit"
+    );
+    assert!(refused >= burst - in_flight_max, "refused {refused}");
+    quiet(&daemon).await;
+    let stats = daemon.shared.memory.stats();
+    // Past the budget only by what the calls already accepted produced (their results).
+    assert!(stats.peak_bytes <= 2 * BUDGET_BYTES, "{stats:?}");
 }

@@ -772,14 +772,16 @@ fn quiescence(
             ),
         );
     }
-    // With every session gone only the conversations are counted: the count never drifts.
+    // With every session gone only the conversations and the records still waiting for the
+    // state file are counted: the count never drifts.
     let used = shared.memory.used();
-    if snapshot.sessions == 0 && used != shared.conversations.charged_bytes() {
+    let held = shared.conversations.charged_bytes() + shared.durable.charged_bytes();
+    if snapshot.sessions == 0 && used != held {
         journal.violate(
             Invariant::MemoryBounded,
             format!(
-                "at quiescence the memory budget counts {used} bytes, the conversations {}",
-                shared.conversations.charged_bytes()
+                "at quiescence the memory budget counts {used} bytes, the conversations and \
+                 the records waiting for the state file {held}"
             ),
         );
     }

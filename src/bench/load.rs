@@ -66,6 +66,10 @@ pub struct Outcome {
     pub ok: u64,
     /// Calls that failed, were answered wrongly, or got no answer in time.
     pub errors: u64,
+    /// Of the errors: calls refused with `OVER_CAPACITY` (the daemon shedding load).
+    pub over_capacity: u64,
+    /// Of the errors: calls with no answer at all by the end of the drain.
+    pub unanswered: u64,
     /// A few error messages.
     pub examples: Vec<String>,
     /// End-to-end times, call sent to answer read, in µs.
@@ -87,6 +91,8 @@ impl Outcome {
     fn merge(&mut self, other: Outcome) {
         self.ok += other.ok;
         self.errors += other.errors;
+        self.over_capacity += other.over_capacity;
+        self.unanswered += other.unanswered;
         for example in other.examples {
             if self.examples.len() < ERROR_EXAMPLES_MAX {
                 self.examples.push(example);
@@ -272,6 +278,7 @@ async fn drive(
         }
     }
     for _ in pending.drain() {
+        outcome.unanswered += 1;
         outcome.error(format!(
             "no answer within {} s after the sending stopped",
             DRAIN_TIMEOUT.as_secs()
@@ -322,6 +329,13 @@ fn check_frame(
         ..
     } = &frame
     else {
+        if let ServerFrame::CallToolRes {
+            error: Some(error), ..
+        } = &frame
+            && error.code == exaid::error::ErrorCode::OverCapacity
+        {
+            outcome.over_capacity += 1;
+        }
         outcome.error(format!("call {id} failed: {text:.300}"));
         return Some(id);
     };
