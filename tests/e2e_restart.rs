@@ -42,7 +42,23 @@ fn start(home: &Path, extra: &[(&str, &str)]) -> Daemon {
 }
 
 /// [`start`] on WebSocket port `ws_port` (0: any), so a bridge finds it again after a restart.
+///
+/// Why it may try more than once: the HTTP port is picked free and then handed to the daemon,
+/// and between the two another process may take it (an outgoing connection of a test running
+/// beside this one, from the same ephemeral range). The daemon then says so and exits after
+/// its WebSocket line, so a start only counts once the HTTP line is read too.
 fn start_on(home: &Path, ws_port: u16, extra: &[(&str, &str)]) -> Daemon {
+    const ATTEMPTS_MAX: usize = 5;
+    for _ in 0..ATTEMPTS_MAX {
+        if let Some(daemon) = try_start_on(home, ws_port, extra) {
+            return daemon;
+        }
+    }
+    panic!("the daemon did not start in {ATTEMPTS_MAX} attempts");
+}
+
+/// One start; `None` when the daemon exited before serving its HTTP port.
+fn try_start_on(home: &Path, ws_port: u16, extra: &[(&str, &str)]) -> Option<Daemon> {
     let http_port = free_port();
     let mut command = exaid_command(home);
     command
@@ -67,18 +83,26 @@ fn start_on(home: &Path, ws_port: u16, extra: &[(&str, &str)]) -> Daemon {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected start-up line: {first_line}"))
         .to_string();
+    // Up to the HTTP line: end of output before it means the daemon gave up.
+    let mut line = String::new();
+    while !line.starts_with("exaid http on") {
+        line.clear();
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+    }
     let token_path = home.join(".local/state/exaid/token");
     let token = std::fs::read_to_string(token_path)
         .unwrap()
         .trim()
         .to_string();
-    Daemon {
+    Some(Daemon {
         _running: running,
         _stdout: stdout,
         ws,
         http: format!("127.0.0.1:{http_port}"),
         token,
-    }
+    })
 }
 
 impl Daemon {
