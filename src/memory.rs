@@ -16,9 +16,10 @@
 //! of disconnected sessions, across sessions, oldest first ([`Shed`]); those frames are
 //! announced to a resuming client as a `gap`, like any other frame that fell out of an
 //! outbox. What cannot be shed (every session is live) is still charged: a terminal frame of
-//! an accepted call is never dropped to stay within the budget. Instead, while the budget is
-//! full, new calls are refused with `OVER_CAPACITY` naming the key ([`MemoryBudget::is_full`]),
-//! so the overshoot is bounded by what the calls already accepted produce.
+//! an accepted call is never dropped to stay within the budget. Instead, a new call first
+//! reserves its own state ([`MemoryBudget::reserve`], a [`Charge`] held until its terminal
+//! frame) and is refused with `OVER_CAPACITY` naming the key when that does not fit, so the
+//! overshoot is bounded by what the calls already accepted produce.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
